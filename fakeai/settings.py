@@ -1,0 +1,28 @@
+"""Fault-injection knobs: env ``FAKEAI_*`` at start-up, ``POST /_fake/config`` at runtime."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class FakeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FAKEAI_", extra="forbid")
+
+    latency_ms: int = Field(default=0, ge=0, le=60_000, description="Added to every /v1 call (asyncio.sleep).")
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of /v1 calls failing with 429 or 500.")
+    malformed_rate: float = Field(default=0.0, ge=0.0, le=1.0, description="Share of JSON chat replies made invalid.")
+    malformed_if_prompt_contains: str | None = Field(default=None, min_length=1)
+    error_if_prompt_contains: str | None = Field(default=None, min_length=1)
+    rate_limit_per_second: float = Field(default=0.0, ge=0.0, description="Token bucket per process; 0 disables.")
+    seed: int = Field(default=0, description="Seeds the random.Random behind error_rate/malformed_rate.")
+    strict_schema_check: bool = Field(
+        default=True, description="Reject strict json_schema formats the real API would refuse (400)."
+    )
+
+    def updated(self, patch: dict[str, Any]) -> FakeSettings:
+        """Validated copy with ``patch`` applied; raises ``pydantic.ValidationError``."""
+        # Init kwargs take priority over env vars, so this re-validates every field.
+        return FakeSettings(**{**self.model_dump(), **patch})

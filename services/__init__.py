@@ -1,0 +1,1 @@
+"""The contentline services: one package per service, each started with `python -m services.<name>`."""

@@ -1,0 +1,17 @@
+"""Clusterer process: `python -m services.clusterer`."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+
+from services.clusterer.handlers import make_handler
+from services.clusterer.service import ClustererService
+from shared.runtime import Runtime
+from shared.topics import CLUSTER_COMMANDS
+from shared.worker_app import worker_app
+
+
+def create_app() -> FastStream:
+    rt = Runtime.create("clusterer")
+    service = ClustererService(rt.sessions, rt.ai, rt.settings.embedding_model)
+    return worker_app(rt, CLUSTER_COMMANDS, make_handler(rt, service))

@@ -1,0 +1,21 @@
+"""Thin Kafka handler: parse (or dead-letter) a stage-1 command and run it exactly once in effect."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from faststream.kafka.message import KafkaMessage
+
+from services.clusterer.service import ClustererService
+from shared.consume import handle_stage_command
+from shared.contracts import Stage
+from shared.runtime import Runtime
+
+STAGES = {Stage.CLUSTER}
+
+
+def make_handler(rt: Runtime, service: ClustererService) -> Callable[[KafkaMessage], Awaitable[None]]:
+    async def on_cluster_command(msg: KafkaMessage) -> None:
+        await handle_stage_command(rt, msg, STAGES, service.work)
+
+    return on_cluster_command

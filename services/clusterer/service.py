@@ -1,0 +1,156 @@
+"""Stage 1 logic: embed a batch of keywords, join them to the site's clusters or form new ones, name new ones.
+
+Existing clusters' centroids are compared with every new keyword, so keywords that arrive in
+different batches or runs land in the same cluster. The model is called once per NEW cluster, only to
+name, describe and label its intent. Keywords of one site arrive in order on one partition (keyed by
+site), so one site's batches never cluster concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.clusterer import repository as repo
+from services.clusterer.clustering import Vectors, assign, merged_centroid
+from shared.ai import AiClient, AiError, Usage
+from shared.contracts import ItemFailure, StageCommand
+from shared.contracts import Usage as BatchUsage
+from shared.text import normalise
+from shared.worker import BatchOutcome
+
+Intent = Literal["informational", "commercial", "transactional", "navigational"]
+
+
+class ClusterLabel(BaseModel):
+    name: str = Field(description="Short topic name for the cluster, 2-6 words, no quotes")
+    description: str = Field(description="One sentence: what searchers of these keywords want")
+    intent: Intent
+
+
+SYSTEM = (
+    "You are an SEO strategist. You name clusters of search keywords: a short, specific topic name, "
+    "a one-sentence description of what the searchers want, and their dominant search intent."
+)
+
+
+def label_prompt(keywords: list[str], language: str) -> str:
+    return (
+        f"Language: {language}\n"
+        f"Keywords: {', '.join(keywords[:30])}\n"
+        "Name this keyword cluster, describe it in one sentence and label its search intent."
+    )
+
+
+@dataclass
+class NewCluster:
+    label: ClusterLabel
+    keyword_ids: list[int]
+    vectors: Vectors
+
+
+class ClustererService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ai: AiClient, embedding_model: str) -> None:
+        self._sessions = sessions
+        self._ai = ai
+        self._model = embedding_model
+
+    async def work(self, cmd: StageCommand) -> BatchOutcome:
+        usage = Usage()
+        async with self._sessions() as session:
+            keywords, already_done = await repo.load_keywords(session, cmd.site_id, cmd.item_ids)
+            cached = await repo.load_embeddings(session, [k.id for k in keywords], self._model)
+            clusters = await repo.load_clusters(session, cmd.site_id)
+        outcome = BatchOutcome(skipped=len(already_done), calls=usage.records)
+        missing_ids = set(cmd.item_ids) - {k.id for k in keywords} - already_done
+        outcome.failures += [ItemFailure(item_id=i, reason="keyword not found for this site") for i in missing_ids]
+        if not keywords:
+            return outcome
+
+        to_embed = [k for k in keywords if k.id not in cached]
+        fresh: dict[int, Vectors] = {}
+        if to_embed:
+            try:
+                matrix = await self._ai.embed([k.keyword for k in to_embed], "keyword-embeddings", usage)
+            except AiError as exc:
+                outcome.failures += [ItemFailure(item_id=k.id, reason=exc.reason) for k in keywords]
+                return outcome
+            fresh = {k.id: matrix[i] for i, k in enumerate(to_embed)}
+        vectors = np.vstack([cached[k.id] if k.id in cached else fresh[k.id] for k in keywords]).astype(np.float32)
+        centroids = (
+            np.vstack([c.centroid for c in clusters]).astype(np.float32)
+            if clusters
+            else np.zeros((0, vectors.shape[1]), np.float32)
+        )
+        order = sorted(range(len(keywords)), key=lambda i: (-keywords[i].volume, keywords[i].keyword))
+        plan = await asyncio.to_thread(
+            assign, vectors, centroids, cmd.options.similarity_threshold, cmd.options.min_cluster_size, order
+        )
+
+        labels = await asyncio.gather(
+            *(
+                self._label([keywords[i].keyword for i in group], cmd.options.language, usage)
+                for group in plan.new_groups
+            )
+        )
+        new_clusters: list[NewCluster] = []
+        for group, label in zip(plan.new_groups, labels, strict=True):
+            if isinstance(label, AiError):
+                outcome.failures += [ItemFailure(item_id=keywords[i].id, reason=label.reason) for i in group]
+                continue
+            new_clusters.append(NewCluster(label, [keywords[i].id for i in group], vectors[group]))
+        outcome.failures += [
+            ItemFailure(item_id=keywords[i].id, reason="outlier: no cluster within the similarity threshold",
+                        permanent=False)
+            for i in plan.outliers
+        ]
+        joins = {clusters[idx].id: ([keywords[i].id for i in rows], vectors[rows]) for idx, rows in plan.existing.items()}
+        processed_ids = [k for ids, _ in joins.values() for k in ids] + [k for c in new_clusters for k in c.keyword_ids]
+
+        async def persist(session: AsyncSession) -> None:
+            await repo.save_embeddings(session, fresh, self._model)
+            created = 0
+            for cluster_id, (ids, vecs) in joins.items():
+                await self._join(session, cluster_id, ids, vecs)
+            for c in new_clusters:
+                name_norm = normalise(c.label.name)
+                new_id = await repo.insert_cluster(
+                    session, cmd.site_id, cmd.run_id, c.label.name.strip()[:200], name_norm,
+                    c.label.description, c.label.intent, merged_centroid(None, 0, c.vectors), 0,
+                )
+                if new_id is None:  # same name as an existing cluster (or one made a moment ago): merge
+                    new_id = (await repo.lock_cluster_by_name(session, cmd.site_id, name_norm)).id
+                else:
+                    created += 1
+                await self._join(session, new_id, c.keyword_ids, c.vectors)
+            outcome.created = created
+
+        outcome.processed = len(processed_ids)
+        outcome.persist = persist
+        outcome.usage = BatchUsage(
+            model_calls=len(usage.records),
+            prompt_tokens=sum(r.prompt_tokens for r in usage.records if r.kind == "chat"),
+            completion_tokens=sum(r.completion_tokens for r in usage.records),
+            embedding_tokens=sum(r.prompt_tokens for r in usage.records if r.kind == "embeddings"),
+            keywords_clustered=len(processed_ids),
+        )
+        return outcome
+
+    async def _label(self, keywords: list[str], language: str, usage: Usage) -> ClusterLabel | AiError:
+        try:
+            return await self._ai.structured(SYSTEM, label_prompt(keywords, language), ClusterLabel, "cluster-label", usage)
+        except AiError as exc:
+            return exc
+
+    @staticmethod
+    async def _join(session: AsyncSession, cluster_id: int, keyword_ids: list[int], vectors: Vectors) -> None:
+        current = await repo.lock_cluster(session, cluster_id)
+        added = await repo.assign_keywords(session, cluster_id, keyword_ids)
+        if added:
+            centroid = merged_centroid(current.centroid, current.size, vectors)
+            await repo.update_cluster(session, cluster_id, centroid, current.size + added)

@@ -1,0 +1,1 @@
+"""Stage 2: clusters → content ideas with briefs and outlines."""

@@ -1,0 +1,136 @@
+"""Stage 2 logic: per cluster, one model call for N ideas, each with a brief, an outline and a length."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.ideator import repository as repo
+from services.ideator.repository import ClusterBrief
+from shared.ai import AiClient, AiError, Usage
+from shared.contracts import ItemFailure, StageCommand, StageOptions
+from shared.contracts import Usage as BatchUsage
+from shared.text import normalise
+from shared.worker import BatchOutcome
+
+ContentType = Literal["guide", "how-to", "listicle", "comparison", "review", "explainer", "checklist"]
+Intent = Literal["informational", "commercial", "transactional", "navigational"]
+
+
+class OutlineItem(BaseModel):
+    level: int = Field(description="2 for an H2 section, 3 for an H3 under the previous H2")
+    heading: str
+
+
+class IdeaDraft(BaseModel):
+    title: str
+    content_type: ContentType
+    intent: Intent
+    primary_keyword: str = Field(description="Exactly one of the given keywords")
+    secondary_keywords: list[str] = Field(description="Other given keywords to cover")
+    outline: list[OutlineItem] = Field(description="H2/H3 outline of the article body")
+    target_words: int
+    brief: str = Field(description="One paragraph for the writer: angle, reader, what to cover")
+
+
+class IdeaSet(BaseModel):
+    ideas: list[IdeaDraft]
+
+
+SYSTEM = (
+    "You are an SEO content strategist. For a keyword cluster you propose distinct article ideas, each "
+    "with a content type, search intent, a primary keyword and secondary keywords taken ONLY from the "
+    "given keywords, an H2/H3 outline, a target word count and a one-paragraph brief."
+)
+
+
+def ideas_prompt(cluster: ClusterBrief, options: StageOptions) -> str:
+    return (
+        f"Language: {options.language}\nAudience: {options.audience}\nTone: {options.tone}\n"
+        f"Cluster: {cluster.name} — {cluster.description} (intent: {cluster.intent})\n"
+        f"Keywords: {', '.join(cluster.keywords[:40])}\n"
+        f"Number of items: {options.ideas_per_cluster}\n"
+        f"Target words: {options.target_words}\n"
+        f"Propose {options.ideas_per_cluster} article idea(s), at least 4 H2 sections each."
+    )
+
+
+def clean_idea(draft: IdeaDraft, cluster: ClusterBrief, options: StageOptions) -> dict[str, Any]:
+    """Hold the model to the cluster: keywords from the cluster only, a usable outline, a sane length."""
+    known = {normalise(k): k for k in cluster.keywords}
+    primary = known.get(normalise(draft.primary_keyword), cluster.keywords[0] if cluster.keywords else cluster.name)
+    secondary = [known[n] for n in dict.fromkeys(normalise(k) for k in draft.secondary_keywords) if n in known]
+    secondary = [k for k in secondary if k != primary][:10]
+    outline = [
+        {"level": 3 if item.level >= 3 else 2, "heading": item.heading.strip()[:200]}
+        for item in draft.outline
+        if item.heading.strip()
+    ]
+    if not outline or outline[0]["level"] != 2:
+        outline.insert(0, {"level": 2, "heading": f"What to know about {primary}"})
+    target = draft.target_words if 300 <= draft.target_words <= 5000 else options.target_words
+    return {
+        "title": draft.title.strip()[:300] or primary.title(),
+        "content_type": draft.content_type,
+        "intent": draft.intent,
+        "primary_keyword": primary,
+        "secondary_keywords": secondary,
+        "outline": outline,
+        "target_words": target,
+        "brief": draft.brief.strip(),
+    }
+
+
+class IdeatorService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ai: AiClient) -> None:
+        self._sessions = sessions
+        self._ai = ai
+
+    async def work(self, cmd: StageCommand) -> BatchOutcome:
+        usage = Usage()
+        async with self._sessions() as session:
+            clusters = await repo.load_clusters(session, cmd.site_id, cmd.item_ids)
+            done = await repo.clusters_with_ideas(session, [c.id for c in clusters])
+        outcome = BatchOutcome(skipped=len(done), calls=usage.records)
+        found = {c.id for c in clusters}
+        outcome.failures += [
+            ItemFailure(item_id=i, reason="cluster not found for this site") for i in cmd.item_ids if i not in found
+        ]
+        todo = [c for c in clusters if c.id not in done]
+        answers = await asyncio.gather(*(self._ideas(c, cmd.options, usage) for c in todo))
+        rows: list[dict[str, Any]] = []
+        for cluster, answer in zip(todo, answers, strict=True):
+            if isinstance(answer, AiError):
+                outcome.failures.append(ItemFailure(item_id=cluster.id, reason=answer.reason))
+                continue
+            ideas = answer.ideas[: cmd.options.ideas_per_cluster]
+            if not ideas:
+                outcome.failures.append(ItemFailure(item_id=cluster.id, reason="the model proposed no ideas"))
+                continue
+            rows += [
+                {"site_id": cmd.site_id, "cluster_id": cluster.id, "run_id": cmd.run_id, "seq": seq}
+                | clean_idea(d, cluster, cmd.options)
+                for seq, d in enumerate(ideas)
+            ]
+            outcome.processed += 1
+
+        async def persist(session: AsyncSession) -> None:
+            outcome.created = await repo.insert_ideas(session, rows)
+
+        outcome.persist = persist
+        outcome.usage = BatchUsage(
+            model_calls=len(usage.records),
+            prompt_tokens=sum(r.prompt_tokens for r in usage.records),
+            completion_tokens=sum(r.completion_tokens for r in usage.records),
+            clusters_ideated=outcome.processed,
+        )
+        return outcome
+
+    async def _ideas(self, cluster: ClusterBrief, options: StageOptions, usage: Usage) -> IdeaSet | AiError:
+        try:
+            return await self._ai.structured(SYSTEM, ideas_prompt(cluster, options), IdeaSet, "ideas", usage)
+        except AiError as exc:
+            return exc

@@ -1,0 +1,182 @@
+"""Stage 5 (one prompt call per draft: a featured image + one per N sections) and stage 6 (images)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+from typing import Any
+
+from PIL import Image as PILImage
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.imager import repository as repo
+from services.imager.storage import MediaStorage
+from shared.ai import AiClient, AiError, Usage
+from shared.contracts import ImageUsage, ItemFailure, Stage, StageCommand, StageOptions
+from shared.contracts import Usage as BatchUsage
+from shared.db.models import Draft, ImagePrompt
+from shared.worker import BatchOutcome
+
+
+class ImagePromptDraft(BaseModel):
+    prompt: str
+    alt_text: str
+    caption: str
+
+
+class ImagePromptSet(BaseModel):
+    prompts: list[ImagePromptDraft]
+
+
+SYSTEM = (
+    "You are an art director for a content website. For an article you write image generation prompts "
+    "(photographic or illustrative, no text in the image), each with concise alt text and a caption."
+)
+
+
+def placements(draft_markdown: str, sections_per_image: int) -> list[str]:
+    """Featured image first, then one after every `sections_per_image`-th H2 section."""
+    h2_count = len(re.findall(r"^##\s", draft_markdown, flags=re.M))
+    return ["featured"] + [f"after-section-{n}" for n in range(sections_per_image, h2_count + 1, sections_per_image)]
+
+
+def prompt_request(draft: Draft, spots: list[str], options: StageOptions) -> str:
+    headings = re.findall(r"^##\s+(.+)$", draft.body_markdown, flags=re.M)
+    return (
+        f"Language: {options.language}\nArticle title: {draft.title}\n"
+        f"Keywords: {draft.title}\nSections: {'; '.join(headings[:12])}\n"
+        f"Number of items: {len(spots)}\n"
+        f"Write {len(spots)} image prompts in this order: {', '.join(spots)}."
+    )
+
+
+def inspect_png(data: bytes) -> tuple[str, int, int]:
+    """Mime type and dimensions; raises ValueError for bytes that are not an image."""
+    with PILImage.open(io.BytesIO(data)) as img:
+        img.verify()
+    with PILImage.open(io.BytesIO(data)) as img:
+        fmt = (img.format or "").lower()
+        return f"image/{fmt}", img.width, img.height
+
+
+class ImagerService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ai: AiClient, storage: MediaStorage) -> None:
+        self._sessions = sessions
+        self._ai = ai
+        self._storage = storage
+
+    async def work(self, cmd: StageCommand) -> BatchOutcome:
+        if cmd.stage is Stage.IMAGE_PROMPTS:
+            return await self._prompts(cmd)
+        return await self._images(cmd)
+
+    async def _prompts(self, cmd: StageCommand) -> BatchOutcome:
+        usage = Usage()
+        async with self._sessions() as session:
+            drafts = await repo.load_drafts(session, cmd.site_id, cmd.item_ids)
+            done = await repo.drafts_with_prompts(session, cmd.item_ids)
+        outcome = BatchOutcome(skipped=len(done), calls=usage.records)
+        found = {d.id for d in drafts}
+        outcome.failures += [ItemFailure(item_id=i, reason="draft not found for this site")
+                             for i in cmd.item_ids if i not in found]
+        todo = [d for d in drafts if d.id not in done]
+
+        async def one(draft: Draft) -> list[dict[str, Any]] | AiError:
+            spots = placements(draft.body_markdown, cmd.options.sections_per_image)
+            try:
+                answer = await self._ai.structured(
+                    SYSTEM, prompt_request(draft, spots, cmd.options), ImagePromptSet, "image-prompts", usage
+                )
+            except AiError as exc:
+                return exc
+            if len(answer.prompts) < len(spots):
+                return AiError(f"asked for {len(spots)} image prompts, got {len(answer.prompts)}", transient=False)
+            return [
+                {
+                    "site_id": cmd.site_id,
+                    "draft_id": draft.id,
+                    "run_id": cmd.run_id,
+                    "position": pos,
+                    "placement": spot,
+                    "prompt": p.prompt.strip(),
+                    "alt_text": p.alt_text.strip()[:300],
+                    "caption": p.caption.strip()[:300],
+                }
+                for pos, (spot, p) in enumerate(zip(spots, answer.prompts, strict=False))
+            ]
+
+        rows: list[dict[str, Any]] = []
+        for draft, answer in zip(todo, await asyncio.gather(*(one(d) for d in todo)), strict=True):
+            if isinstance(answer, AiError):
+                outcome.failures.append(ItemFailure(item_id=draft.id, reason=answer.reason))
+            else:
+                rows += answer
+                outcome.processed += 1
+
+        async def persist(session: AsyncSession) -> None:
+            outcome.created = await repo.insert_prompts(session, rows)
+
+        outcome.persist = persist
+        outcome.usage = BatchUsage(
+            model_calls=len(usage.records),
+            prompt_tokens=sum(r.prompt_tokens for r in usage.records),
+            completion_tokens=sum(r.completion_tokens for r in usage.records),
+            image_prompts=len(rows),
+        )
+        return outcome
+
+    async def _images(self, cmd: StageCommand) -> BatchOutcome:
+        usage = Usage()
+        async with self._sessions() as session:
+            prompts = await repo.load_prompts(session, cmd.site_id, cmd.item_ids)
+            done = await repo.prompts_with_images(session, cmd.item_ids)
+        outcome = BatchOutcome(skipped=len(done), calls=usage.records)
+        found = {p.id for p in prompts}
+        outcome.failures += [ItemFailure(item_id=i, reason="image prompt not found for this site")
+                             for i in cmd.item_ids if i not in found]
+        todo = [p for p in prompts if p.id not in done]
+        size, quality = cmd.options.image_size, cmd.options.image_quality
+
+        async def one(p: ImagePrompt) -> dict[str, Any] | AiError:
+            try:
+                data = await self._ai.image_png(p.prompt, size, quality, "image", usage)
+                mime, width, height = await asyncio.to_thread(inspect_png, data)
+            except AiError as exc:
+                return exc
+            except (ValueError, OSError) as exc:
+                return AiError(f"provider returned an unreadable image: {exc}", transient=False)
+            stored = await asyncio.to_thread(
+                self._storage.put, f"{cmd.site_id}/{p.draft_id}/{p.position}-{p.id}.png", data
+            )
+            return {
+                "site_id": cmd.site_id,
+                "prompt_id": p.id,
+                "draft_id": p.draft_id,
+                "run_id": cmd.run_id,
+                "path": stored.path,
+                "checksum_sha256": stored.checksum_sha256,
+                "size_bytes": stored.size_bytes,
+                "mime": mime,
+                "width": width,
+                "height": height,
+            }
+
+        rows: list[dict[str, Any]] = []
+        for prompt, answer in zip(todo, await asyncio.gather(*(one(p) for p in todo)), strict=True):
+            if isinstance(answer, AiError):
+                outcome.failures.append(ItemFailure(item_id=prompt.id, reason=answer.reason))
+            else:
+                rows.append(answer)
+        outcome.processed = len(rows)
+
+        async def persist(session: AsyncSession) -> None:
+            outcome.created = await repo.insert_images(session, rows)
+
+        outcome.persist = persist
+        outcome.usage = BatchUsage(
+            model_calls=len(usage.records),
+            images=[ImageUsage(size=size, quality=quality, count=len(rows))] if rows else [],
+        )
+        return outcome

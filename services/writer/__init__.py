@@ -1,0 +1,1 @@
+"""Stages 3 and 4: ideas → writer tasks (local) and tasks → article drafts (section by section)."""

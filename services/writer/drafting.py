@@ -1,0 +1,152 @@
+"""How a draft is written: a frame call (meta, intro, conclusion, FAQ), then one call per H2 section.
+
+Writing section by section keeps length under control: each section gets its share of the words left
+after the frame, so the whole lands near the target even for long articles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import markdown as md
+from pydantic import BaseModel, Field
+
+from services.writer import quality
+from shared.ai import AiClient, Usage
+from shared.contracts import StageOptions
+from shared.text import slugify, word_count
+
+
+class FaqItem(BaseModel):
+    question: str
+    answer: str
+
+
+class DraftFrame(BaseModel):
+    meta_title: str = Field(description="At most 60 characters, contains the primary keyword")
+    meta_description: str = Field(description="At most 160 characters")
+    intro_markdown: str = Field(description="Introduction paragraph(s), no heading")
+    conclusion_markdown: str = Field(description="Conclusion paragraph(s), no heading")
+    faq: list[FaqItem]
+
+
+class SectionText(BaseModel):
+    section_markdown: str = Field(description="The section body; H3 subheadings as '### ' lines if given")
+
+
+@dataclass
+class Section:
+    heading: str
+    subheadings: list[str]
+
+
+def sections_of(outline: list[dict[str, Any]]) -> list[Section]:
+    sections: list[Section] = []
+    for item in outline:
+        if item.get("level", 2) == 2 or not sections:
+            sections.append(Section(str(item["heading"]), []))
+        else:
+            sections[-1].subheadings.append(str(item["heading"]))
+    return sections
+
+
+def trim(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:-")
+    return cut + "…"
+
+
+SYSTEM = (
+    "You are a professional SEO writer. Write in {language} for {audience}, in a {tone} tone. "
+    "Write Markdown only, no preamble, never invent statistics."
+)
+
+
+def context(brief: dict[str, Any]) -> str:
+    keywords = [brief["primary_keyword"], *brief.get("secondary_keywords", [])]
+    return (
+        f"Article title: {brief['title']}\nContent type: {brief.get('content_type', 'guide')}\n"
+        f"Primary keyword: {brief['primary_keyword']}\nKeywords: {', '.join(keywords)}\n"
+        f"Brief: {brief.get('brief', '')}\n"
+    )
+
+
+@dataclass
+class WrittenDraft:
+    row: dict[str, Any]
+    words: int
+
+
+async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions, usage: Usage) -> WrittenDraft:
+    system = SYSTEM.format(language=options.language, audience=options.audience, tone=options.tone)
+    target = int(brief.get("target_words") or options.target_words)
+    sections = sections_of(brief.get("outline", []))
+    edge_words = max(40, round(target * 0.07))
+    frame = await ai.structured(
+        system,
+        context(brief)
+        + f"Target words: {edge_words}\n"
+        + "Number of items: 3\n"
+        + "Write the meta title, meta description, the introduction (mention the primary keyword in its "
+        + "first sentence), the conclusion, and 3 FAQ questions with short answers.",
+        DraftFrame,
+        "draft-frame",
+        usage,
+    )
+    faq_md = "\n\n".join(f"### {q.question.strip()}\n\n{q.answer.strip()}" for q in frame.faq)
+    used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)
+    per_section = max(60, (target - used) // max(1, len(sections)))
+
+    async def section(s: Section) -> str:
+        outline = "".join(f"### {h}\n" for h in s.subheadings)
+        text = await ai.structured(
+            system,
+            context(brief)
+            + f"Section: ## {s.heading}\nTarget words: {per_section}\n"
+            + (f"Outline:\n{outline}" if outline else "")
+            + "Write this section's body only (not its H2 heading).",
+            SectionText,
+            "draft-section",
+            usage,
+        )
+        body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
+        return f"## {s.heading}\n\n{body}"
+
+    bodies = await asyncio.gather(*(section(s) for s in sections))
+    title = brief["title"]
+    body_markdown = "\n\n".join(
+        [frame.intro_markdown.strip(), *bodies, "## Conclusion", frame.conclusion_markdown.strip()]
+        + (["## FAQ", faq_md] if faq_md else [])
+    )
+    words = word_count(body_markdown)
+    meta_title = trim(frame.meta_title, quality.META_TITLE_MAX)
+    meta_description = trim(frame.meta_description, quality.META_DESCRIPTION_MAX)
+    outline_headings = [s.heading for s in sections] + [h for s in sections for h in s.subheadings]
+    q = quality.check(
+        title=title,
+        meta_title=meta_title,
+        meta_description=meta_description,
+        body_markdown=body_markdown,
+        words=words,
+        target_words=target,
+        outline_headings=outline_headings,
+        primary_keyword=brief["primary_keyword"],
+    )
+    row = {
+        "title": title,
+        "slug": slugify(title),
+        "meta_title": meta_title,
+        "meta_description": meta_description,
+        "body_markdown": body_markdown,
+        "body_html": md.markdown(body_markdown, extensions=["extra"]),
+        "word_count": words,
+        "target_words": target,
+        "quality_score": q.score,
+        "quality_notes": q.notes,
+    }
+    return WrittenDraft(row, words)

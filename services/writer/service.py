@@ -1,0 +1,102 @@
+"""Stages 3 and 4. Stage 3 is local (no model): an idea becomes a task carrying its brief."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.writer import repository as repo
+from services.writer.drafting import WrittenDraft, write_draft
+from shared.ai import AiClient, AiError, Usage
+from shared.contracts import ItemFailure, Stage, StageCommand
+from shared.contracts import Usage as BatchUsage
+from shared.worker import BatchOutcome
+
+
+def not_found(ids: list[int], found: set[int], what: str) -> list[ItemFailure]:
+    return [ItemFailure(item_id=i, reason=f"{what} not found for this site") for i in ids if i not in found]
+
+
+class WriterService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], ai: AiClient) -> None:
+        self._sessions = sessions
+        self._ai = ai
+
+    async def work(self, cmd: StageCommand) -> BatchOutcome:
+        if cmd.stage is Stage.TASKS:
+            return await self._tasks(cmd)
+        return await self._drafts(cmd)
+
+    async def _tasks(self, cmd: StageCommand) -> BatchOutcome:
+        async with self._sessions() as session:
+            ideas = await repo.load_ideas(session, cmd.site_id, cmd.item_ids)
+            done = await repo.ideas_with_tasks(session, cmd.item_ids)
+        outcome = BatchOutcome(skipped=len(done))
+        outcome.failures = not_found(cmd.item_ids, {i.id for i in ideas}, "idea")
+        rows = [
+            {
+                "site_id": cmd.site_id,
+                "idea_id": i.id,
+                "run_id": cmd.run_id,
+                "title": i.title,
+                "brief": {
+                    "title": i.title,
+                    "content_type": i.content_type,
+                    "intent": i.intent,
+                    "primary_keyword": i.primary_keyword,
+                    "secondary_keywords": i.secondary_keywords,
+                    "outline": i.outline,
+                    "target_words": i.target_words,
+                    "brief": i.brief,
+                },
+            }
+            for i in ideas
+            if i.id not in done
+        ]
+        outcome.processed = len(rows)
+
+        async def persist(session: AsyncSession) -> None:
+            outcome.created = await repo.insert_tasks(session, rows)
+
+        outcome.persist = persist
+        return outcome
+
+    async def _drafts(self, cmd: StageCommand) -> BatchOutcome:
+        usage = Usage()
+        async with self._sessions() as session:
+            tasks = await repo.load_tasks(session, cmd.site_id, cmd.item_ids)
+            done = await repo.tasks_with_drafts(session, cmd.item_ids)
+        outcome = BatchOutcome(skipped=len(done), calls=usage.records)
+        outcome.failures = not_found(cmd.item_ids, {t.id for t in tasks}, "writer task")
+        todo = [t for t in tasks if t.id not in done]
+
+        async def one(brief: dict[str, Any]) -> WrittenDraft | AiError:
+            try:
+                return await write_draft(self._ai, brief, cmd.options, usage)
+            except AiError as exc:
+                return exc
+
+        written = await asyncio.gather(*(one(t.brief) for t in todo))
+        rows: list[dict[str, Any]] = []
+        words = 0
+        for task, draft in zip(todo, written, strict=True):
+            if isinstance(draft, AiError):
+                outcome.failures.append(ItemFailure(item_id=task.id, reason=draft.reason))
+                continue
+            rows.append({"site_id": cmd.site_id, "task_id": task.id, "run_id": cmd.run_id} | draft.row)
+            words += draft.words
+        outcome.processed = len(rows)
+
+        async def persist(session: AsyncSession) -> None:
+            outcome.created = await repo.insert_drafts(session, rows)
+
+        outcome.persist = persist
+        outcome.usage = BatchUsage(
+            model_calls=len(usage.records),
+            prompt_tokens=sum(r.prompt_tokens for r in usage.records),
+            completion_tokens=sum(r.completion_tokens for r in usage.records),
+            words_written=words,
+        )
+        return outcome

@@ -1,0 +1,192 @@
+"""Versioned message contracts shared by every service.
+
+Each message carries `message_id`, `schema_version` and `occurred_at`; run-scoped messages also carry
+`account_id`, `site_id`, `run_id`, `stage` and `attempt`. Messages are keyed by `site_id` so one site's
+messages stay in order on one partition. A breaking change adds a new `schema_version` literal.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+
+def new_message_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Stage(IntEnum):
+    CLUSTER = 1
+    IDEATE = 2
+    TASKS = 3
+    DRAFTS = 4
+    IMAGE_PROMPTS = 5
+    IMAGES = 6
+    REVIEW = 7
+
+    @property
+    def label(self) -> str:
+        return STAGE_LABELS[self]
+
+
+STAGE_LABELS: dict[Stage, str] = {
+    Stage.CLUSTER: "keywords → clusters",
+    Stage.IDEATE: "clusters → ideas",
+    Stage.TASKS: "ideas → tasks",
+    Stage.DRAFTS: "tasks → drafts",
+    Stage.IMAGE_PROMPTS: "drafts → image prompts",
+    Stage.IMAGES: "prompts → images",
+    Stage.REVIEW: "review gate",
+}
+
+WORKER_STAGES: tuple[Stage, ...] = tuple(s for s in Stage if s is not Stage.REVIEW)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    message_id: str = Field(default_factory=new_message_id, min_length=8, max_length=64)
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+
+KeywordText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class KeywordIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keyword: KeywordText
+    volume: int | None = Field(default=None, ge=0)
+    difficulty: int | None = Field(default=None, ge=0, le=100)
+
+
+class KeywordBatchIngested(Message):
+    """Upstream systems publish keyword batches for a site onto `contentline.keywords.ingest`."""
+
+    schema_version: Literal[1] = 1
+    site_id: str = Field(min_length=1, max_length=64)
+    source: str = Field(default="upstream", max_length=100)
+    keywords: list[KeywordIn] = Field(min_length=1, max_length=10_000)
+
+
+class StageOptions(BaseModel):
+    """Per-site knobs a worker needs; the orchestrator resolves them when it releases a batch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    similarity_threshold: float = Field(default=0.5, gt=0, le=1)
+    min_cluster_size: int = Field(default=1, ge=1, le=1000)
+    ideas_per_cluster: int = Field(default=1, ge=1, le=20)
+    target_words: int = Field(default=900, ge=150, le=10_000)
+    sections_per_image: int = Field(default=3, ge=1, le=50)
+    image_size: str = Field(default="1024x1024", pattern=r"^\d{2,4}x\d{2,4}$")
+    image_quality: Literal["low", "medium", "high"] = "low"
+    language: str = Field(default="English", max_length=50)
+    tone: str = Field(default="helpful, clear and practical", max_length=200)
+    audience: str = Field(default="people searching the web for this topic", max_length=300)
+
+
+class StageCommand(Message):
+    """The orchestrator asks a worker to process one batch of one stage. `message_id` is the command id."""
+
+    schema_version: Literal[1] = 1
+    account_id: str
+    site_id: str
+    run_id: str
+    stage: Stage
+    batch_seq: int = Field(ge=0)
+    attempt: int = Field(default=1, ge=1)
+    item_ids: list[int] = Field(min_length=1, max_length=10_000)
+    options: StageOptions = Field(default_factory=StageOptions)
+
+
+class ItemFailure(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item_id: int
+    reason: str = Field(max_length=2000)
+    permanent: bool = True
+
+
+class ImageUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    size: str
+    quality: str
+    count: int = Field(default=1, ge=0)
+
+
+class Usage(BaseModel):
+    """What the batch consumed, in the units the cost table prices."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    embedding_tokens: int = 0
+    keywords_clustered: int = 0
+    clusters_ideated: int = 0
+    words_written: int = 0
+    image_prompts: int = 0
+    images: list[ImageUsage] = Field(default_factory=list)
+
+
+class ResultStatus(StrEnum):
+    OK = "ok"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+
+class StageResult(Message):
+    """One per command: what a worker did with a batch, success or failure."""
+
+    schema_version: Literal[1] = 1
+    command_id: str
+    account_id: str
+    site_id: str
+    run_id: str
+    stage: Stage
+    batch_seq: int
+    attempt: int = 1
+    status: ResultStatus
+    items_in: int
+    items_processed: int
+    items_created: int
+    items_skipped: int = 0  # already done by an earlier delivery: no model call, no charge
+    failures: list[ItemFailure] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    seconds: float = 0.0
+    worker: str = ""
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+ACTIVE_RUN_STATUSES: tuple[RunStatus, ...] = (RunStatus.RUNNING, RunStatus.PAUSED)
+
+
+class RunEvent(Message):
+    """Run lifecycle notifications for observers (status changes, stage transitions)."""
+
+    schema_version: Literal[1] = 1
+    account_id: str
+    site_id: str
+    run_id: str
+    stage: int
+    status: RunStatus
+    event: str
+    detail: str = ""

@@ -1,0 +1,353 @@
+"""SQLAlchemy models. One database; each table has one owning service (noted per class).
+
+Reads across tables are fine (the orchestrator counts pending work everywhere); writes stay with the
+owner. Money is `Numeric(18, 4)` so fractional credits never drift.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Credits = Numeric(18, 4)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+# ---------------------------------------------------------------- orchestrator: accounts and sites
+class Account(Base):
+    __tablename__ = "accounts"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    credit_balance: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0))
+    monthly_credits: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0))
+    created_at: Mapped[datetime] = _now()
+
+
+class Site(Base):
+    __tablename__ = "sites"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    domain: Mapped[str | None] = mapped_column(String(253))
+    created_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- orchestrator (import) + clusterer (assignment)
+class Keyword(Base):
+    """Rows are created by the orchestrator's import; `cluster_id`/`clustered_at` belong to the clusterer."""
+
+    __tablename__ = "keywords"
+    __table_args__ = (
+        UniqueConstraint("site_id", "keyword_norm", name="uq_keywords_site_norm"),
+        Index("ix_keywords_site_pending", "site_id", "id", postgresql_where=text("cluster_id IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    keyword: Mapped[str] = mapped_column(String(200))
+    keyword_norm: Mapped[str] = mapped_column(String(200))
+    volume: Mapped[int | None] = mapped_column(Integer)
+    difficulty: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(100), default="api")
+    created_at: Mapped[datetime] = _now()
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"), index=True)
+    clustered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------- clusterer
+class KeywordEmbedding(Base):
+    __tablename__ = "keyword_embeddings"
+    keyword_id: Mapped[int] = mapped_column(ForeignKey("keywords.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(100))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)  # float32 little-endian
+
+
+class Cluster(Base):
+    __tablename__ = "clusters"
+    __table_args__ = (UniqueConstraint("site_id", "name_norm", name="uq_clusters_site_name"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(200))
+    name_norm: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    intent: Mapped[str] = mapped_column(String(20))
+    centroid: Mapped[bytes] = mapped_column(LargeBinary)  # float32, L2-normalised mean of members
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- ideator
+class Idea(Base):
+    __tablename__ = "ideas"
+    __table_args__ = (UniqueConstraint("cluster_id", "seq", name="uq_ideas_cluster_seq"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id"), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    seq: Mapped[int] = mapped_column(Integer)
+    title: Mapped[str] = mapped_column(String(300))
+    content_type: Mapped[str] = mapped_column(String(40))
+    intent: Mapped[str] = mapped_column(String(20))
+    primary_keyword: Mapped[str] = mapped_column(String(200))
+    secondary_keywords: Mapped[list[Any]] = mapped_column(default=list)
+    outline: Mapped[list[Any]] = mapped_column(default=list)  # [{"level": 2|3, "heading": str}]
+    target_words: Mapped[int] = mapped_column(Integer)
+    brief: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- writer
+class WriterTask(Base):
+    __tablename__ = "writer_tasks"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    idea_id: Mapped[int] = mapped_column(ForeignKey("ideas.id"), unique=True)
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    title: Mapped[str] = mapped_column(String(300))
+    brief: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _now()
+
+
+class Draft(Base):
+    __tablename__ = "drafts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("writer_tasks.id"), unique=True)
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    title: Mapped[str] = mapped_column(String(300))
+    slug: Mapped[str] = mapped_column(String(300))
+    meta_title: Mapped[str] = mapped_column(String(60))
+    meta_description: Mapped[str] = mapped_column(String(160))
+    body_markdown: Mapped[str] = mapped_column(Text)
+    body_html: Mapped[str] = mapped_column(Text)
+    word_count: Mapped[int] = mapped_column(Integer)
+    target_words: Mapped[int] = mapped_column(Integer)
+    quality_score: Mapped[int] = mapped_column(Integer)
+    quality_notes: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- imager
+class ImagePrompt(Base):
+    __tablename__ = "image_prompts"
+    __table_args__ = (UniqueConstraint("draft_id", "position", name="uq_image_prompts_draft_position"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    position: Mapped[int] = mapped_column(Integer)
+    placement: Mapped[str] = mapped_column(String(100))
+    prompt: Mapped[str] = mapped_column(Text)
+    alt_text: Mapped[str] = mapped_column(String(300))
+    caption: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = _now()
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("image_prompts.id"), unique=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    path: Mapped[str] = mapped_column(String(500))
+    checksum_sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    mime: Mapped[str] = mapped_column(String(50))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- orchestrator: runs, review, money
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        # One active run per site, enforced by the database: running and paused both count.
+        Index(
+            "uq_runs_one_active_per_site",
+            "site_id",
+            unique=True,
+            postgresql_where=text("status IN ('running', 'paused')"),
+        ),
+        Index("ix_runs_site_started", "site_id", "started_at"),
+    )
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    trigger: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    current_stage: Mapped[int] = mapped_column(Integer, default=0)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    initial_snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    total_credits_used: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0))
+    stopped_reason: Mapped[str | None] = mapped_column(String(40))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = _now()
+    paused_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class StageBatch(Base):
+    """The batch plan of a stage; `id` is the command id (= the command message's `message_id`)."""
+
+    __tablename__ = "stage_batches"
+    __table_args__ = (
+        UniqueConstraint("run_id", "stage", "seq", name="uq_stage_batches_run_stage_seq"),
+        Index("ix_stage_batches_run_stage_status", "run_id", "stage", "status"),
+    )
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    stage: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
+    item_ids: Mapped[list[Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|released|done|failed|cancelled
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class StageRunResult(Base):
+    __tablename__ = "stage_results"
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    stage: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(20))  # running|completed|skipped|stopped|failed
+    items_in: Mapped[int] = mapped_column(Integer, default=0)
+    items_processed: Mapped[int] = mapped_column(Integer, default=0)
+    items_created: Mapped[int] = mapped_column(Integer, default=0)
+    items_skipped: Mapped[int] = mapped_column(Integer, default=0)
+    items_failed: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[list[Any]] = mapped_column(default=list)
+    batches_total: Mapped[int] = mapped_column(Integer, default=0)
+    batches_done: Mapped[int] = mapped_column(Integer, default=0)
+    credits: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0))
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)
+    stopped_reason: Mapped[str | None] = mapped_column(String(40))
+    started_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CreditLedger(Base):
+    """Append-only. A debit is keyed by the command id, so a replayed result never charges twice."""
+
+    __tablename__ = "credit_ledger"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(80), index=True)
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # debit|grant|adjust
+    amount: Mapped[Decimal] = mapped_column(Credits)  # signed: debits negative
+    balance_after: Mapped[Decimal] = mapped_column(Credits)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _now()
+
+
+class ActivityLog(Base):
+    __tablename__ = "activity_log"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    run_id: Mapped[str | None] = mapped_column(String(80), index=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[int | None] = mapped_column(Integer)
+    level: Mapped[str] = mapped_column(String(10), default="info")
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class ReviewDecision(Base):
+    __tablename__ = "review_decisions"
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(64), index=True)
+    decision: Mapped[str] = mapped_column(String(20))  # approved|rejected|published
+    note: Mapped[str] = mapped_column(Text, default="")
+    decided_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- every service: its own rows
+class AiCall(Base):
+    """One row per model call: the usage record that credits are derived from."""
+
+    __tablename__ = "ai_calls"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    service: Mapped[str] = mapped_column(String(40))
+    run_id: Mapped[str | None] = mapped_column(String(80), index=True)
+    command_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    item_id: Mapped[int | None] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(20))  # chat|embeddings|image
+    model: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(String(60))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    ok: Mapped[bool] = mapped_column(Boolean, default=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    ms: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = _now()
+
+
+class InboxMessage(Base):
+    """Idempotent consumers: a row per (consumer, message_id), written with the work's results."""
+
+    __tablename__ = "inbox"
+    consumer: Mapped[str] = mapped_column(String(60), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    processed_at: Mapped[datetime] = _now()
+
+
+class OutboxMessage(Base):
+    """Transactional outbox: written with the result it announces, relayed to Kafka by its producer."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "producer", "id", postgresql_where=text("published_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    producer: Mapped[str] = mapped_column(String(60))
+    topic: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    message_id: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    created_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,154 @@
+"""Kafka plumbing shared by every service: broker factory, topic creation, dead letters, outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.contracts import utcnow
+from shared.db.models import OutboxMessage
+from shared.topics import ALL_TOPICS, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
+
+log = logging.getLogger(__name__)
+
+
+def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
+    # acks=all + idempotence: a relayed event is on the broker before its outbox row is marked sent.
+    return KafkaBroker(
+        bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        allow_auto_create_topics=False,
+        graceful_timeout=30.0,
+        log_level=logging.INFO,
+    )
+
+
+async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] = ALL_TOPICS) -> list[str]:
+    """Create missing topics; returns the names created. Safe to run from several processes."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="contentline-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; the topics exist, which is all we need
+        return missing
+    finally:
+        await admin.close()
+
+
+async def dead_letter(
+    broker: KafkaBroker, topic: str, body: bytes, key: bytes | None, reason: str, source_topic: str
+) -> None:
+    """Park an unprocessable record with the reason in a header; the consumer then moves on."""
+    await broker.publish(
+        body,
+        topic=topic,
+        key=key,
+        headers={DLQ_REASON_HEADER: reason[:1000], DLQ_SOURCE_HEADER: source_topic},
+    )
+    log.warning("dead-lettered a record from %s: %s", source_topic, reason[:300])
+
+
+class OutboxRelay:
+    """Publishes a producer's outbox rows in id order, then marks them sent (at-least-once).
+
+    A crash between publish and mark re-sends the row on restart; consumers drop the duplicate by
+    `message_id`. Rows are claimed with SKIP LOCKED so several replicas can relay side by side.
+    """
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        sessions: async_sessionmaker[AsyncSession],
+        producer: str,
+        poll_seconds: float = 1.0,
+        batch_size: int = 200,
+    ) -> None:
+        self._broker = broker
+        self._sessions = sessions
+        self._producer = producer
+        self._poll = poll_seconds
+        self._batch = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def relay_once(self) -> int:
+        async with self._sessions.begin() as session:
+            rows = (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.producer == self._producer, OutboxMessage.published_at.is_(None))
+                    .order_by(OutboxMessage.id)
+                    .limit(self._batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            pending = [
+                await self._broker.publish(
+                    row.payload,
+                    topic=row.topic,
+                    key=row.key.encode(),
+                    headers={"message_id": row.message_id},
+                    correlation_id=row.message_id,
+                    no_confirm=True,
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*pending)  # every record acknowledged by the broker before we mark it
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_([r.id for r in rows]))
+                .values(published_at=utcnow())
+            )
+            return len(rows)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # broker or DB hiccup: keep the rows, back off, try again
+                log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(self._poll)
+                continue
+            if sent:
+                continue
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._producer}")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except TimeoutError:
+                self._task.cancel()

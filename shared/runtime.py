@@ -1,0 +1,60 @@
+"""What every service process holds: settings, DB sessions, the Kafka broker, the outbox relay, the AI client."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from faststream.kafka import KafkaBroker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from shared.ai import AiClient
+from shared.db.session import make_engine, make_sessionmaker
+from shared.delivery import Outbox
+from shared.kafka import OutboxRelay, ensure_topics, make_broker
+from shared.logs import setup_logging
+from shared.settings import Settings, get_settings
+
+
+@dataclass
+class Runtime:
+    name: str
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    broker: KafkaBroker
+    relay: OutboxRelay
+    outbox: Outbox
+    ai: AiClient
+
+    @classmethod
+    def create(cls, name: str, settings: Settings | None = None) -> Runtime:
+        settings = settings or get_settings()
+        setup_logging(settings.log_level, name)
+        engine = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        broker = make_broker(settings.kafka_bootstrap, client_id=f"contentline-{name}")
+        relay = OutboxRelay(broker, sessions, producer=name, poll_seconds=settings.outbox_poll_seconds)
+        return cls(
+            name=name,
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            broker=broker,
+            relay=relay,
+            outbox=Outbox(name, on_commit=relay.wake),
+            ai=AiClient(settings),
+        )
+
+    async def on_startup(self) -> None:
+        created = await ensure_topics(self.settings.kafka_bootstrap, self.settings.topic_partitions)
+        if created:
+            logging.getLogger(self.name).info("created topics: %s", ", ".join(created))
+
+    async def after_startup(self) -> None:
+        self.relay.start()
+
+    async def on_shutdown(self) -> None:
+        await self.relay.stop()
+        await self.ai.close()
+        await self.engine.dispose()

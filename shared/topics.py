@@ -1,0 +1,43 @@
+"""Kafka topic names: the one place they are spelled. Documented in README.md (Topics)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+KEYWORDS_INGEST: Final = "contentline.keywords.ingest"
+KEYWORDS_INGEST_DLQ: Final = "contentline.keywords.ingest.dlq"
+
+CLUSTER_COMMANDS: Final = "contentline.stage.cluster.commands"  # stage 1
+IDEATE_COMMANDS: Final = "contentline.stage.ideate.commands"  # stage 2
+WRITE_COMMANDS: Final = "contentline.stage.write.commands"  # stages 3 and 4
+IMAGE_COMMANDS: Final = "contentline.stage.image.commands"  # stages 5 and 6
+STAGE_RESULTS: Final = "contentline.stage.results"
+COMMANDS_DLQ: Final = "contentline.stage.commands.dlq"
+RESULTS_DLQ: Final = "contentline.stage.results.dlq"
+RUN_EVENTS: Final = "contentline.run.events"
+
+STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
+    1: CLUSTER_COMMANDS,
+    2: IDEATE_COMMANDS,
+    3: WRITE_COMMANDS,
+    4: WRITE_COMMANDS,
+    5: IMAGE_COMMANDS,
+    6: IMAGE_COMMANDS,
+}
+
+ALL_TOPICS: Final[tuple[str, ...]] = (
+    KEYWORDS_INGEST,
+    KEYWORDS_INGEST_DLQ,
+    CLUSTER_COMMANDS,
+    IDEATE_COMMANDS,
+    WRITE_COMMANDS,
+    IMAGE_COMMANDS,
+    STAGE_RESULTS,
+    COMMANDS_DLQ,
+    RESULTS_DLQ,
+    RUN_EVENTS,
+)
+
+# Header that carries the reason on every dead-letter record.
+DLQ_REASON_HEADER: Final = "x-dead-letter-reason"
+DLQ_SOURCE_HEADER: Final = "x-dead-letter-source-topic"

@@ -1,0 +1,114 @@
+"""The flow every stage worker shares, free of Kafka: dedupe, do the work, commit results + event.
+
+1. A command already in the inbox is a duplicate: skip it (its result event is already in the outbox).
+2. The service does its work outside any transaction (model calls are slow) and hands back a
+   `BatchOutcome` whose `persist` writes the results.
+3. One transaction: claim the inbox row, persist, store usage records, add the result event (and a
+   dead-letter record for failed items) to the outbox. A crash anywhere before commit loses nothing:
+   the command is redelivered and only items without committed results are worked again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.ai import CallRecord
+from shared.contracts import ItemFailure, ResultStatus, StageCommand, StageResult, Usage
+from shared.db.models import AiCall
+from shared.delivery import Outbox, already_processed, claim_inbox
+from shared.topics import COMMANDS_DLQ, STAGE_RESULTS
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOutcome:
+    processed: int = 0
+    created: int = 0
+    skipped: int = 0
+    failures: list[ItemFailure] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    calls: list[CallRecord] = field(default_factory=list)
+    persist: Callable[[AsyncSession], Awaitable[None]] | None = None
+
+
+class FailedItems(StageResult):
+    """Dead-letter copy of a result's failed items, for operators inspecting the DLQ topic."""
+
+
+Work = Callable[[StageCommand], Awaitable[BatchOutcome]]
+
+
+def result_status(items_in: int, failures: int) -> ResultStatus:
+    if failures == 0:
+        return ResultStatus.OK
+    return ResultStatus.FAILED if failures >= items_in else ResultStatus.PARTIAL
+
+
+async def execute_command(
+    cmd: StageCommand,
+    *,
+    consumer: str,
+    sessions: async_sessionmaker[AsyncSession],
+    outbox: Outbox,
+    work: Work,
+) -> StageResult | None:
+    """Run one stage command exactly once in effect; returns the result, or None for a duplicate."""
+    async with sessions() as session:
+        if await already_processed(session, consumer, cmd.message_id):
+            log.info("duplicate command %s (stage %s) skipped", cmd.message_id, cmd.stage)
+            return None
+    started = time.perf_counter()
+    outcome = await work(cmd)
+    result = StageResult(
+        command_id=cmd.message_id,
+        account_id=cmd.account_id,
+        site_id=cmd.site_id,
+        run_id=cmd.run_id,
+        stage=cmd.stage,
+        batch_seq=cmd.batch_seq,
+        attempt=cmd.attempt,
+        status=result_status(len(cmd.item_ids), len(outcome.failures)),
+        items_in=len(cmd.item_ids),
+        items_processed=outcome.processed,
+        items_created=outcome.created,
+        items_skipped=outcome.skipped,
+        failures=outcome.failures,
+        usage=outcome.usage,
+        seconds=round(time.perf_counter() - started, 3),
+        worker=consumer,
+    )
+    async with sessions.begin() as session:
+        if not await claim_inbox(session, consumer, cmd.message_id):
+            await session.rollback()  # a concurrent delivery committed first; its result stands
+            return None
+        if outcome.persist is not None:
+            await outcome.persist(session)
+        session.add_all(
+            AiCall(
+                service=consumer,
+                run_id=cmd.run_id,
+                command_id=cmd.message_id,
+                kind=c.kind,
+                model=c.model,
+                purpose=c.purpose,
+                prompt_tokens=c.prompt_tokens,
+                completion_tokens=c.completion_tokens,
+                images=c.images,
+                attempts=c.attempts,
+                ok=c.ok,
+                error=c.error,
+                ms=c.ms,
+            )
+            for c in outcome.calls
+        )
+        outbox.add(session, STAGE_RESULTS, cmd.site_id, result)
+        if outcome.failures:
+            outbox.add(session, COMMANDS_DLQ, cmd.site_id, FailedItems(**result.model_dump(exclude={"message_id"})))
+    outbox.committed()
+    return result
