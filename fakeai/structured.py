@@ -47,6 +47,7 @@ class _Ctx:
     index: int | None = None
     focus: int = 0
     depth: int = 0
+    refs: frozenset[str] = frozenset()  # $refs being expanded on this path, to spot recursion
 
     @property
     def seed(self) -> int:
@@ -55,6 +56,11 @@ class _Ctx:
     @property
     def tokens(self) -> tuple[str, ...]:
         return _tokens(self.name)
+
+    def stop_at(self, schema: Any) -> bool:
+        """True where a recursive (or absurdly deep) schema should take its minimal shape."""
+        ref = schema.get("$ref") if isinstance(schema, dict) else None
+        return self.depth > MAX_DEPTH or (isinstance(ref, str) and ref in self.refs)
 
     def child(self, key: str | int, *, name: str | None = None, index: int | None = None) -> _Ctx:
         return replace(
@@ -115,6 +121,10 @@ def _is_null(schema: Schema) -> bool:
 
 
 def _gen(schema: Schema, ctx: _Ctx) -> Any:
+    if ctx.depth > 4 * MAX_DEPTH:
+        raise ResponseFormatError("schema recursion has no finite instance (make the recursive field optional)")
+    if isinstance(ref := schema.get("$ref"), str):
+        ctx = replace(ctx, refs=ctx.refs | {ref})
     schema = _resolve(schema, ctx.root)
     if "const" in schema:
         return schema["const"]
@@ -122,11 +132,12 @@ def _gen(schema: Schema, ctx: _Ctx) -> Any:
         return _enum(list(schema["enum"]), ctx)
     for key in ("anyOf", "oneOf"):
         if key in schema:
-            variants = [_resolve(v, ctx.root) for v in schema[key]]
-            concrete = [v for v in variants if not _is_null(v)]
-            if not concrete or (ctx.depth > MAX_DEPTH and len(concrete) < len(variants)):
+            variants = schema[key]
+            concrete = [v for v in variants if not _is_null(_resolve(v, ctx.root))]
+            if not concrete or (len(concrete) < len(variants) and ctx.stop_at(concrete[0])):
                 return None
             rest = {k: v for k, v in schema.items() if k != key}
+            # Keep the variant's $ref unresolved so recursion tracking still sees it.
             return _gen({**rest, **concrete[0]}, ctx)
     kind = schema.get("type")
     if isinstance(kind, list):
@@ -184,13 +195,13 @@ def _array(schema: Schema, ctx: _Ctx) -> list[Any]:
     tokens = ctx.tokens
     if tokens and tokens[-1] == "keyword" and item_schema.get("type") == "string" and "enum" not in item_schema:
         return _keyword_array(schema, item_schema, ctx)
-    if ctx.depth > MAX_DEPTH:
+    if ctx.stop_at(items):
         count = int(schema.get("minItems", 0))
     elif len(ctx.path) <= 1 and ctx.info.n_items is not None:
         count = _clamp(ctx.info.n_items, schema)
     else:
         count = _clamp(DEFAULT_ITEMS, schema)
-    values = [_gen(item_schema, ctx.child(i, index=i)) for i in range(count)]
+    values = [_gen(items if isinstance(items, dict) else {}, ctx.child(i, index=i)) for i in range(count)]
     if schema.get("uniqueItems"):
         unique = {json.dumps(v, sort_keys=True): v for v in values}
         values = list(unique.values())

@@ -43,7 +43,9 @@ _OUTLINE_RE = re.compile(r"^[ \t]*outline[ \t]*:[ \t]*$", re.I | re.M)
 _HEADING_RE = re.compile(r"^#{1,6}[ \t]+\S")
 _WORD_RE = re.compile(r"[^\W_]+(?:['’][^\W_]+)?")
 
+# Caps keep a typo in a prompt from turning one request into a multi-megabyte reply.
 MAX_TARGET_WORDS = 20_000
+MAX_ITEMS = 100
 
 
 def stable_hash(*parts: object) -> int:
@@ -107,7 +109,7 @@ def parse_prompt(text: str) -> PromptInfo:
         explicit_keywords=bool(keywords),
         target_words=min(target_words, MAX_TARGET_WORDS) if target_words else None,
         outline=_outline(text),
-        n_items=int(items) if items else None,
+        n_items=min(int(items), MAX_ITEMS) if items else None,
         seed=stable_hash(text),
     )
 
@@ -188,9 +190,12 @@ def kebab(phrase: str) -> str:
     return "-".join(m.lower() for m in re.findall(r"[^\W_]+", phrase)) or "topic"
 
 
+_A_BEFORE_VOWEL = re.compile(r"\b([Aa]) (?=[aeioAEIO]|honest)")
+
+
 def _fill(template: str, rng: random.Random, keywords: Sequence[str], focus: int) -> str:
     k = keywords[focus % len(keywords)]
-    return template.format(
+    filled = template.format(
         k=k,
         K=k[:1].upper() + k[1:],
         k2=keywords[(focus + 1) % len(keywords)],
@@ -199,6 +204,25 @@ def _fill(template: str, rng: random.Random, keywords: Sequence[str], focus: int
         n=rng.choice(_NOUN),
         n2=rng.choice(_NOUN),
     )
+    return _A_BEFORE_VOWEL.sub(r"\1n ", filled)
+
+
+_SHORT_SENTENCES = (
+    ("Enjoy.", "Decide."),
+    ("Start today.", "Stay curious."),
+    ("Keep it simple.", "Measure what matters."),
+    ("Small steps add up.", "Consistency beats intensity here."),
+)
+
+
+def _closing(words: int, rng: random.Random) -> str:
+    """Whole short sentences totalling exactly ``words`` words (no cut-off sentence)."""
+    parts = []
+    while words > 0:
+        size = min(words, len(_SHORT_SENTENCES))
+        parts.append(rng.choice(_SHORT_SENTENCES[size - 1]))
+        words -= size
+    return " ".join(parts)
 
 
 def prose(words: int, keywords: Sequence[str], seed: int, focus: int = 0) -> str:
@@ -212,9 +236,12 @@ def prose(words: int, keywords: Sequence[str], seed: int, focus: int = 0) -> str
         # Rotate the keyword so every topic term shows up, leaning on the focus one.
         kw_focus = focus if rng.random() < 0.5 else focus + rng.randrange(len(keywords))
         tokens = _fill(rng.choice(_TEMPLATES), rng, keywords, kw_focus).split()
+        for _ in range(4):  # near the end, look for a sentence that still fits
+            if len(tokens) <= remaining:
+                break
+            tokens = _fill(rng.choice(_TEMPLATES), rng, keywords, kw_focus).split()
         if len(tokens) > remaining:
-            tokens = tokens[:remaining]
-            tokens[-1] = tokens[-1].rstrip(",.") + "."
+            tokens = _closing(remaining, rng).split()
         sentences.append(" ".join(tokens))
         remaining -= len(tokens)
         if len(sentences) >= per_paragraph:

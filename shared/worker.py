@@ -65,30 +65,30 @@ async def execute_command(
             return None
     started = time.perf_counter()
     outcome = await work(cmd)
-    result = StageResult(
-        command_id=cmd.message_id,
-        account_id=cmd.account_id,
-        site_id=cmd.site_id,
-        run_id=cmd.run_id,
-        stage=cmd.stage,
-        batch_seq=cmd.batch_seq,
-        attempt=cmd.attempt,
-        status=result_status(len(cmd.item_ids), len(outcome.failures)),
-        items_in=len(cmd.item_ids),
-        items_processed=outcome.processed,
-        items_created=outcome.created,
-        items_skipped=outcome.skipped,
-        failures=outcome.failures,
-        usage=outcome.usage,
-        seconds=round(time.perf_counter() - started, 3),
-        worker=consumer,
-    )
     async with sessions.begin() as session:
         if not await claim_inbox(session, consumer, cmd.message_id):
             await session.rollback()  # a concurrent delivery committed first; its result stands
             return None
         if outcome.persist is not None:
-            await outcome.persist(session)
+            await outcome.persist(session)  # sets outcome.created from the rows really inserted
+        result = StageResult(
+            command_id=cmd.message_id,
+            account_id=cmd.account_id,
+            site_id=cmd.site_id,
+            run_id=cmd.run_id,
+            stage=cmd.stage,
+            batch_seq=cmd.batch_seq,
+            attempt=cmd.attempt,
+            status=result_status(len(cmd.item_ids), len(outcome.failures)),
+            items_in=len(cmd.item_ids),
+            items_processed=outcome.processed,
+            items_created=outcome.created,
+            items_skipped=outcome.skipped,
+            failures=outcome.failures,
+            usage=outcome.usage,
+            seconds=round(time.perf_counter() - started, 3),
+            worker=consumer,
+        )
         session.add_all(
             AiCall(
                 service=consumer,

@@ -1,0 +1,1 @@
+"""The orchestrator: run state, strict stage barrier, credits, review gate, REST API."""

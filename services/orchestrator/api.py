@@ -1,0 +1,157 @@
+"""REST API (FastAPI). Thin: validate, call the service, shape the answer. Problems → 4xx with a reason."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.orchestrator.importing import ImportError_, parse_csv
+from services.orchestrator.service import ProblemError, RunPlan, RunQueries, RunService
+from services.orchestrator.views import ActivityView, RunView
+from shared.contracts import KeywordIn, Stage
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class SiteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    domain: str | None = Field(default=None, max_length=253)
+    account_id: str | None = Field(default=None, max_length=64)
+
+
+class SiteOut(BaseModel):
+    id: str
+    account_id: str
+    name: str
+    domain: str | None
+
+
+class KeywordsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    keywords: list[KeywordIn] = Field(min_length=1, max_length=100_000)
+    source: str = Field(default="api", max_length=100)
+
+
+class ImportOut(BaseModel):
+    received: int
+    imported: int
+    duplicates: int
+    rejected: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class RunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: RunPlan = Field(default_factory=RunPlan)
+
+
+def problem_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ProblemError)
+    return JSONResponse(status_code=exc.status, content={"detail": exc.detail, **exc.extra})
+
+
+def build_router(runs: RunService, queries: RunQueries) -> APIRouter:
+    api = APIRouter(prefix="/api/v1")
+
+    @api.post("/sites", status_code=status.HTTP_201_CREATED)
+    async def create_site(body: SiteIn) -> SiteOut:
+        site = await runs.create_site(body.name, body.domain, body.account_id)
+        return SiteOut(id=site.id, account_id=site.account_id, name=site.name, domain=site.domain)
+
+    @api.get("/sites/{site_id}")
+    async def get_site(site_id: str) -> SiteOut:
+        site = await runs.get_site(site_id)
+        return SiteOut(id=site.id, account_id=site.account_id, name=site.name, domain=site.domain)
+
+    @api.post("/sites/{site_id}/keywords", status_code=status.HTTP_201_CREATED)
+    async def import_keywords(site_id: str, body: KeywordsIn) -> ImportOut:
+        summary = await runs.import_keywords(site_id, body.keywords, body.source)
+        assert summary is not None
+        return ImportOut(**summary.__dict__)
+
+    @api.post("/sites/{site_id}/keywords/csv", status_code=status.HTTP_201_CREATED)
+    async def import_keywords_csv(site_id: str, file: Annotated[UploadFile, File()]) -> ImportOut:
+        data = await file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"file larger than {MAX_UPLOAD_BYTES} bytes")
+        try:
+            parsed = parse_csv(data)
+        except ImportError_ as exc:
+            raise HTTPException(422, f"cannot import {file.filename or 'file'}: {exc}") from exc
+        if not parsed.keywords:
+            raise HTTPException(422, {"detail": "no importable keyword rows",
+                                      "rejected": [p.__dict__ for p in parsed.problems[:100]]})
+        summary = await runs.import_keywords(site_id, parsed.keywords, f"csv:{file.filename or 'upload'}")
+        assert summary is not None
+        return ImportOut(
+            received=summary.received + parsed.duplicates_in_file + len(parsed.problems),
+            imported=summary.imported,
+            duplicates=summary.duplicates + parsed.duplicates_in_file,
+            rejected=[p.__dict__ for p in parsed.problems[:1000]],
+        )
+
+    @api.get("/sites/{site_id}/pipeline")
+    async def pipeline_overview(site_id: str) -> dict[str, Any]:
+        counts = await runs.pipeline_overview(site_id)
+        return {"site_id": site_id, "pending": [
+            {"stage": s, "label": Stage(s).label, "pending": n} for s, n in sorted(counts.items())]}
+
+    @api.post("/sites/{site_id}/runs", status_code=status.HTTP_201_CREATED)
+    async def start_run(site_id: str, body: RunIn | None = None) -> RunView:
+        run = await runs.start_run(site_id, "manual", body.plan if body else None)
+        return await queries.run(run.id)
+
+    @api.get("/sites/{site_id}/runs/current")
+    async def current_run(site_id: str) -> RunView | None:
+        return await queries.current(site_id)
+
+    @api.get("/sites/{site_id}/runs")
+    async def run_history(
+        site_id: str, page: Annotated[int, Query(ge=1)] = 1, size: Annotated[int, Query(ge=1, le=100)] = 20
+    ) -> list[RunView]:
+        return await queries.history(site_id, page, size)
+
+    @api.get("/runs/{run_id}")
+    async def get_run(run_id: str) -> RunView:
+        return await queries.run(run_id)
+
+    @api.post("/runs/{run_id}/pause")
+    async def pause(run_id: str) -> RunView:
+        await runs.pause(run_id)
+        return await queries.run(run_id)
+
+    @api.post("/runs/{run_id}/resume")
+    async def resume(run_id: str) -> RunView:
+        await runs.resume(run_id)
+        return await queries.run(run_id)
+
+    @api.post("/runs/{run_id}/cancel")
+    async def cancel(run_id: str) -> RunView:
+        await runs.cancel(run_id)
+        return await queries.run(run_id)
+
+    @api.get("/runs/{run_id}/activity")
+    async def activity(
+        run_id: str,
+        stage: Annotated[int | None, Query(ge=1, le=7)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[ActivityView]:
+        return await queries.activity(run_id, stage, limit)
+
+    @api.get("/sites/{site_id}/review-queue")
+    async def review_queue(site_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        return await runs.review_queue(site_id, limit)
+
+    return api
+
+
+def install(app: FastAPI, runs: RunService, queries: RunQueries) -> None:
+    app.include_router(build_router(runs, queries))
+    app.add_exception_handler(ProblemError, problem_handler)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}

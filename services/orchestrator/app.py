@@ -1,0 +1,63 @@
+"""Orchestrator process: REST API + Kafka consumers + ticker. `python -m services.orchestrator`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from faststream import AckPolicy, FastStream
+from fastapi import FastAPI
+
+from services.orchestrator import api
+from services.orchestrator.handlers import make_ingest_handler, make_result_handler
+from services.orchestrator.scheduler import Ticker
+from services.orchestrator.service import RunQueries, RunService
+from shared.runtime import Runtime
+from shared.topics import KEYWORDS_INGEST, STAGE_RESULTS
+
+GROUP = "contentline-orchestrator"
+
+
+def wire(rt: Runtime) -> tuple[RunService, RunQueries]:
+    runs = RunService(rt.sessions, rt.outbox, rt.settings)
+    for topic, handler in ((STAGE_RESULTS, make_result_handler(rt, runs)), (KEYWORDS_INGEST, make_ingest_handler(rt, runs))):
+        rt.broker.subscriber(
+            topic,
+            group_id=GROUP,
+            ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after the handler; infra errors redeliver after back-off
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=10 * 60 * 1000,
+            title=f"orchestrator:{topic}",
+        )(handler)
+    return runs, RunQueries(rt.sessions)
+
+
+def create_app() -> FastAPI:
+    rt = Runtime.create("orchestrator")
+    runs, queries = wire(rt)
+    ticker = Ticker(runs, rt.settings.tick_seconds)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await rt.on_startup()
+        await runs.bootstrap()
+        await rt.broker.start()
+        await rt.after_startup()
+        ticker.start()
+        try:
+            yield
+        finally:
+            await ticker.stop()
+            await rt.broker.stop()
+            await rt.on_shutdown()
+
+    app = FastAPI(title="contentline orchestrator", version="1", lifespan=lifespan)
+    api.install(app, runs, queries)
+    return app
+
+
+def asyncapi_app() -> FastStream:
+    """The orchestrator's Kafka side alone, for `faststream docs gen`."""
+    rt = Runtime.create("orchestrator")
+    wire(rt)
+    return FastStream(rt.broker)

@@ -1,0 +1,48 @@
+"""Thin Kafka handlers of the orchestrator: stage results and upstream keyword batches."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from faststream.kafka.annotations import KafkaMessage
+
+from services.orchestrator.service import NotFoundError, RunService
+from shared.consume import parse_or_dead_letter, with_infra_backoff
+from shared.contracts import KeywordBatchIngested, StageResult
+from shared.kafka import dead_letter
+from shared.runtime import Runtime
+from shared.topics import KEYWORDS_INGEST, KEYWORDS_INGEST_DLQ, RESULTS_DLQ
+
+Handler = Callable[[KafkaMessage], Awaitable[None]]
+
+
+def make_result_handler(rt: Runtime, runs: RunService) -> Handler:
+    async def on_stage_result(msg: KafkaMessage) -> None:
+        result = await parse_or_dead_letter(rt.broker, msg, StageResult, RESULTS_DLQ)
+        if result is None:
+            return
+
+        async def run() -> None:
+            await runs.on_result(result)
+
+        await with_infra_backoff("orchestrator.results", run)
+
+    return on_stage_result
+
+
+def make_ingest_handler(rt: Runtime, runs: RunService) -> Handler:
+    async def on_keyword_batch(msg: KafkaMessage) -> None:
+        batch = await parse_or_dead_letter(rt.broker, msg, KeywordBatchIngested, KEYWORDS_INGEST_DLQ)
+        if batch is None:
+            return
+
+        async def run() -> None:
+            try:
+                await runs.import_keywords(batch.site_id, batch.keywords, f"kafka:{batch.source}", batch.message_id)
+            except NotFoundError as exc:
+                await dead_letter(rt.broker, KEYWORDS_INGEST_DLQ, msg.body, batch.site_id.encode(), exc.detail,
+                                  KEYWORDS_INGEST)
+
+        await with_infra_backoff("orchestrator.ingest", run)
+
+    return on_keyword_batch

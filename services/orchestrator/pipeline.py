@@ -1,0 +1,81 @@
+"""What is pending at each stage for a site: the orchestrator's read-only view across the owners' tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, exists, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts import Stage
+from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, Keyword, ReviewDecision, WriterTask
+
+
+def pending_query(stage: Stage, site_id: str) -> Select[int]:
+    """Ids of the items stage `stage` would process for the site, oldest first."""
+    if stage is Stage.CLUSTER:
+        return select(Keyword.id).where(Keyword.site_id == site_id, Keyword.cluster_id.is_(None)).order_by(Keyword.id)
+    if stage is Stage.IDEATE:
+        return (
+            select(Cluster.id)
+            .where(Cluster.site_id == site_id, ~exists().where(Idea.cluster_id == Cluster.id))
+            .order_by(Cluster.id)
+        )
+    if stage is Stage.TASKS:
+        return (
+            select(Idea.id)
+            .where(Idea.site_id == site_id, ~exists().where(WriterTask.idea_id == Idea.id))
+            .order_by(Idea.id)
+        )
+    if stage is Stage.DRAFTS:
+        return (
+            select(WriterTask.id)
+            .where(WriterTask.site_id == site_id, ~exists().where(Draft.task_id == WriterTask.id))
+            .order_by(WriterTask.id)
+        )
+    if stage is Stage.IMAGE_PROMPTS:
+        return (
+            select(Draft.id)
+            .where(Draft.site_id == site_id, ~exists().where(ImagePrompt.draft_id == Draft.id))
+            .order_by(Draft.id)
+        )
+    if stage is Stage.IMAGES:
+        return (
+            select(ImagePrompt.id)
+            .where(ImagePrompt.site_id == site_id, ~exists().where(Image.prompt_id == ImagePrompt.id))
+            .order_by(ImagePrompt.id)
+        )
+    return review_ready_query(site_id)
+
+
+def review_ready_query(site_id: str) -> Select[int]:
+    """Drafts awaiting a decision whose image prompts all have images (and that have at least one)."""
+    missing_image = exists().where(
+        ImagePrompt.draft_id == Draft.id, ~exists().where(Image.prompt_id == ImagePrompt.id)
+    )
+    return (
+        select(Draft.id)
+        .where(
+            Draft.site_id == site_id,
+            exists().where(ImagePrompt.draft_id == Draft.id),
+            ~missing_image,
+            ~exists().where(ReviewDecision.draft_id == Draft.id),
+        )
+        .order_by(Draft.id)
+    )
+
+
+async def pending_ids(session: AsyncSession, stage: Stage, site_id: str, limit: int | None = None) -> list[int]:
+    stmt = pending_query(stage, site_id)
+    if limit:
+        stmt = stmt.limit(limit)
+    return list((await session.scalars(stmt)).all())
+
+
+async def pending_counts(session: AsyncSession, site_id: str) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for stage in Stage:
+        sub = pending_query(stage, site_id).order_by(None).subquery()
+        counts[int(stage)] = int(await session.scalar(select(func.count()).select_from(sub)) or 0)
+    return counts
+
+
+

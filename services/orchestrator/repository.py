@@ -1,0 +1,181 @@
+"""SQL of the orchestrator: accounts, sites, keyword import, runs, batches, stage results, ledger, log."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts import KeywordIn, RunStatus
+from shared.db.models import (
+    Account,
+    ActivityLog,
+    CreditLedger,
+    Draft,
+    Image,
+    ImagePrompt,
+    Keyword,
+    Run,
+    Site,
+    StageBatch,
+    StageRunResult,
+)
+from shared.text import normalise
+
+
+async def ensure_account(session: AsyncSession, account_id: str, name: str, credits: Decimal) -> None:
+    await session.execute(
+        insert(Account)
+        .values(id=account_id, name=name, credit_balance=credits, monthly_credits=credits)
+        .on_conflict_do_nothing()
+    )
+
+
+async def get_site(session: AsyncSession, site_id: str) -> Site | None:
+    return await session.get(Site, site_id)
+
+
+async def insert_keywords(session: AsyncSession, site_id: str, items: list[KeywordIn], source: str) -> int:
+    """Insert new keywords; already-known ones (same normalised text) are left alone. Returns inserted."""
+    inserted = 0
+    for start in range(0, len(items), 5000):
+        chunk = items[start : start + 5000]
+        stmt = (
+            insert(Keyword)
+            .values(
+                [
+                    {
+                        "site_id": site_id,
+                        "keyword": " ".join(k.keyword.split()),
+                        "keyword_norm": normalise(k.keyword),
+                        "volume": k.volume,
+                        "difficulty": k.difficulty,
+                        "source": source,
+                    }
+                    for k in chunk
+                ]
+            )
+            .on_conflict_do_nothing(constraint="uq_keywords_site_norm")
+            .returning(Keyword.id)
+        )
+        inserted += len((await session.execute(stmt)).all())
+    return inserted
+
+
+async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
+    return await session.scalar(select(Run).where(Run.id == run_id).with_for_update())
+
+
+async def active_run(session: AsyncSession, site_id: str) -> Run | None:
+    return await session.scalar(
+        select(Run).where(Run.site_id == site_id, Run.status.in_([s.value for s in (RunStatus.RUNNING, RunStatus.PAUSED)]))
+    )
+
+
+async def batch_status_counts(session: AsyncSession, run_id: str, stage: int) -> dict[str, int]:
+    rows = await session.execute(
+        select(StageBatch.status, func.count())
+        .where(StageBatch.run_id == run_id, StageBatch.stage == stage)
+        .group_by(StageBatch.status)
+    )
+    return {status: int(n) for status, n in rows.tuples()}
+
+
+async def pending_batches(session: AsyncSession, run_id: str, stage: int, limit: int) -> list[StageBatch]:
+    stmt = (
+        select(StageBatch)
+        .where(StageBatch.run_id == run_id, StageBatch.stage == stage, StageBatch.status == "pending")
+        .order_by(StageBatch.seq)
+        .limit(limit)
+        .with_for_update()
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def cancel_pending_batches(session: AsyncSession, run_id: str) -> int:
+    result = await session.execute(
+        update(StageBatch)
+        .where(StageBatch.run_id == run_id, StageBatch.status == "pending")
+        .values(status="cancelled")
+        .returning(StageBatch.id)
+    )
+    return len(result.all())
+
+
+async def stage_result(session: AsyncSession, run_id: str, stage: int) -> StageRunResult | None:
+    return await session.get(StageRunResult, (run_id, stage), with_for_update=True)
+
+
+async def debit(
+    session: AsyncSession, account_id: str, run_id: str, key: str, amount: Decimal, detail: dict[str, Any]
+) -> bool:
+    """Charge `amount` once per `key`; False when this key was already charged (a replayed result)."""
+    account = await session.scalar(select(Account).where(Account.id == account_id).with_for_update())
+    if account is None:
+        raise LookupError(f"account {account_id} not found")
+    after = account.credit_balance - amount
+    stmt = (
+        insert(CreditLedger)
+        .values(
+            account_id=account_id,
+            run_id=run_id,
+            idempotency_key=key,
+            kind="debit",
+            amount=-amount,
+            balance_after=after,
+            detail=detail,
+        )
+        .on_conflict_do_nothing(index_elements=["idempotency_key"])
+        .returning(CreditLedger.id)
+    )
+    if (await session.scalar(stmt)) is None:
+        return False
+    account.credit_balance = after
+    return True
+
+
+def log_line(session: AsyncSession, site_id: str, run_id: str | None, stage: int | None, message: str,
+             level: str = "info") -> None:
+    session.add(ActivityLog(site_id=site_id, run_id=run_id, stage=stage, message=message, level=level))
+
+
+async def review_queue(session: AsyncSession, draft_ids: list[int]) -> list[dict[str, Any]]:
+    if not draft_ids:
+        return []
+    images = dict(
+        (
+            await session.execute(
+                select(Image.draft_id, func.count()).where(Image.draft_id.in_(draft_ids)).group_by(Image.draft_id)
+            )
+        ).tuples().all()
+    )
+    prompts = dict(
+        (
+            await session.execute(
+                select(ImagePrompt.draft_id, func.count())
+                .where(ImagePrompt.draft_id.in_(draft_ids))
+                .group_by(ImagePrompt.draft_id)
+            )
+        ).tuples().all()
+    )
+    drafts = (await session.scalars(select(Draft).where(Draft.id.in_(draft_ids)).order_by(Draft.id))).all()
+    return [
+        {
+            "draft_id": d.id,
+            "title": d.title,
+            "slug": d.slug,
+            "word_count": d.word_count,
+            "target_words": d.target_words,
+            "quality_score": d.quality_score,
+            "quality_notes": d.quality_notes,
+            "low_quality": d.quality_score < 70,
+            "images": int(images.get(d.id, 0)),
+            "image_prompts": int(prompts.get(d.id, 0)),
+            "run_id": d.run_id,
+            "created_at": d.created_at.isoformat(),
+        }
+        for d in drafts
+    ]
