@@ -355,7 +355,7 @@ def _wait_ready(psql: str, pg: PostgresProcess, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def start_postgres(  # noqa: PLR0917 - positional signature is the agreed public API
+def start_postgres(
     state_dir: Path,
     port: int = 55432,
     user: str = "contentline",

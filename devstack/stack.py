@@ -39,16 +39,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, log_file: Path | None = None) -> None:
+def wait_http(
+    url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None, log_file: Path | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             tail = log_file.read_text()[-3000:] if log_file and log_file.exists() else ""
             raise RuntimeError(f"process for {url} exited with {proc.returncode}:\n{tail}")
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
-                if response.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
+            if response.status == 200:
+                return
         time.sleep(0.2)
     raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
 
@@ -194,18 +195,18 @@ class Stack:
         self.stop()
 
 
-async def _wait_topics(bootstrap: str, topics: tuple[str, ...], timeout: float = 60) -> None:
+async def _wait_topics(bootstrap: str, topics: tuple[str, ...], wait_seconds: float = 60) -> None:
     """Right after creation a topic can have no leader yet; producing then fails. Wait for leaders."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
     await producer.start()
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait_seconds
         for topic in topics:
             while not await producer.partitions_for(topic):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"topic {topic} has no partitions after {timeout}s")
+                    raise RuntimeError(f"topic {topic} has no partitions after {wait_seconds}s")
                 await asyncio.sleep(0.2)
     finally:
         await producer.stop()

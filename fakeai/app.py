@@ -151,9 +151,9 @@ def create_app(settings: FakeSettings | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatRequest) -> Response:
-        state.stats.chat += 1
         if body.stream:
             return openai_error(400, "stream=true is not supported by fakeai", "invalid_request_error", param="stream")
+        state.stats.chat += 1
         prompt = "\n".join(m.text() for m in body.messages)
         if failure := await state.fault(prompt):
             return failure

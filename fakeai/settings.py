@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, ValidationError
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,5 +25,10 @@ class FakeSettings(BaseSettings):
 
     def updated(self, patch: dict[str, Any]) -> FakeSettings:
         """Validated copy with ``patch`` applied; raises ``pydantic.ValidationError``."""
+        # Checked by hand: BaseSettings.__init__ would silently consume keys like "_env_file".
+        unknown = [key for key in patch if key not in type(self).model_fields]
+        if unknown:
+            errors = [InitErrorDetails(type="extra_forbidden", loc=(key,), input=patch[key]) for key in unknown]
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         # Init kwargs take priority over env vars, so this re-validates every field.
         return FakeSettings(**{**self.model_dump(), **patch})

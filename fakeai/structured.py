@@ -21,6 +21,7 @@ Schema = dict[str, Any]
 
 DEFAULT_ITEMS = 3
 DEFAULT_PROSE_WORDS = 120
+DEFAULT_ARTICLE_WORDS = 600  # a markdown field following an Outline, without Target words
 DEFAULT_WORD_COUNT = 1200
 # Past this depth recursive schemas get their minimal shape (null / minItems) so generation ends.
 MAX_DEPTH = 12
@@ -47,6 +48,7 @@ class _Ctx:
     index: int | None = None
     focus: int = 0
     depth: int = 0
+    siblings: int = 0  # length of the nearest enclosing array
     refs: frozenset[str] = frozenset()  # $refs being expanded on this path, to spot recursion
 
     @property
@@ -62,13 +64,14 @@ class _Ctx:
         ref = schema.get("$ref") if isinstance(schema, dict) else None
         return self.depth > MAX_DEPTH or (isinstance(ref, str) and ref in self.refs)
 
-    def child(self, key: str | int, *, name: str | None = None, index: int | None = None) -> _Ctx:
+    def child(self, key: str | int, *, name: str | None = None, index: int | None = None, of: int = 0) -> _Ctx:
         return replace(
             self,
             path=(*self.path, key),
             name=self.name if name is None else name,
             index=self.index if index is None else index,
             focus=self.focus if index is None else self.focus + index,
+            siblings=self.siblings if index is None else of,
             depth=self.depth + 1,
         )
 
@@ -191,7 +194,7 @@ def _array(schema: Schema, ctx: _Ctx) -> list[Any]:
     item_schema = _resolve(items, ctx.root) if isinstance(items, dict) else {}
     prefix = schema.get("prefixItems")
     if isinstance(prefix, list):
-        return [_gen(sub, ctx.child(i, index=i)) for i, sub in enumerate(prefix)]
+        return [_gen(sub, ctx.child(i, index=i, of=len(prefix))) for i, sub in enumerate(prefix)]
     tokens = ctx.tokens
     if tokens and tokens[-1] == "keyword" and item_schema.get("type") == "string" and "enum" not in item_schema:
         return _keyword_array(schema, item_schema, ctx)
@@ -201,7 +204,7 @@ def _array(schema: Schema, ctx: _Ctx) -> list[Any]:
         count = _clamp(ctx.info.n_items, schema)
     else:
         count = _clamp(DEFAULT_ITEMS, schema)
-    values = [_gen(items if isinstance(items, dict) else {}, ctx.child(i, index=i)) for i in range(count)]
+    values = [_gen(items if isinstance(items, dict) else {}, ctx.child(i, index=i, of=count)) for i in range(count)]
     if schema.get("uniqueItems"):
         unique = {json.dumps(v, sort_keys=True): v for v in values}
         values = list(unique.values())
@@ -209,16 +212,26 @@ def _array(schema: Schema, ctx: _Ctx) -> list[Any]:
 
 
 def _keyword_array(schema: Schema, item_schema: Schema, ctx: _Ctx) -> list[str]:
-    """Keywords come from the prompt's list only (a subset, never invented)."""
+    """Keywords come from the prompt's list only (a subset, never invented).
+
+    Inside an array of N items (clusters, sections) item i takes every N-th keyword,
+    so the items partition the list the way a real clustering answer would.
+    """
     info = ctx.info
     pool = info.keywords
     if _SUBSET_QUALIFIERS & set(ctx.tokens) and len(pool) > 1:
         pool = pool[1:]
+    if ctx.index is not None and ctx.siblings > 1:
+        share = pool[ctx.index % ctx.siblings :: ctx.siblings]
+        pool = share or (pool[ctx.index % len(pool)],)
+        start = 0
+    else:
+        start = ctx.focus
     wanted = info.n_items if len(ctx.path) <= 1 and info.n_items is not None else len(pool)
     count = _clamp(min(wanted, len(pool)), schema)
     values = []
     for i in range(count):
-        kw = pool[(ctx.focus + i) % len(pool)]
+        kw = pool[(start + i) % len(pool)]
         if i >= len(pool):  # minItems forced us past the list; keep items distinct
             kw = f"{kw} {i // len(pool) + 1}"
         values.append(_fit(kw, item_schema, kw))
@@ -245,45 +258,48 @@ def _formatted(fmt: str, ctx: _Ctx) -> str | None:
 
 
 def _string(schema: Schema, ctx: _Ctx) -> str:
-    info, seed, focus = ctx.info, ctx.seed, ctx.focus
-    pad = info.keyword(focus)
     formatted = _formatted(str(schema.get("format", "")), ctx)
     if formatted is not None:
         return formatted
-    return _fit(_string_value(ctx, info, seed, focus), schema, pad)
+    pad = ctx.info.keyword(ctx.focus)
+    return text.fit_any(_string_candidates(ctx), schema.get("minLength"), schema.get("maxLength"), pad)
 
 
-def _string_value(ctx: _Ctx, info: PromptInfo, seed: int, focus: int) -> str:
+def _string_candidates(ctx: _Ctx) -> list[str]:
+    """Values by field-name heuristics, best first; the first within min/maxLength wins."""
+    info, seed, focus = ctx.info, ctx.seed, ctx.focus
+    keyword = info.keyword(focus)
     tokens = ctx.tokens
     names = set(tokens)
     if "slug" in names:
-        return text.kebab(info.keyword(focus))
+        return [text.kebab(keyword)]
     if tokens == ("primary", "keyword"):
-        return info.keywords[0]
+        return [info.keywords[0]]
     if "prompt" in names:
-        return text.image_prompt(info.keywords, seed, focus)
+        return [text.image_prompt(info.keywords, seed, focus)]
     if "placement" in names:
-        return "featured" if not ctx.index else f"after-section-{ctx.index}"
+        return ["featured" if not ctx.index else f"after-section-{ctx.index}"]
     if names & _TITLE:
-        if "heading" in names and info.outline and ctx.index is not None and ctx.index < len(info.outline):
-            return info.outline[ctx.index].lstrip("#").strip()
-        return text.title(info.keywords, seed, focus)
+        if "heading" in names and ctx.index is not None and ctx.index < len(info.outline):
+            return [info.outline[ctx.index].lstrip("#").strip()]
+        headlines = text.titles(info.keywords, seed, focus)
+        return [headlines[-1], *headlines] if "name" in names else headlines
     if names & _SUMMARY or any(t.startswith("reason") for t in tokens):
-        return text.summary(info.keywords, seed, focus)
+        return text.summaries(info.keywords, seed, focus)
     if "intent" in names:
-        return text.search_intent(info.keyword(focus) if info.explicit_keywords else info.text)
+        return [text.search_intent(keyword if info.explicit_keywords else info.text)]
     if names & _KEYWORDISH:
-        return info.keyword(focus)
+        return [keyword]
     if names & {"url", "link", "href"}:
-        return f"https://example.com/{text.kebab(info.keyword(focus))}"
+        return [f"https://example.com/{text.kebab(keyword)}"]
     if names & {"language", "lang", "locale"}:
-        return "en"
+        return ["en"]
     if names & _PROSE and not names & _SHORT:
-        words = info.target_words or DEFAULT_PROSE_WORDS
         if "markdown" in names and info.outline:
-            return text.outline_markdown(info.outline, words, info.keywords, seed)
-        return text.prose(words, info.keywords, seed, focus)
-    return text.phrase(info.keywords, seed, focus)
+            words = info.target_words or DEFAULT_ARTICLE_WORDS
+            return [text.outline_markdown(info.outline, words, info.keywords, seed)]
+        return [text.prose(info.target_words or DEFAULT_PROSE_WORDS, info.keywords, seed, focus)]
+    return [text.phrase(info.keywords, seed, focus)]
 
 
 def _int_bounds(schema: Schema) -> tuple[int | None, int | None]:
@@ -389,8 +405,8 @@ def malformed(doc: Any, schema: Schema, seed: int) -> str:
 def json_object(info: PromptInfo) -> dict[str, Any]:
     return {
         "topic": info.keywords[0],
-        "title": text.title(info.keywords, info.seed),
-        "summary": text.summary(info.keywords, info.seed),
+        "title": text.titles(info.keywords, info.seed)[0],
+        "summary": text.summaries(info.keywords, info.seed)[0],
         "keywords": list(info.keywords[:5]),
     }
 
@@ -415,7 +431,7 @@ def completion(info: PromptInfo, response_format: Mapping[str, Any] | None, *, b
     if bad:
         return ""  # prose has no schema to break; empty content is the detectable failure
     if info.outline:
-        return text.outline_markdown(info.outline, info.target_words or 600, info.keywords, info.seed)
+        return text.outline_markdown(info.outline, info.target_words or DEFAULT_ARTICLE_WORDS, info.keywords, info.seed)
     return text.prose(info.target_words or 150, info.keywords, info.seed)
 
 

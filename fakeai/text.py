@@ -36,7 +36,7 @@ STOPWORDS = frozenset(
 )
 
 # Line conventions; the last occurrence wins because the user message comes last.
-_KEYWORDS_RE = re.compile(r"^[ \t]*(?:[-*][ \t]*)?keywords[ \t]*:[ \t]*(.+)$", re.I | re.M)
+_KEYWORDS_RE = re.compile(r"^[ \t]*(?:[-*][ \t]*)?keywords?[ \t]*:[ \t]*(.+)$", re.I | re.M)
 _TARGET_RE = re.compile(r"^[ \t]*(?:[-*][ \t]*)?target[ \t]+words[ \t]*:[ \t]*([\d,_]+)", re.I | re.M)
 _ITEMS_RE = re.compile(r"^[ \t]*(?:[-*][ \t]*)?number[ \t]+of[ \t]+items[ \t]*:[ \t]*(\d+)", re.I | re.M)
 _OUTLINE_RE = re.compile(r"^[ \t]*outline[ \t]*:[ \t]*$", re.I | re.M)
@@ -82,8 +82,8 @@ def _outline(text: str) -> tuple[str, ...]:
         stripped = line.strip()
         if _HEADING_RE.match(stripped):
             headings.append(stripped)
-        elif stripped and headings:
-            break  # the outline block ends at the first non-heading line
+        elif stripped:
+            break  # the outline block ends at the first non-blank, non-heading line
     return tuple(headings)
 
 
@@ -269,18 +269,23 @@ def outline_markdown(outline: Sequence[str], words: int, keywords: Sequence[str]
     return "\n\n".join(blocks)
 
 
-def title(keywords: Sequence[str], seed: int, focus: int = 0) -> str:
-    k = keywords[focus % len(keywords)]
-    template = _TITLE_TEMPLATES[seed % len(_TITLE_TEMPLATES)]
-    return title_case(template.replace("{K}", title_case(k)))
+def titles(keywords: Sequence[str], seed: int, focus: int = 0) -> list[str]:
+    """Headline candidates, best first; the caller keeps the first that fits maxLength."""
+    k = title_case(keywords[focus % len(keywords)])
+    n = len(_TITLE_TEMPLATES)
+    return [title_case(_TITLE_TEMPLATES[(seed + i) % n].replace("{K}", k)) for i in range(n)] + [k]
 
 
-def summary(keywords: Sequence[str], seed: int, focus: int = 0) -> str:
+def summaries(keywords: Sequence[str], seed: int, focus: int = 0) -> list[str]:
+    """One- or two-sentence candidates mentioning the keywords, best first."""
     rng = random.Random(seed)
-    first = _fill(_SUMMARY_TEMPLATES[seed % len(_SUMMARY_TEMPLATES)], rng, keywords, focus)
+    n = len(_SUMMARY_TEMPLATES)
+    firsts = [_fill(_SUMMARY_TEMPLATES[(seed + i) % n], rng, keywords, focus) for i in range(n)]
+    k = keywords[focus % len(keywords)]
+    shortest = f"A practical guide to {k}."
     if seed % 3:
-        return first
-    return f"{first} {_fill(rng.choice(_TEMPLATES), rng, keywords, focus + 1)}"
+        return [*firsts, shortest]
+    return [f"{firsts[0]} {_fill(rng.choice(_TEMPLATES), rng, keywords, focus + 1)}", *firsts, shortest]
 
 
 def image_prompt(keywords: Sequence[str], seed: int, focus: int = 0) -> str:
@@ -316,8 +321,19 @@ def fit(value: str, min_len: int | None, max_len: int | None, pad: str) -> str:
         while len(value) < min_len:
             value = f"{value} {pad}".strip()
     if max_len is not None and len(value) > max_len:
-        cut = value[: max_len + 1].rsplit(None, 1)[0] if " " in value[: max_len + 1] else ""
-        value = (cut if cut and len(cut) <= max_len else value[:max_len]).rstrip(" ,;:-")
+        words = value[: max_len + 1].split()[:-1] if " " in value[: max_len + 1] else []
+        while len(words) > 1 and words[-1].lower().strip(",;:") in _SMALL_WORDS:
+            words.pop()  # "... What You Need to" reads worse than "... What You Need"
+        value = (" ".join(words) if words else value[:max_len]).rstrip(" ,;:-")
         if min_len and len(value) < min_len:  # trimming went too far: hard cut instead
             value = value + pad[: min_len - len(value)]
     return value
+
+
+def fit_any(candidates: Sequence[str], min_len: int | None, max_len: int | None, pad: str) -> str:
+    """First candidate already within the bounds, else the closest one trimmed or padded."""
+    for value in candidates:
+        if (min_len is None or len(value) >= min_len) and (max_len is None or len(value) <= max_len):
+            return value
+    too_long = max_len is not None and all(len(v) > max_len for v in candidates)
+    return fit(min(candidates, key=len) if too_long else candidates[0], min_len, max_len, pad)

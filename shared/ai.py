@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -79,10 +80,8 @@ def _wait_with_retry_after(base: wait_exponential_jitter) -> Any:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, openai.APIStatusError):
             header = exc.response.headers.get("retry-after")
-            try:
+            with contextlib.suppress(ValueError):
                 delay = max(delay, min(float(header), 30.0)) if header else delay
-            except ValueError:
-                pass
         return delay
 
     return wait

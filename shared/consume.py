@@ -29,9 +29,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "invalid message: " + "; ".join(parts)
 
 
-async def parse_or_dead_letter(
-    broker: KafkaBroker, msg: KafkaMessage, model: type[M], dlq_topic: str
-) -> M | None:
+async def parse_or_dead_letter(broker: KafkaBroker, msg: KafkaMessage, model: type[M], dlq_topic: str) -> M | None:
     """The message as `model`, or None after parking it on the dead-letter topic with the reason."""
     raw = msg.body if isinstance(msg.body, bytes) else bytes(msg.body)
     try:

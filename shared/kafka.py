@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 
@@ -40,12 +41,11 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] =
         existing = set(await admin.list_topics())
         missing = [t for t in topics if t not in existing]
         if missing:
-            try:
+            # Another process may win the race; the topics exist then, which is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [NewTopic(name=t, num_partitions=partitions, replication_factor=1) for t in missing]
                 )
-            except TopicAlreadyExistsError:
-                pass  # another process won the race; the topics exist, which is all we need
         return missing
     finally:
         await admin.close()
@@ -117,9 +117,7 @@ class OutboxRelay:
             ]
             await asyncio.gather(*pending)  # every record acknowledged by the broker before we mark it
             await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_([r.id for r in rows]))
-                .values(published_at=utcnow())
+                update(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows])).values(published_at=utcnow())
             )
             return len(rows)
 
@@ -136,10 +134,8 @@ class OutboxRelay:
             if sent:
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
-            except TimeoutError:
-                pass
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self._producer}")

@@ -105,11 +105,14 @@ class ClustererService:
                 continue
             new_clusters.append(NewCluster(label, [keywords[i].id for i in group], vectors[group]))
         outcome.failures += [
-            ItemFailure(item_id=keywords[i].id, reason="outlier: no cluster within the similarity threshold",
-                        permanent=False)
+            ItemFailure(
+                item_id=keywords[i].id, reason="outlier: no cluster within the similarity threshold", permanent=False
+            )
             for i in plan.outliers
         ]
-        joins = {clusters[idx].id: ([keywords[i].id for i in rows], vectors[rows]) for idx, rows in plan.existing.items()}
+        joins = {
+            clusters[idx].id: ([keywords[i].id for i in rows], vectors[rows]) for idx, rows in plan.existing.items()
+        }
         processed_ids = [k for ids, _ in joins.values() for k in ids] + [k for c in new_clusters for k in c.keyword_ids]
 
         async def persist(session: AsyncSession) -> None:
@@ -120,8 +123,15 @@ class ClustererService:
             for c in new_clusters:
                 name_norm = normalise(c.label.name)
                 new_id = await repo.insert_cluster(
-                    session, cmd.site_id, cmd.run_id, c.label.name.strip()[:200], name_norm,
-                    c.label.description, c.label.intent, merged_centroid(None, 0, c.vectors), 0,
+                    session,
+                    cmd.site_id,
+                    cmd.run_id,
+                    c.label.name.strip()[:200],
+                    name_norm,
+                    c.label.description,
+                    c.label.intent,
+                    merged_centroid(None, 0, c.vectors),
+                    0,
                 )
                 if new_id is None:  # same name as an existing cluster (or one made a moment ago): merge
                     new_id = (await repo.lock_cluster_by_name(session, cmd.site_id, name_norm)).id
@@ -143,7 +153,9 @@ class ClustererService:
 
     async def _label(self, keywords: list[str], language: str, usage: Usage) -> ClusterLabel | AiError:
         try:
-            return await self._ai.structured(SYSTEM, label_prompt(keywords, language), ClusterLabel, "cluster-label", usage)
+            return await self._ai.structured(
+                SYSTEM, label_prompt(keywords, language), ClusterLabel, "cluster-label", usage
+            )
         except AiError as exc:
             return exc
 

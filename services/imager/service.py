@@ -79,8 +79,9 @@ class ImagerService:
             done = await repo.drafts_with_prompts(session, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
         found = {d.id for d in drafts}
-        outcome.failures += [ItemFailure(item_id=i, reason="draft not found for this site")
-                             for i in cmd.item_ids if i not in found]
+        outcome.failures += [
+            ItemFailure(item_id=i, reason="draft not found for this site") for i in cmd.item_ids if i not in found
+        ]
         todo = [d for d in drafts if d.id not in done]
 
         async def one(draft: Draft) -> list[dict[str, Any]] | AiError:
@@ -134,8 +135,11 @@ class ImagerService:
             done = await repo.prompts_with_images(session, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
         found = {p.id for p in prompts}
-        outcome.failures += [ItemFailure(item_id=i, reason="image prompt not found for this site")
-                             for i in cmd.item_ids if i not in found]
+        outcome.failures += [
+            ItemFailure(item_id=i, reason="image prompt not found for this site")
+            for i in cmd.item_ids
+            if i not in found
+        ]
         todo = [p for p in prompts if p.id not in done]
         size, quality = cmd.options.image_size, cmd.options.image_quality
 

@@ -82,8 +82,9 @@ def build_router(runs: RunService, queries: RunQueries) -> APIRouter:
         except ImportError_ as exc:
             raise HTTPException(422, f"cannot import {file.filename or 'file'}: {exc}") from exc
         if not parsed.keywords:
-            raise HTTPException(422, {"detail": "no importable keyword rows",
-                                      "rejected": [p.__dict__ for p in parsed.problems[:100]]})
+            raise HTTPException(
+                422, {"detail": "no importable keyword rows", "rejected": [p.__dict__ for p in parsed.problems[:100]]}
+            )
         summary = await runs.import_keywords(site_id, parsed.keywords, f"csv:{file.filename or 'upload'}")
         assert summary is not None
         return ImportOut(
@@ -96,8 +97,10 @@ def build_router(runs: RunService, queries: RunQueries) -> APIRouter:
     @api.get("/sites/{site_id}/pipeline")
     async def pipeline_overview(site_id: str) -> dict[str, Any]:
         counts = await runs.pipeline_overview(site_id)
-        return {"site_id": site_id, "pending": [
-            {"stage": s, "label": Stage(s).label, "pending": n} for s, n in sorted(counts.items())]}
+        return {
+            "site_id": site_id,
+            "pending": [{"stage": s, "label": Stage(s).label, "pending": n} for s, n in sorted(counts.items())],
+        }
 
     @api.post("/sites/{site_id}/runs", status_code=status.HTTP_201_CREATED)
     async def start_run(site_id: str, body: RunIn | None = None) -> RunView:

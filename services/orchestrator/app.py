@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from faststream import AckPolicy, FastStream
 from fastapi import FastAPI
+from faststream import AckPolicy, FastStream
 
 from services.orchestrator import api
 from services.orchestrator.handlers import make_ingest_handler, make_result_handler
@@ -20,7 +20,10 @@ GROUP = "contentline-orchestrator"
 
 def wire(rt: Runtime) -> tuple[RunService, RunQueries]:
     runs = RunService(rt.sessions, rt.outbox, rt.settings)
-    for topic, handler in ((STAGE_RESULTS, make_result_handler(rt, runs)), (KEYWORDS_INGEST, make_ingest_handler(rt, runs))):
+    for topic, handler in (
+        (STAGE_RESULTS, make_result_handler(rt, runs)),
+        (KEYWORDS_INGEST, make_ingest_handler(rt, runs)),
+    ):
         rt.broker.subscriber(
             topic,
             group_id=GROUP,

@@ -40,8 +40,9 @@ def make_ingest_handler(rt: Runtime, runs: RunService) -> Handler:
             try:
                 await runs.import_keywords(batch.site_id, batch.keywords, f"kafka:{batch.source}", batch.message_id)
             except NotFoundError as exc:
-                await dead_letter(rt.broker, KEYWORDS_INGEST_DLQ, msg.body, batch.site_id.encode(), exc.detail,
-                                  KEYWORDS_INGEST)
+                await dead_letter(
+                    rt.broker, KEYWORDS_INGEST_DLQ, msg.body, batch.site_id.encode(), exc.detail, KEYWORDS_INGEST
+                )
 
         await with_infra_backoff("orchestrator.ingest", run)
 

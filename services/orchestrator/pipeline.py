@@ -48,9 +48,7 @@ def pending_query(stage: Stage, site_id: str) -> Select[int]:
 
 def review_ready_query(site_id: str) -> Select[int]:
     """Drafts awaiting a decision whose image prompts all have images (and that have at least one)."""
-    missing_image = exists().where(
-        ImagePrompt.draft_id == Draft.id, ~exists().where(Image.prompt_id == ImagePrompt.id)
-    )
+    missing_image = exists().where(ImagePrompt.draft_id == Draft.id, ~exists().where(Image.prompt_id == ImagePrompt.id))
     return (
         select(Draft.id)
         .where(
@@ -76,6 +74,3 @@ async def pending_counts(session: AsyncSession, site_id: str) -> dict[int, int]:
         sub = pending_query(stage, site_id).order_by(None).subquery()
         counts[int(stage)] = int(await session.scalar(select(func.count()).select_from(sub)) or 0)
     return counts
-
-
-

@@ -71,7 +71,9 @@ async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
 
 async def active_run(session: AsyncSession, site_id: str) -> Run | None:
     return await session.scalar(
-        select(Run).where(Run.site_id == site_id, Run.status.in_([s.value for s in (RunStatus.RUNNING, RunStatus.PAUSED)]))
+        select(Run).where(
+            Run.site_id == site_id, Run.status.in_([s.value for s in (RunStatus.RUNNING, RunStatus.PAUSED)])
+        )
     )
 
 
@@ -137,8 +139,9 @@ async def debit(
     return True
 
 
-def log_line(session: AsyncSession, site_id: str, run_id: str | None, stage: int | None, message: str,
-             level: str = "info") -> None:
+def log_line(
+    session: AsyncSession, site_id: str, run_id: str | None, stage: int | None, message: str, level: str = "info"
+) -> None:
     session.add(ActivityLog(site_id=site_id, run_id=run_id, stage=stage, message=message, level=level))
 
 
@@ -150,7 +153,9 @@ async def review_queue(session: AsyncSession, draft_ids: list[int]) -> list[dict
             await session.execute(
                 select(Image.draft_id, func.count()).where(Image.draft_id.in_(draft_ids)).group_by(Image.draft_id)
             )
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     prompts = dict(
         (
@@ -159,7 +164,9 @@ async def review_queue(session: AsyncSession, draft_ids: list[int]) -> list[dict
                 .where(ImagePrompt.draft_id.in_(draft_ids))
                 .group_by(ImagePrompt.draft_id)
             )
-        ).tuples().all()
+        )
+        .tuples()
+        .all()
     )
     drafts = (await session.scalars(select(Draft).where(Draft.id.in_(draft_ids)).order_by(Draft.id))).all()
     return [

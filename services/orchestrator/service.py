@@ -26,9 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.orchestrator import pipeline
+from services.orchestrator import pipeline, views
 from services.orchestrator import repository as repo
-from services.orchestrator import views
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
 from services.orchestrator.importing import dedupe
 from shared.contracts import (
@@ -153,8 +152,13 @@ class RunService:
             if message_id is not None and not await claim_inbox(session, INGEST_CONSUMER, message_id):
                 return None
             imported = await repo.insert_keywords(session, site_id, unique, source)
-            repo.log_line(session, site_id, None, None, f"imported {imported} keywords from {source} "
-                          f"({len(items) - imported} duplicates)")
+            repo.log_line(
+                session,
+                site_id,
+                None,
+                None,
+                f"imported {imported} keywords from {source} ({len(items) - imported} duplicates)",
+            )
         return ImportSummary(received=len(items), imported=imported, duplicates=len(items) - imported)
 
     async def pipeline_overview(self, site_id: str) -> dict[int, int]:
@@ -185,8 +189,10 @@ class RunService:
                     status=RunStatus.RUNNING.value,
                     current_stage=0,
                     options=plan.model_dump(mode="json"),
-                    initial_snapshot={"pending": {str(k): v for k, v in counts.items() if k <= 6},
-                                      "total": sum(v for k, v in counts.items() if k <= 6)},
+                    initial_snapshot={
+                        "pending": {str(k): v for k, v in counts.items() if k <= 6},
+                        "total": sum(v for k, v in counts.items() if k <= 6),
+                    },
                     total_credits_used=Decimal(0),
                     started_at=utcnow(),
                 )
@@ -269,7 +275,11 @@ class RunService:
             assert run is not None and batch is not None  # foreign key: a batch always has its run
             cost = self._costs.credits(result.usage)
             charged = cost > 0 and await repo.debit(
-                session, run.account_id, run.id, f"debit:{result.command_id}", cost,
+                session,
+                run.account_id,
+                run.id,
+                f"debit:{result.command_id}",
+                cost,
                 {"stage": int(result.stage), "batch": batch.seq, "usage": result.usage.model_dump(mode="json")},
             )
             if charged:
@@ -277,8 +287,14 @@ class RunService:
             if batch.status != "released":
                 # Already settled (a replay with a new message id, or late after its deadline): the
                 # ledger key above kept the charge single; the counts were recorded the first time.
-                self._event(session, run, batch.stage, "late-result",
-                            f"result for batch {batch.seq} arrived while it was {batch.status}", level="warning")
+                self._event(
+                    session,
+                    run,
+                    batch.stage,
+                    "late-result",
+                    f"result for batch {batch.seq} arrived while it was {batch.status}",
+                    level="warning",
+                )
                 if charged:
                     sr = await repo.stage_result(session, run.id, batch.stage)
                     if sr is not None:
@@ -305,12 +321,19 @@ class RunService:
                 if result.failures:
                     sr.partial = True
                     room = MAX_RECORDED_FAILURES - len(sr.failures)
-                    sr.failures = [*sr.failures, *({"item_id": f.item_id, "reason": f.reason}
-                                                   for f in result.failures[: max(room, 0)])]
+                    sr.failures = [
+                        *sr.failures,
+                        *({"item_id": f.item_id, "reason": f.reason} for f in result.failures[: max(room, 0)]),
+                    ]
             if result.failures:
-                self._event(session, run, batch.stage, "item-failures",
-                            f"batch {batch.seq}: {len(result.failures)} item(s) failed: "
-                            f"{result.failures[0].reason[:200]}", level="warning")
+                self._event(
+                    session,
+                    run,
+                    batch.stage,
+                    "item-failures",
+                    f"batch {batch.seq}: {len(result.failures)} item(s) failed: {result.failures[0].reason[:200]}",
+                    level="warning",
+                )
             await self._advance(session, run)
         self._outbox.committed()
         return True
@@ -331,8 +354,11 @@ class RunService:
                 overdue = (
                     await session.scalars(
                         select(StageBatch)
-                        .where(StageBatch.run_id == run_id, StageBatch.status == "released",
-                               StageBatch.released_at < deadline)
+                        .where(
+                            StageBatch.run_id == run_id,
+                            StageBatch.status == "released",
+                            StageBatch.released_at < deadline,
+                        )
                         .with_for_update()
                     )
                 ).all()
@@ -371,7 +397,8 @@ class RunService:
                     for batch in await repo.pending_batches(session, run.id, stage, free):
                         self._release(session, run, batch, plan)
                 return
-            await self._finish_stage(session, run, stage)
+            if not await self._finish_stage(session, run, stage):
+                return
             if stage is Stage.IMAGES:
                 await self._review_gate(session, run)
                 return
@@ -402,22 +429,43 @@ class RunService:
         )
         await session.flush()
         if chunks:
-            self._event(session, run, stage, "stage-started",
-                        f"stage {int(stage)} ({stage.label}): {len(ids)} items in {len(chunks)} batches")
+            self._event(
+                session,
+                run,
+                stage,
+                "stage-started",
+                f"stage {int(stage)} ({stage.label}): {len(ids)} items in {len(chunks)} batches",
+            )
         else:
             self._event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): nothing pending")
 
-    async def _finish_stage(self, session: AsyncSession, run: Run, stage: Stage) -> None:
+    async def _finish_stage(self, session: AsyncSession, run: Run, stage: Stage) -> bool:
+        """Close the stage; False when it failed as a whole (nothing done, something failed): the run fails."""
         sr = await repo.stage_result(session, run.id, stage)
         if sr is None or sr.status != "running":
-            return
+            return True
         now = utcnow()
         sr.status, sr.finished_at = "completed", now
         sr.seconds = round((now - sr.started_at).total_seconds(), 3)
         sr.partial = sr.partial or sr.items_failed > 0
-        self._event(session, run, stage, "stage-completed",
-                    f"stage {int(stage)}: {sr.items_processed} processed, {sr.items_created} created, "
-                    f"{sr.items_failed} failed, {sr.credits} credits in {sr.seconds:.1f}s")
+        if sr.items_failed and not sr.items_processed and not sr.items_skipped:
+            first = sr.failures[0]["reason"] if sr.failures else "unknown"
+            sr.status, sr.stopped_reason = "failed", "failed"
+            run.status, run.completed_at, run.stopped_reason = RunStatus.FAILED.value, now, "failed"
+            run.error_message = (
+                f"stage {int(stage)} ({stage.label}): all {sr.items_failed} items failed; first: {first}"
+            )
+            self._event(session, run, stage, "failed", run.error_message, level="error")
+            return False
+        self._event(
+            session,
+            run,
+            stage,
+            "stage-completed",
+            f"stage {int(stage)}: {sr.items_processed} processed, {sr.items_created} created, "
+            f"{sr.items_failed} failed, {sr.credits} credits in {sr.seconds:.1f}s",
+        )
+        return True
 
     async def _review_gate(self, session: AsyncSession, run: Run) -> None:
         run.current_stage = int(Stage.REVIEW)
@@ -425,8 +473,15 @@ class RunService:
         now = utcnow()
         session.add(
             StageRunResult(
-                run_id=run.id, stage=int(Stage.REVIEW), status="completed", items_in=ready,
-                items_processed=ready, failures=[], credits=Decimal(0), started_at=now, finished_at=now,
+                run_id=run.id,
+                stage=int(Stage.REVIEW),
+                status="completed",
+                items_in=ready,
+                items_processed=ready,
+                failures=[],
+                credits=Decimal(0),
+                started_at=now,
+                finished_at=now,
             )
         )
         run.status, run.completed_at = RunStatus.COMPLETED.value, now
@@ -447,15 +502,21 @@ class RunService:
         self._outbox.add(session, STAGE_COMMAND_TOPICS[batch.stage], run.site_id, command)
         batch.status, batch.released_at = "released", utcnow()
 
-    def _event(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str,
-               level: str = "info") -> None:
+    def _event(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str, level: str = "info") -> None:
         repo.log_line(session, run.site_id, run.id, stage or None, detail, level)
         self._outbox.add(
             session,
             RUN_EVENTS,
             run.site_id,
-            RunEvent(account_id=run.account_id, site_id=run.site_id, run_id=run.id, stage=int(stage),
-                     status=RunStatus(run.status), event=event, detail=detail[:1000]),
+            RunEvent(
+                account_id=run.account_id,
+                site_id=run.site_id,
+                run_id=run.id,
+                stage=int(stage),
+                status=RunStatus(run.status),
+                event=event,
+                detail=detail[:1000],
+            ),
         )
 
 
@@ -485,8 +546,11 @@ class RunQueries:
                 raise NotFoundError(f"site {site_id!r} does not exist")
             runs = (
                 await session.scalars(
-                    select(Run).where(Run.site_id == site_id)
-                    .order_by(Run.started_at.desc(), Run.id.desc()).offset((page - 1) * size).limit(size)
+                    select(Run)
+                    .where(Run.site_id == site_id)
+                    .order_by(Run.started_at.desc(), Run.id.desc())
+                    .offset((page - 1) * size)
+                    .limit(size)
                 )
             ).all()
             return [await views.run_view(session, r) for r in runs]

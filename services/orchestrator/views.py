@@ -64,32 +64,60 @@ class ActivityView(BaseModel):
 
 def stage_view(sr: StageRunResult) -> StageView:
     return StageView(
-        stage=sr.stage, label=Stage(sr.stage).label, status=sr.status, items_in=sr.items_in,
-        items_processed=sr.items_processed, items_created=sr.items_created, items_skipped=sr.items_skipped,
-        items_failed=sr.items_failed, failures=list(sr.failures), batches_total=sr.batches_total,
-        batches_done=sr.batches_done, credits=sr.credits, seconds=sr.seconds, partial=sr.partial,
-        stopped_reason=sr.stopped_reason, started_at=sr.started_at, finished_at=sr.finished_at,
+        stage=sr.stage,
+        label=Stage(sr.stage).label,
+        status=sr.status,
+        items_in=sr.items_in,
+        items_processed=sr.items_processed,
+        items_created=sr.items_created,
+        items_skipped=sr.items_skipped,
+        items_failed=sr.items_failed,
+        failures=list(sr.failures),
+        batches_total=sr.batches_total,
+        batches_done=sr.batches_done,
+        credits=sr.credits,
+        seconds=sr.seconds,
+        partial=sr.partial,
+        stopped_reason=sr.stopped_reason,
+        started_at=sr.started_at,
+        finished_at=sr.finished_at,
     )
 
 
 async def run_view(session: AsyncSession, run: Run) -> RunView:
     results = (
-        await session.scalars(select(StageRunResult).where(StageRunResult.run_id == run.id).order_by(StageRunResult.stage))
+        await session.scalars(
+            select(StageRunResult).where(StageRunResult.run_id == run.id).order_by(StageRunResult.stage)
+        )
     ).all()
     stages = [stage_view(r) for r in results]
     # Global progress: items finished (processed + failed) over everything the stages took in.
     done = sum(s.items_processed + s.items_failed + s.items_skipped for s in stages if s.stage <= 6)
     total = sum(s.items_in for s in stages if s.stage <= 6)
     return RunView(
-        run_id=run.id, site_id=run.site_id, account_id=run.account_id, trigger=run.trigger, status=run.status,
+        run_id=run.id,
+        site_id=run.site_id,
+        account_id=run.account_id,
+        trigger=run.trigger,
+        status=run.status,
         current_stage=run.current_stage,
         current_stage_label=Stage(run.current_stage).label if run.current_stage else None,
         initial_snapshot=run.initial_snapshot,
-        progress={"items_done": done, "items_total": total, "percent": round(100 * done / total, 1) if total else 100.0,
-                  "initial_total": run.initial_snapshot.get("total", 0)},
-        total_credits_used=run.total_credits_used, stopped_reason=run.stopped_reason,
-        error_message=run.error_message, started_at=run.started_at, paused_at=run.paused_at,
-        resumed_at=run.resumed_at, cancelled_at=run.cancelled_at, completed_at=run.completed_at, stages=stages,
+        progress={
+            "items_done": done,
+            "items_total": total,
+            "percent": round(100 * done / total, 1) if total else 100.0,
+            "initial_total": run.initial_snapshot.get("total", 0),
+        },
+        total_credits_used=run.total_credits_used,
+        stopped_reason=run.stopped_reason,
+        error_message=run.error_message,
+        started_at=run.started_at,
+        paused_at=run.paused_at,
+        resumed_at=run.resumed_at,
+        cancelled_at=run.cancelled_at,
+        completed_at=run.completed_at,
+        stages=stages,
     )
 
 

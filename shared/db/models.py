@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
@@ -43,7 +43,7 @@ Credits = Numeric(18, 4)
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSONB, list[Any]: JSONB}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB, list[Any]: JSONB}
 
 
 def _now() -> Any:
@@ -340,9 +340,7 @@ class OutboxMessage(Base):
     """Transactional outbox: written with the result it announces, relayed to Kafka by its producer."""
 
     __tablename__ = "outbox"
-    __table_args__ = (
-        Index("ix_outbox_unpublished", "producer", "id", postgresql_where=text("published_at IS NULL")),
-    )
+    __table_args__ = (Index("ix_outbox_unpublished", "producer", "id", postgresql_where=text("published_at IS NULL")),)
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     producer: Mapped[str] = mapped_column(String(60))
     topic: Mapped[str] = mapped_column(String(200))

@@ -1,0 +1,34 @@
+# contentline developer tasks. `make demo` is the one-command tour.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test lint up down status
+
+install: $(STAMP)
+
+# Re-installs only when pyproject.toml changed since the last install (or the venv is new).
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+demo: install
+	$(PY) -m devstack demo
+
+test: install
+	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy shared services devstack fakeai contentline_cli
+
+up: install
+	$(PY) -m devstack up
+
+down: install
+	$(PY) -m devstack down
+
+status: install
+	$(PY) -m devstack status

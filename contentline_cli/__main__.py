@@ -1,0 +1,3 @@
+from contentline_cli.app import main
+
+main()

@@ -1,0 +1,231 @@
+"""A small typed client for the orchestrator REST API (`/api/v1`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_API_URL = "http://127.0.0.1:8700"
+
+
+class _View(BaseModel):
+    # Tolerant reader: fields the API adds later must not break the CLI.
+    model_config = ConfigDict(extra="ignore")
+
+
+class Site(_View):
+    id: str
+    account_id: str
+    name: str
+    domain: str | None = None
+
+
+class RejectedRow(_View):
+    line: int | None = None
+    reason: str = ""
+
+
+class ImportResult(_View):
+    received: int
+    imported: int
+    duplicates: int
+    rejected: list[RejectedRow] = Field(default_factory=list)
+
+
+class StageInfo(_View):
+    stage: int
+    label: str
+    status: str
+    items_in: int = 0
+    items_processed: int = 0
+    items_created: int = 0
+    items_skipped: int = 0
+    items_failed: int = 0
+    failures: list[dict[str, Any]] = Field(default_factory=list)
+    batches_total: int = 0
+    batches_done: int = 0
+    credits: Decimal = Decimal(0)
+    seconds: float = 0.0
+    partial: bool = False
+    stopped_reason: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def items_done(self) -> int:
+        return self.items_processed + self.items_failed + self.items_skipped
+
+
+class RunInfo(_View):
+    run_id: str
+    site_id: str
+    account_id: str = ""
+    trigger: str = ""
+    status: str
+    current_stage: int = 0
+    current_stage_label: str | None = None
+    progress: dict[str, Any] = Field(default_factory=dict)
+    total_credits_used: Decimal = Decimal(0)
+    stopped_reason: str | None = None
+    error_message: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    stages: list[StageInfo] = Field(default_factory=list)
+
+    def stage(self, number: int) -> StageInfo | None:
+        return next((s for s in self.stages if s.stage == number), None)
+
+
+class Activity(_View):
+    at: datetime
+    stage: int | None = None
+    level: str
+    message: str
+
+
+class ApiError(Exception):
+    """The API answered with an error status, or could not be reached (status 0)."""
+
+    def __init__(self, status: int, detail: str, extra: Mapping[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.extra: dict[str, Any] = dict(extra or {})
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.detail}" if self.status else self.detail
+
+
+def format_detail(detail: Any) -> str:
+    """Turn FastAPI's `detail` (a string, a validation-error list, or a nested dict) into one readable text."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, Mapping):
+        inner = detail.get("detail")
+        return format_detail(inner) if inner is not None else json.dumps(detail, default=str)
+    if isinstance(detail, Sequence):
+        parts = []
+        for item in detail:
+            if isinstance(item, Mapping) and "msg" in item:
+                loc = ".".join(str(p) for p in item.get("loc", ()) if p != "body")
+                parts.append(f"{loc}: {item['msg']}" if loc else str(item["msg"]))
+            else:
+                parts.append(format_detail(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+def _error_from(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        return ApiError(response.status_code, response.text.strip()[:500] or response.reason_phrase)
+    if not isinstance(body, Mapping):
+        return ApiError(response.status_code, str(body)[:500])
+    detail = body.get("detail", body)
+    extra = {k: v for k, v in body.items() if k != "detail"}
+    if isinstance(detail, Mapping):  # e.g. {"detail": {"detail": "...", "rejected": [...]}}
+        extra |= {k: v for k, v in detail.items() if k != "detail"}
+    return ApiError(response.status_code, format_detail(detail), extra)
+
+
+def keywords_from_json(data: Any) -> list[dict[str, Any]]:
+    """Accept `{"keywords": [...]}` or a bare list; items are objects (`keyword`, `volume`, ...) or strings."""
+    items = data.get("keywords") if isinstance(data, Mapping) else data
+    if not isinstance(items, list):
+        raise ValueError('expected {"keywords": [...]} or a JSON list of keywords')
+    out: list[dict[str, Any]] = []
+    for n, item in enumerate(items, start=1):
+        if isinstance(item, str):
+            out.append({"keyword": item})
+        elif isinstance(item, Mapping):
+            out.append(dict(item))
+        else:
+            raise ValueError(f"item {n} is neither a string nor an object: {item!r}")
+    return out
+
+
+class ContentlineClient:
+    """Synchronous client; every call raises `ApiError` on a non-2xx answer or when the API is unreachable."""
+
+    def __init__(self, base_url: str = DEFAULT_API_URL, timeout: float = 30.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout, transport=transport)
+
+    def __enter__(self) -> ContentlineClient:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise ApiError(0, f"the API at {self.base_url} did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc or type(exc).__name__}") from exc
+        if response.is_error:
+            raise _error_from(response)
+        return response.json()
+
+    # ------------------------------------------------------------------ sites and keywords
+    def create_site(self, name: str, domain: str | None = None) -> Site:
+        return Site.model_validate(self._request("POST", "/sites", json={"name": name, "domain": domain}))
+
+    def get_site(self, site_id: str) -> Site:
+        return Site.model_validate(self._request("GET", f"/sites/{site_id}"))
+
+    def import_keywords(self, site_id: str, keywords: list[dict[str, Any]], source: str = "cli") -> ImportResult:
+        body = {"keywords": keywords, "source": source}
+        return ImportResult.model_validate(self._request("POST", f"/sites/{site_id}/keywords", json=body))
+
+    def import_keywords_csv(self, site_id: str, filename: str, data: bytes) -> ImportResult:
+        files = {"file": (filename, data, "text/csv")}
+        return ImportResult.model_validate(self._request("POST", f"/sites/{site_id}/keywords/csv", files=files))
+
+    def import_keywords_file(self, site_id: str, path: Path) -> ImportResult:
+        """`.json` files go to the JSON endpoint, everything else (CSV/TSV exports) to the CSV upload."""
+        data = path.read_bytes()
+        if path.suffix.lower() == ".json":
+            keywords = keywords_from_json(json.loads(data))
+            return self.import_keywords(site_id, keywords, source=f"json:{path.name}")
+        return self.import_keywords_csv(site_id, path.name, data)
+
+    # ------------------------------------------------------------------ runs
+    def start_run(self, site_id: str) -> RunInfo:
+        return RunInfo.model_validate(self._request("POST", f"/sites/{site_id}/runs"))
+
+    def get_run(self, run_id: str) -> RunInfo:
+        return RunInfo.model_validate(self._request("GET", f"/runs/{run_id}"))
+
+    def current_run(self, site_id: str) -> RunInfo | None:
+        data = self._request("GET", f"/sites/{site_id}/runs/current")
+        return RunInfo.model_validate(data) if data else None
+
+    def pause_run(self, run_id: str) -> RunInfo:
+        return RunInfo.model_validate(self._request("POST", f"/runs/{run_id}/pause"))
+
+    def resume_run(self, run_id: str) -> RunInfo:
+        return RunInfo.model_validate(self._request("POST", f"/runs/{run_id}/resume"))
+
+    def cancel_run(self, run_id: str) -> RunInfo:
+        return RunInfo.model_validate(self._request("POST", f"/runs/{run_id}/cancel"))
+
+    def activity(self, run_id: str, limit: int = 100) -> list[Activity]:
+        data = self._request("GET", f"/runs/{run_id}/activity", params={"limit": limit})
+        return [Activity.model_validate(a) for a in data]

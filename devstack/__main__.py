@@ -1,0 +1,358 @@
+"""`python -m devstack demo|up|down|status`: the whole stack on this machine.
+
+* `demo`   — start everything under .stack/demo, push the example keywords through all seven stages with live
+             progress, print the summary, stop everything (also on Ctrl-C). Exit 0 only if the run completed.
+* `up`     — start everything under .stack/dev and leave it running; `.stack/dev/stack.json` records it.
+* `down`   — stop what `up` started.
+* `status` — show what `up` started and whether it still runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import time
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from devstack import kafka as local_kafka
+from devstack import postgres as local_pg
+from devstack.stack import ROOT, SERVICES, Stack, free_port
+
+DEMO_DIR = Path(".stack/demo")
+DEV_DIR = Path(".stack/dev")
+STATE_FILE = "stack.json"
+DEFAULT_KEYWORDS = ROOT / "examples" / "keywords.csv"
+DEFAULT_API_PORT = 8700  # the CLI's default --api
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+                  help="Run contentline's whole stack locally (Kafka, PostgreSQL, fake AI, five services).")
+
+RealAiOption = Annotated[bool, typer.Option(
+    "--real-ai", help="Call the real OpenAI API (OPENAI_API_KEY / OPENAI_BASE_URL from the environment) "
+                      "instead of the bundled fake.")]
+
+
+# ---------------------------------------------------------------------- helpers
+def _check_real_ai(real_ai: bool) -> None:
+    if real_ai and not os.environ.get("OPENAI_API_KEY"):
+        err.print("[bold red]--real-ai needs OPENAI_API_KEY in the environment[/] (and OPENAI_BASE_URL for a "
+                  "compatible provider); refusing to start. Leave out --real-ai to use the bundled fake AI.")
+        raise typer.Exit(2)
+
+
+def _stop_infra_leftovers(state_dir: Path) -> None:
+    """Stop a broker/cluster a crashed earlier session left running on this state dir (no-op otherwise)."""
+    with contextlib.suppress(Exception):
+        local_kafka.stop_kafka_from_pidfile(state_dir / "kafka")
+    with contextlib.suppress(Exception):
+        local_pg.stop_postgres_from_state_dir(state_dir / "postgres")
+
+
+def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def _interrupts_as_keyboardinterrupt() -> Iterator[None]:
+    """SIGTERM/SIGHUP behave like Ctrl-C, so the `finally` that stops the stack runs for them too."""
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _uninterruptible() -> Iterator[None]:
+    """Shutdown must not be cut short by a second Ctrl-C (that would leak servers)."""
+    sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_stack(stack: Stack) -> float:
+    started = time.monotonic()
+    with _uninterruptible():
+        stack.stop()
+        if stack.infra_source in {"local", ""}:
+            _stop_infra_leftovers(stack.state_dir)  # belt and braces: a start interrupted half-way
+    return time.monotonic() - started
+
+
+def _count_files(directory: Path) -> int:
+    return sum(1 for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else 0
+
+
+# ---------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    keywords: Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True,
+                                           help="Keyword file (CSV export or .json).")] = DEFAULT_KEYWORDS,
+    real_ai: RealAiOption = False,
+    timeout: Annotated[float, typer.Option(min=10, help="Give up following the run after this many seconds.")] = 600,
+) -> None:
+    """Start everything, run the example keywords through all 7 stages, print the summary, stop everything."""
+    from contentline_cli.app import create_site, follow_and_summarise, import_keywords, start_run
+    from contentline_cli.client import ApiError, ContentlineClient
+
+    _check_real_ai(real_ai)
+    keywords = keywords.resolve()
+    state_dir = DEMO_DIR
+    _stop_infra_leftovers(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+    t0 = time.monotonic()
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai)
+    code = 1
+    try:
+        with _interrupts_as_keyboardinterrupt():
+            with console.status("Starting Kafka, PostgreSQL, "
+                                f"{'the fake AI, ' if not real_ai else ''}{len(SERVICES)} services…"):
+                stack.start_all()
+            startup = time.monotonic() - t0
+            ai = "fake AI at " + stack.fake_url if not real_ai else "real AI at " + os.environ.get(
+                "OPENAI_BASE_URL", "https://api.openai.com/v1")
+            console.print(f"[bold]Infrastructure:[/] {stack.infra_source} (Kafka {stack.kafka_bootstrap}); {ai}")
+            console.print(f"[bold]Stack up in {startup:.1f}s[/]; API at {stack.api_url}")
+
+            with ContentlineClient(stack.api_url) as client:
+                try:
+                    site = create_site(client, "Demo site", "demo.example.com")
+                    import_keywords(client, site.id, keywords)
+                    run = start_run(client, site.id)
+                    code = follow_and_summarise(client, run.run_id, timeout=timeout)
+                except ApiError as exc:
+                    err.print(f"[bold red]API error:[/] {exc}")
+                    code = 1
+    except KeyboardInterrupt:
+        err.print("\n[yellow]Interrupted — stopping everything…[/]")
+        code = 130
+    except RuntimeError as exc:  # a server that would not start; the message carries its log tail
+        err.print(f"[bold red]The stack failed to start:[/] {exc}")
+        code = 1
+    finally:
+        with console.status("Stopping services, Kafka and PostgreSQL…"):
+            stop_seconds = _stop_stack(stack)
+        logs = state_dir / "logs"
+        console.print(f"Stack stopped in {stop_seconds:.1f}s. [bold]Total wall time {time.monotonic() - t0:.1f}s[/]")
+        console.print(f"Media files: {stack.media_dir.resolve()} ({_count_files(stack.media_dir)} files)")
+        console.print(f"Logs:        {logs.resolve()}")
+    raise typer.Exit(code)
+
+
+# ---------------------------------------------------------------------- up / down / status
+StateDirOption = Annotated[Path, typer.Option("--state-dir", help="Where `up` keeps its servers' state.")]
+
+
+def _read_state(state_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _is_ours(name: str, pid: int) -> bool:
+    """Guard against pid reuse: the pid still runs `python -m services.<name>` / `-m fakeai`."""
+    module = "fakeai" if name == "fakeai" else f"services.{name}"
+    return _alive(pid) and f"-m {module}" in _cmdline(pid)
+
+
+def _pidfile_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _health(url: str) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+        return bool(response.status == 200)
+    return False
+
+
+def _port_free(port: int) -> bool:
+    return local_kafka.port_is_free(port)
+
+
+@app.command()
+def up(
+    state_dir: StateDirOption = DEV_DIR,
+    real_ai: RealAiOption = False,
+    api_port: Annotated[int, typer.Option(help="API port (a free one is picked if this is taken).")] = DEFAULT_API_PORT,
+) -> None:
+    """Start the stack and leave it running (stop it with `down`)."""
+    _check_real_ai(real_ai)
+    state = _read_state(state_dir)
+    if state and any(_is_ours(n, p) for n, p in state.get("pids", {}).items()):
+        err.print(f"[yellow]A stack is already up from {state_dir} (API {state.get('api_url')}); "
+                  "`python -m devstack down` first.[/]")
+        raise typer.Exit(1)
+    _stop_infra_leftovers(state_dir)
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+    port = api_port if _port_free(api_port) else free_port()
+    if port != api_port:
+        err.print(f"[yellow]Port {api_port} is taken; the API gets port {port}.[/]")
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port)
+    t0 = time.monotonic()
+    try:
+        with _interrupts_as_keyboardinterrupt(), console.status("Starting Kafka, PostgreSQL, fake AI and services…"):
+            stack.start_all()
+    except (KeyboardInterrupt, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError):
+            err.print(f"[bold red]The stack failed to start:[/] {exc}")
+        _stop_stack(stack)
+        raise typer.Exit(1) from None
+
+    pids = {name: proc.pid for name, proc in stack.procs.items()}
+    env = {
+        "CONTENTLINE_API_URL": stack.api_url,
+        "CONTENTLINE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "CONTENTLINE_DATABASE_URL": stack.database_url,
+        "CONTENTLINE_MEDIA_DIR": str(stack.media_dir.resolve()),
+        # Make the test fixture / another Stack reuse these servers instead of starting its own.
+        "CONTENTLINE_STACK_KAFKA": stack.kafka_bootstrap,
+        "CONTENTLINE_STACK_DATABASE_URL": stack.database_url,
+    }
+    if not real_ai:
+        env |= {"OPENAI_BASE_URL": f"{stack.fake_url}/v1", "OPENAI_API_KEY": "fake-key"}
+    record = {
+        "started_at": datetime.now(UTC).isoformat(), "infra_source": stack.infra_source,
+        "api_url": stack.api_url, "fake_url": stack.fake_url if not real_ai else None,
+        "kafka_bootstrap": stack.kafka_bootstrap, "database_url": stack.database_url,
+        "state_dir": str(state_dir.resolve()), "media_dir": str(stack.media_dir.resolve()),
+        "logs_dir": str((state_dir / "logs").resolve()), "pids": pids, "env": env,
+    }
+    (state_dir / STATE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    console.print(f"[bold green]Stack up[/] in {time.monotonic() - t0:.1f}s "
+                  f"(infrastructure: {stack.infra_source}); state in {state_dir / STATE_FILE}")
+    console.print(f"Logs in {state_dir / 'logs'}. Use it with:\n")
+    for key, value in env.items():
+        print(f"export {key}='{value}'")
+    console.print("\nthen e.g. `contentline site create 'My site'`; stop with `python -m devstack down`.")
+
+    if stack.infra_source == "testcontainers":
+        # Testcontainers' reaper removes the containers once this process exits, so stay in the foreground.
+        console.print("[yellow]Kafka/PostgreSQL run in containers that live as long as this process: "
+                      "keeping it in the foreground — Ctrl-C stops everything.[/]")
+        try:
+            with _interrupts_as_keyboardinterrupt():
+                while True:
+                    time.sleep(3600)
+        except KeyboardInterrupt:
+            _stop_stack(stack)
+            (state_dir / STATE_FILE).unlink(missing_ok=True)
+    # Otherwise exit and leave them running: services and Kafka run in their own sessions, PostgreSQL is a daemon.
+
+
+def _terminate_all(pids: dict[str, int], timeout: float = 30.0) -> list[str]:
+    live = {name: pid for name, pid in pids.items() if _is_ours(name, pid)}
+    # Workers first, orchestrator and fake AI after them, like Stack.stop (reverse start order).
+    for pid in reversed(list(live.values())):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in live.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for name, pid in live.items():
+        if _alive(pid):
+            err.print(f"[yellow]{name} (pid {pid}) ignored SIGTERM for {timeout:.0f}s; killing it[/]")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    return list(live)
+
+
+@app.command()
+def down(state_dir: StateDirOption = DEV_DIR) -> None:
+    """Stop what `up` started: services (SIGTERM), then Kafka and PostgreSQL."""
+    state = _read_state(state_dir)
+    if state is None:
+        console.print(f"No {state_dir / STATE_FILE}; stopping any Kafka/PostgreSQL left under {state_dir}.")
+    with _uninterruptible():
+        stopped = _terminate_all({str(k): int(v) for k, v in (state or {}).get("pids", {}).items()})
+        console.print(f"Stopped {len(stopped)} processes: {', '.join(stopped) or 'none running'}")
+        if (state or {}).get("infra_source", "local") == "local":
+            kafka_pid = _pidfile_pid(state_dir / "kafka" / "kafka.pid")
+            local_kafka.stop_kafka_from_pidfile(state_dir / "kafka")
+            console.print(f"Kafka: {'stopped' if kafka_pid else 'not running'}")
+            pg_pid = _pidfile_pid(state_dir / "postgres" / "pgdata" / "postmaster.pid")
+            local_pg.stop_postgres_from_state_dir(state_dir / "postgres")
+            console.print(f"PostgreSQL: {'stopped' if pg_pid else 'not running'}")
+    (state_dir / STATE_FILE).unlink(missing_ok=True)
+
+
+@app.command()
+def status(state_dir: StateDirOption = DEV_DIR) -> None:
+    """Show what `up` started and whether it runs; exit 0 only if everything does."""
+    state = _read_state(state_dir)
+    if state is None:
+        console.print(f"Not up (no {state_dir / STATE_FILE}).")
+        raise typer.Exit(1)
+    table = Table(title=f"contentline stack ({state.get('infra_source')}, started {state.get('started_at')})",
+                  title_justify="left")
+    table.add_column("component")
+    table.add_column("pid", justify="right")
+    table.add_column("state")
+    table.add_column("where")
+    all_up = True
+
+    def row(name: str, pid: int | None, ok: bool, where: str = "") -> None:
+        nonlocal all_up
+        all_up &= ok
+        table.add_row(name, str(pid or "-"), "[green]running[/]" if ok else "[red]down[/]", where)
+
+    if state.get("infra_source") == "local":
+        kafka_pid = _pidfile_pid(state_dir / "kafka" / "kafka.pid")
+        row("kafka", kafka_pid, bool(kafka_pid and _alive(kafka_pid)), str(state.get("kafka_bootstrap", "")))
+        pg_pid = _pidfile_pid(state_dir / "postgres" / "pgdata" / "postmaster.pid")
+        db = str(state.get("database_url", "")).rsplit("@", 1)[-1]
+        row("postgresql", pg_pid, bool(pg_pid and _alive(pg_pid)), db)
+    for name, pid in state.get("pids", {}).items():
+        where = ""
+        if name == "orchestrator":
+            where = f"{state.get('api_url')} ({'healthy' if _health(str(state.get('api_url'))) else 'no answer'})"
+        elif name == "fakeai":
+            where = str(state.get("fake_url") or "")
+        row(name, int(pid), _is_ours(name, int(pid)), where)
+    console.print(table)
+    console.print(f"logs: {state.get('logs_dir')}   media: {state.get('media_dir')}")
+    raise typer.Exit(0 if all_up else 1)
+
+
+if __name__ == "__main__":
+    app(prog_name="python -m devstack")

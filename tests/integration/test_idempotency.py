@@ -1,0 +1,138 @@
+"""At-least-once in, exactly-once in effect: duplicate commands, redelivered items, bad messages."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from devstack.stack import Stack
+from shared.contracts import KeywordBatchIngested, KeywordIn, Stage, StageCommand, StageResult
+from shared.db.models import AiCall, Cluster, Keyword
+from shared.topics import (
+    CLUSTER_COMMANDS,
+    COMMANDS_DLQ,
+    DLQ_REASON_HEADER,
+    KEYWORDS_INGEST,
+    KEYWORDS_INGEST_DLQ,
+    STAGE_RESULTS,
+)
+from tests.helpers import create_site, eventually, import_keywords, keyword_set, publish, read_topic
+
+
+async def site_keyword_ids(db: async_sessionmaker[AsyncSession], site: str) -> list[int]:
+    async with db() as s:
+        return list((await s.scalars(select(Keyword.id).where(Keyword.site_id == site).order_by(Keyword.id))).all())
+
+
+async def results_for(stack: Stack, command_id: str) -> list[StageResult]:
+    records = await read_topic(
+        stack.kafka_bootstrap, STAGE_RESULTS, lambda r: command_id.encode() in r.value, idle_seconds=0.5
+    )
+    return [StageResult.model_validate_json(r.value) for r in records]
+
+
+async def test_same_command_twice_is_processed_once(
+    stack: Stack, api: httpx.Client, fake: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    site = create_site(api)
+    import_keywords(api, site, keyword_set(3, 5))
+    ids = await site_keyword_ids(db, site)
+    cmd = StageCommand(
+        account_id="default", site_id=site, run_id="run_test_duplicate", stage=Stage.CLUSTER, batch_seq=0, item_ids=ids
+    )
+    before = fake.get("/stats").json()
+    body = cmd.model_dump_json().encode()
+    await publish(stack.kafka_bootstrap, CLUSTER_COMMANDS, body, key=site.encode())
+    await publish(stack.kafka_bootstrap, CLUSTER_COMMANDS, body, key=site.encode())
+
+    first = await eventually(lambda: results_for(stack, cmd.message_id), timeout=60)
+    await asyncio.sleep(3)  # room for the duplicate to be consumed (it is, right behind the first)
+    results = await results_for(stack, cmd.message_id)
+    assert len(results) == 1 == len(first)
+    result = results[0]
+    assert result.items_in == len(ids) and result.items_processed == len(ids) and not result.failures
+
+    after = fake.get("/stats").json()
+    async with db() as s:
+        clusters = (await s.scalars(select(Cluster).where(Cluster.site_id == site))).all()
+        assigned = await s.scalar(
+            select(func.count()).select_from(Keyword).where(Keyword.site_id == site, Keyword.cluster_id.is_not(None))
+        )
+        calls = (await s.scalars(select(AiCall).where(AiCall.command_id == cmd.message_id))).all()
+    assert assigned == len(ids)
+    assert len(clusters) == result.items_created
+    assert sum(c.size for c in clusters) == len(ids)  # no keyword counted twice
+    assert len({c.name_norm for c in clusters}) == len(clusters)
+    # one naming call per new cluster plus one embeddings call: exactly what the single processing made
+    assert after["chat"] - before["chat"] == len(clusters) == sum(c.kind == "chat" for c in calls)
+    assert after["embeddings"] - before["embeddings"] == 1 == sum(c.kind == "embeddings" for c in calls)
+
+    # A new command (new id) for the same, finished items: no model call, items reported as skipped.
+    again = StageCommand(
+        account_id="default", site_id=site, run_id="run_test_duplicate", stage=Stage.CLUSTER, batch_seq=1, item_ids=ids
+    )
+    await publish(stack.kafka_bootstrap, CLUSTER_COMMANDS, again.model_dump_json().encode(), key=site.encode())
+    replay = (await eventually(lambda: results_for(stack, again.message_id), timeout=60))[0]
+    assert replay.items_skipped == len(ids) and replay.items_processed == 0 and replay.usage.model_calls == 0
+    final = fake.get("/stats").json()
+    assert (final["chat"], final["embeddings"]) == (after["chat"], after["embeddings"])
+
+
+async def test_malformed_command_goes_to_dead_letter_and_consumer_moves_on(
+    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    marker = b'{"broken": "command-for-dlq-test", "stage": 1}'
+    await publish(stack.kafka_bootstrap, CLUSTER_COMMANDS, marker, key=b"x")
+    site = create_site(api)
+    import_keywords(api, site, keyword_set(1, 3))
+    ids = await site_keyword_ids(db, site)
+    good = StageCommand(
+        account_id="default", site_id=site, run_id="run_test_dlq", stage=Stage.CLUSTER, batch_seq=0, item_ids=ids
+    )
+    await publish(stack.kafka_bootstrap, CLUSTER_COMMANDS, good.model_dump_json().encode(), key=b"x")
+    await eventually(lambda: results_for(stack, good.message_id), timeout=60)  # the consumer moved on
+    parked = await read_topic(stack.kafka_bootstrap, COMMANDS_DLQ, lambda r: r.value == marker)
+    assert len(parked) == 1
+    reason = dict(parked[0].headers)[DLQ_REASON_HEADER].decode()
+    assert "invalid message" in reason and "site_id" in reason
+
+
+async def test_keyword_ingest_topic_imports_and_dead_letters_bad_batches(
+    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    site = create_site(api)
+    batch = KeywordBatchIngested(
+        site_id=site,
+        source="planner-sync",
+        keywords=[
+            KeywordIn(keyword="Espresso Machine"),
+            KeywordIn(keyword="espresso  machine"),
+            KeywordIn(keyword="milk frother", volume=900),
+        ],
+    )
+    bad_json = b"{not json"
+    unknown_site = KeywordBatchIngested(site_id="no-such-site", keywords=[KeywordIn(keyword="x")])
+    await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, bad_json)
+    await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, unknown_site.model_dump_json().encode())
+    for _ in range(2):  # the same message twice: imported once
+        await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, batch.model_dump_json().encode(), key=site.encode())
+
+    async def imported() -> list[str]:
+        async with db() as s:
+            return list((await s.scalars(select(Keyword.keyword_norm).where(Keyword.site_id == site))).all())
+
+    assert sorted(await eventually(imported, timeout=60)) == ["espresso machine", "milk frother"]
+    parked = await eventually(
+        lambda: read_topic(
+            stack.kafka_bootstrap,
+            KEYWORDS_INGEST_DLQ,
+            lambda r: r.value == bad_json or unknown_site.message_id.encode() in r.value,
+        ),
+        timeout=30,
+    )
+    reasons = sorted(dict(r.headers)[DLQ_REASON_HEADER].decode() for r in parked)
+    assert len(reasons) == 2
+    assert any("invalid message" in r for r in reasons) and any("no-such-site" in r for r in reasons)
