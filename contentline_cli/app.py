@@ -12,14 +12,16 @@ Exit codes: 0 ok / run completed, 1 API error or run failed/cancelled, 2 follow 
 from __future__ import annotations
 
 import contextlib
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
@@ -48,7 +50,18 @@ EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_PAUSED = 0, 1, 2, 3
 MAX_REJECTED_SHOWN = 10
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    console.width = 120  # logs and pipes: room for the summary table instead of the 80-column default
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class FollowAbortedError(Exception):
+    """The caller's watchdog reported a problem (e.g. a service process died); `run` is the last state seen."""
+
+    def __init__(self, run: RunInfo | None, reason: str) -> None:
+        super().__init__(reason)
+        self.run = run
+        self.reason = reason
 
 
 class FollowTimeoutError(Exception):
@@ -87,7 +100,12 @@ def exit_code_for(status: str) -> int:
 
 def stage_seconds(stage: StageInfo, now: datetime | None = None) -> float:
     """Final seconds once the stage is finished, time since it started while it runs."""
-    if stage.finished_at is not None or stage.status != "running" or stage.started_at is None:
+    if stage.started_at is None or stage.status == "skipped":
+        return stage.seconds
+    if stage.finished_at is not None:
+        # A cancelled stage is closed without its seconds being recorded: take them from its timestamps.
+        return stage.seconds or max(0.0, (stage.finished_at - stage.started_at).total_seconds())
+    if stage.status != "running":
         return stage.seconds
     return max(0.0, ((now or datetime.now(UTC)) - stage.started_at).total_seconds())
 
@@ -100,7 +118,8 @@ def stage_notes(stage: StageInfo) -> str:
         notes.append(stage.stopped_reason)
     if stage.failures:
         reason = str(stage.failures[0].get("reason", ""))
-        notes.append(f"e.g. {reason[:60]}{'…' if len(reason) > 60 else ''}")
+        more = "…" if len(reason) > 100 else ""
+        notes.append(f"{len(stage.failures)} failure(s) recorded, e.g. {reason[:100]}{more}")
     return "; ".join(notes)
 
 
@@ -112,7 +131,7 @@ def run_seconds(run: RunInfo) -> float | None:
 
 
 def _credits(value: Decimal) -> str:
-    return f"{value.normalize():f}" if value == value.to_integral_value() else f"{value:.2f}"
+    return f"{value:,.2f}"
 
 
 # ---------------------------------------------------------------------- building blocks
@@ -171,10 +190,10 @@ class RunProgress:
         self.out = out
         self.header = _TextLine()
         self.review = _TextLine()
-        self.review.text = Text(f" 7 {stage_label(REVIEW_STAGE)}: waiting", style="dim")
+        self.review.text = Text(f"7 {stage_label(REVIEW_STAGE)}: waiting", style="dim")
         self.progress = Progress(
             TextColumn("{task.description}"),
-            BarColumn(bar_width=32),
+            BarColumn(bar_width=max(10, min(32, out.width - 80))),
             _CountColumn(),
             TextColumn("{task.fields[note]}"),
             console=out,
@@ -214,12 +233,12 @@ class RunProgress:
         review = run.stage(REVIEW_STAGE)
         if review is not None:
             self.review.text = Text.assemble(
-                (f" 7 {stage_label(REVIEW_STAGE)}: ", "bold"),
+                (f"7 {stage_label(REVIEW_STAGE)}: ", "bold"),
                 (f"{review.items_processed} drafts ready for review", "green"),
             )
             self._log_transition(REVIEW_STAGE, review)
         elif run.status != "running":
-            self.review.text = Text(f" 7 {stage_label(REVIEW_STAGE)}: not reached (run {run.status})", style="dim")
+            self.review.text = Text(f"7 {stage_label(REVIEW_STAGE)}: not reached (run {run.status})", style="dim")
 
     @staticmethod
     def _note(number: int, stage: StageInfo, now: datetime) -> Text:
@@ -250,13 +269,18 @@ def _status_style(status: str) -> str:
 
 def follow_run(
     client: ContentlineClient, run_id: str, out: Console = console, timeout: float = 600.0, interval: float = 0.5,
+    watchdog: Callable[[], str | None] | None = None,
 ) -> RunInfo:
-    """Poll the run and draw the stage bars until it stops running. Raises FollowTimeoutError after `timeout`."""
+    """Poll the run and draw the stage bars until it stops running. Raises FollowTimeoutError after `timeout`,
+    FollowAbortedError when `watchdog` (called every poll) returns a reason to give up."""
     view = RunProgress(out)
     deadline = time.monotonic() + timeout
     unreachable_since: float | None = None
     run: RunInfo | None = None
-    with Live(view.renderable(), console=out, refresh_per_second=8, transient=False):
+    with contextlib.ExitStack() as stack:
+        # Rich ends a live display with a newline only on terminals; keep logs and pipes tidy too.
+        stack.callback(lambda: None if out.is_terminal else out.line())
+        stack.enter_context(Live(view.renderable(), console=out, refresh_per_second=8, transient=False))
         while True:
             try:
                 run = client.get_run(run_id)
@@ -272,6 +296,8 @@ def follow_run(
                 view.update(run)
                 if run.status != "running":
                     return run
+            if watchdog is not None and (problem := watchdog()):
+                raise FollowAbortedError(run, problem)
             if time.monotonic() > deadline:
                 assert run is not None
                 raise FollowTimeoutError(run, timeout)
@@ -279,22 +305,32 @@ def follow_run(
 
 
 def print_summary(run: RunInfo, out: Console = console) -> None:
-    table = Table(title=f"Run {run.run_id} — {run.status}", title_justify="left", show_lines=False)
+    table = Table(title=f"Run {run.run_id} — {run.status}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False, collapse_padding=True)
     table.add_column("#", justify="right")
-    table.add_column("stage")
-    table.add_column("status")
-    for name in ("in", "processed", "created", "skipped", "failed", "credits", "seconds"):
-        table.add_column(name, justify="right")
-    table.add_column("notes", overflow="fold", max_width=48)
+    table.add_column("stage", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    narrow = out.width < 100
+    headers = ("in", "done", "new", "skip", "fail", "credits", "secs") if narrow else (
+        "in", "processed", "created", "skipped", "failed", "credits", "seconds")
+    for name in headers:
+        table.add_column(name, justify="right", no_wrap=True)
+    notes: list[str] = []
     for stage in sorted(run.stages, key=lambda s: s.stage):
+        note = stage_notes(stage)
+        if note:
+            notes.append(f"stage {stage.stage}: {note}")
         table.add_row(
             str(stage.stage), stage.label or stage_label(stage.stage),
-            Text(stage.status, style=_status_style(stage.status) if stage.status != "skipped" else "dim"),
+            Text(stage.status + (" *" if note else ""),
+                 style=_status_style(stage.status) if stage.status != "skipped" else "dim"),
             str(stage.items_in), str(stage.items_processed), str(stage.items_created), str(stage.items_skipped),
             Text(str(stage.items_failed), style="red" if stage.items_failed else ""),
-            _credits(stage.credits), f"{stage_seconds(stage):.1f}", stage_notes(stage),
+            _credits(stage.credits), f"{stage_seconds(stage):.1f}",
         )
     out.print(table)
+    for note in notes:
+        out.print(f"  * {note}", style="yellow")
 
     counts = headline_counts(run)
     grid = Table.grid(padding=(0, 2))
@@ -315,10 +351,16 @@ def print_summary(run: RunInfo, out: Console = console) -> None:
 
 def follow_and_summarise(
     client: ContentlineClient, run_id: str, out: Console = console, timeout: float = 600.0, interval: float = 0.5,
+    watchdog: Callable[[], str | None] | None = None,
 ) -> int:
     """follow_run + print_summary; returns the exit code (0 completed, 1 failed/cancelled, 2 timeout, 3 paused)."""
     try:
-        run = follow_run(client, run_id, out, timeout, interval)
+        run = follow_run(client, run_id, out, timeout, interval, watchdog)
+    except FollowAbortedError as exc:
+        if exc.run is not None:
+            print_summary(exc.run, out)
+        err_console.print(f"[bold red]Stopped following run {run_id}:[/] {exc.reason}")
+        return EXIT_FAILED
     except FollowTimeoutError as exc:
         print_summary(exc.run, out)
         err_console.print(

@@ -37,7 +37,7 @@ DEFAULT_KEYWORDS = ROOT / "examples" / "keywords.csv"
 DEFAULT_API_PORT = 8700  # the CLI's default --api
 
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
                   help="Run contentline's whole stack locally (Kafka, PostgreSQL, fake AI, five services).")
 
@@ -98,6 +98,14 @@ def _stop_stack(stack: Stack) -> float:
     return time.monotonic() - started
 
 
+def _dead_process(stack: Stack) -> str | None:
+    """A service that exited mid-run means the run cannot finish: say which, and where its log is."""
+    for name, proc in stack.procs.items():
+        if proc.poll() is not None:
+            return f"{name} exited with code {proc.returncode}; see {stack.log_path(name)}"
+    return None
+
+
 def _count_files(directory: Path) -> int:
     return sum(1 for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else 0
 
@@ -139,7 +147,8 @@ def demo(
                     site = create_site(client, "Demo site", "demo.example.com")
                     import_keywords(client, site.id, keywords)
                     run = start_run(client, site.id)
-                    code = follow_and_summarise(client, run.run_id, timeout=timeout)
+                    code = follow_and_summarise(client, run.run_id, timeout=timeout,
+                                                watchdog=lambda: _dead_process(stack))
                 except ApiError as exc:
                     err.print(f"[bold red]API error:[/] {exc}")
                     code = 1

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     stage_deadline_seconds: float = Field(default=900.0, gt=0)
     tick_seconds: float = Field(default=2.0, gt=0)
     default_account_credits: str = "100000"
+    run_log_dir: Path | None = None  # also write each run's activity log to <dir>/<run_id>.log
 
     # Outbox relay: a new row wakes the relay at once; the poll is the safety net after a crash.
     outbox_poll_seconds: float = Field(default=1.0, gt=0)

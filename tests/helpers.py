@@ -55,8 +55,14 @@ def import_keywords(api: httpx.Client, site_id: str, keywords: list[dict[str, An
     return dict(r.json())
 
 
-def start_run(api: httpx.Client, site_id: str, plan: dict[str, Any] | None = None) -> dict[str, Any]:
-    r = api.post(f"/sites/{site_id}/runs", json={"plan": plan} if plan else None)
+def configure(api: httpx.Client, site_id: str, **patch: Any) -> dict[str, Any]:
+    r = api.patch(f"/sites/{site_id}/config", json=patch)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def start_run(api: httpx.Client, site_id: str) -> dict[str, Any]:
+    r = api.post(f"/sites/{site_id}/runs")
     assert r.status_code == 201, r.text
     return dict(r.json())
 

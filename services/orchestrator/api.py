@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.orchestrator.config import DEFAULT_SHARES, SiteConfig, SiteConfigPatch
 from services.orchestrator.importing import ImportError_, parse_csv
-from services.orchestrator.service import ProblemError, RunPlan, RunQueries, RunService
+from services.orchestrator.service import ProblemError, RunQueries, RunService
 from services.orchestrator.views import ActivityView, RunView
 from shared.contracts import KeywordIn, Stage
 
@@ -43,9 +47,26 @@ class ImportOut(BaseModel):
     rejected: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class RunIn(BaseModel):
+class ConfigOut(BaseModel):
+    site_id: str
+    config: SiteConfig
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_schedule_note: str | None
+
+
+class AccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    plan: RunPlan = Field(default_factory=RunPlan)
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    plan: str = Field(default="starter", min_length=1, max_length=40)
+    initial_credits: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(100_000_000), decimal_places=4)
+    monthly_credits: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(100_000_000), decimal_places=4)
+
+
+class SharesIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    shares: dict[str, int] | None = Field(description="percent per AI function, summing to 100; null = defaults")
 
 
 def problem_handler(_: Request, exc: Exception) -> JSONResponse:
@@ -103,9 +124,79 @@ def build_router(runs: RunService, queries: RunQueries) -> APIRouter:
         }
 
     @api.post("/sites/{site_id}/runs", status_code=status.HTTP_201_CREATED)
-    async def start_run(site_id: str, body: RunIn | None = None) -> RunView:
-        run = await runs.start_run(site_id, "manual", body.plan if body else None)
+    async def run_now(site_id: str) -> RunView:
+        run = await runs.start_run(site_id, "manual")
         return await queries.run(run.id)
+
+    @api.get("/sites/{site_id}/config")
+    async def get_config(site_id: str) -> ConfigOut:
+        config, row = await runs.get_config(site_id)
+        return ConfigOut(
+            site_id=site_id,
+            config=config,
+            next_run_at=row.next_run_at,
+            last_run_at=row.last_run_at,
+            last_schedule_note=row.last_schedule_note,
+        )
+
+    @api.patch("/sites/{site_id}/config")
+    async def update_config(site_id: str, body: SiteConfigPatch) -> ConfigOut:
+        try:
+            config, row = await runs.update_config(site_id, body)
+        except ValidationError as exc:  # the merged config is checked as a whole (e.g. shares summing to 100)
+            raise RequestValidationError(exc.errors(include_url=False)) from exc
+        return ConfigOut(
+            site_id=site_id,
+            config=config,
+            next_run_at=row.next_run_at,
+            last_run_at=row.last_run_at,
+            last_schedule_note=row.last_schedule_note,
+        )
+
+    @api.get("/sites/{site_id}/estimate")
+    async def estimate(site_id: str) -> dict[str, Any]:
+        return await runs.estimate(site_id)
+
+    @api.get("/sites/{site_id}/processing")
+    async def current_processing(site_id: str) -> dict[str, Any]:
+        return await queries.processing(site_id)
+
+    @api.get("/budget-shares")
+    async def default_shares() -> dict[str, int]:
+        return dict(DEFAULT_SHARES)
+
+    @api.get("/sites/{site_id}/budget-shares")
+    async def site_shares(site_id: str) -> dict[str, Any]:
+        config, _ = await runs.get_config(site_id)
+        return {"site_id": site_id, "override": config.budget_shares, "effective": config.shares()}
+
+    @api.put("/sites/{site_id}/budget-shares")
+    async def set_site_shares(site_id: str, body: SharesIn) -> dict[str, Any]:
+        try:
+            config, _ = await runs.update_config(site_id, SiteConfigPatch(budget_shares=body.shares))
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False)) from exc
+        return {"site_id": site_id, "override": config.budget_shares, "effective": config.shares()}
+
+    @api.post("/accounts", status_code=status.HTTP_201_CREATED)
+    async def create_account(body: AccountIn) -> dict[str, Any]:
+        account = await runs.create_account(body.id, body.name, body.plan, body.initial_credits, body.monthly_credits)
+        return await runs.account_balance(account.id)
+
+    @api.get("/accounts/{account_id}")
+    async def balance(account_id: str) -> dict[str, Any]:
+        return await runs.account_balance(account_id)
+
+    @api.get("/accounts/{account_id}/ledger")
+    async def ledger(
+        account_id: str, page: Annotated[int, Query(ge=1)] = 1, size: Annotated[int, Query(ge=1, le=500)] = 50
+    ) -> list[dict[str, Any]]:
+        return await runs.ledger(account_id, page, size)
+
+    @api.post("/accounts/{account_id}/replenish")
+    async def replenish(account_id: str) -> dict[str, Any]:
+        granted = await runs.replenish(account_id)
+        return {"granted": granted, **(await runs.account_balance(account_id))}
 
     @api.get("/sites/{site_id}/runs/current")
     async def current_run(site_id: str) -> RunView | None:
@@ -114,7 +205,7 @@ def build_router(runs: RunService, queries: RunQueries) -> APIRouter:
     @api.get("/sites/{site_id}/runs")
     async def run_history(
         site_id: str, page: Annotated[int, Query(ge=1)] = 1, size: Annotated[int, Query(ge=1, le=100)] = 20
-    ) -> list[RunView]:
+    ) -> dict[str, Any]:
         return await queries.history(site_id, page, size)
 
     @api.get("/runs/{run_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -9,19 +10,23 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.orchestrator.config import SiteConfig
 from shared.contracts import KeywordIn, RunStatus
 from shared.db.models import (
     Account,
     ActivityLog,
-    CreditLedger,
+    Cluster,
     Draft,
+    Idea,
     Image,
     ImagePrompt,
     Keyword,
     Run,
     Site,
+    SiteConfigRow,
     StageBatch,
     StageRunResult,
+    WriterTask,
 )
 from shared.text import normalise
 
@@ -111,34 +116,6 @@ async def stage_result(session: AsyncSession, run_id: str, stage: int) -> StageR
     return await session.get(StageRunResult, (run_id, stage), with_for_update=True)
 
 
-async def debit(
-    session: AsyncSession, account_id: str, run_id: str, key: str, amount: Decimal, detail: dict[str, Any]
-) -> bool:
-    """Charge `amount` once per `key`; False when this key was already charged (a replayed result)."""
-    account = await session.scalar(select(Account).where(Account.id == account_id).with_for_update())
-    if account is None:
-        raise LookupError(f"account {account_id} not found")
-    after = account.credit_balance - amount
-    stmt = (
-        insert(CreditLedger)
-        .values(
-            account_id=account_id,
-            run_id=run_id,
-            idempotency_key=key,
-            kind="debit",
-            amount=-amount,
-            balance_after=after,
-            detail=detail,
-        )
-        .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(CreditLedger.id)
-    )
-    if (await session.scalar(stmt)) is None:
-        return False
-    account.credit_balance = after
-    return True
-
-
 def log_line(
     session: AsyncSession, site_id: str, run_id: str | None, stage: int | None, message: str, level: str = "info"
 ) -> None:
@@ -186,3 +163,54 @@ async def review_queue(session: AsyncSession, draft_ids: list[int]) -> list[dict
         }
         for d in drafts
     ]
+
+
+async def config_row(session: AsyncSession, site_id: str, lock: bool = False) -> SiteConfigRow:
+    """The site's config row, created with defaults on first use (concurrent creators are harmless)."""
+    await session.execute(
+        insert(SiteConfigRow)
+        .values(site_id=site_id, config=SiteConfig().model_dump(mode="json"), is_enabled=False)
+        .on_conflict_do_nothing()
+    )
+    stmt = select(SiteConfigRow).where(SiteConfigRow.site_id == site_id)
+    row = await session.scalar(stmt.with_for_update() if lock else stmt)
+    assert row is not None
+    return row
+
+
+async def inflight(session: AsyncSession, run_id: str, stage: int | None = None) -> tuple[int, Decimal]:
+    """Released batches without a result yet, and their estimated cost."""
+    stmt = select(func.count(), func.coalesce(func.sum(StageBatch.estimate), 0)).where(
+        StageBatch.run_id == run_id, StageBatch.status == "released"
+    )
+    if stage is not None:
+        stmt = stmt.where(StageBatch.stage == stage)
+    count, total = (await session.execute(stmt)).one()
+    return int(count), Decimal(total)
+
+
+async def last_release(session: AsyncSession, run_id: str, stage: int) -> datetime | None:
+    return await session.scalar(
+        select(func.max(StageBatch.released_at)).where(StageBatch.run_id == run_id, StageBatch.stage == stage)
+    )
+
+
+async def skip_pending_batches(session: AsyncSession, run_id: str, stage: int | None = None) -> int:
+    stmt = update(StageBatch).where(StageBatch.run_id == run_id, StageBatch.status == "pending")
+    if stage is not None:
+        stmt = stmt.where(StageBatch.stage == stage)
+    return len((await session.execute(stmt.values(status="skipped").returning(StageBatch.id))).all())
+
+
+async def item_titles(session: AsyncSession, stage: int, ids: list[int]) -> dict[int, str]:
+    """Human-readable names of a batch's items, for the current-processing view."""
+    column = {
+        1: (Keyword.id, Keyword.keyword),
+        2: (Cluster.id, Cluster.name),
+        3: (Idea.id, Idea.title),
+        4: (WriterTask.id, WriterTask.title),
+        5: (Draft.id, Draft.title),
+        6: (ImagePrompt.id, ImagePrompt.alt_text),
+    }[stage]
+    rows = await session.execute(select(*column).where(column[0].in_(ids)))
+    return {int(i): str(t) for i, t in rows.tuples()}

@@ -1,4 +1,8 @@
-"""Background loop of the orchestrator: stage deadlines and nudging running runs (schedules come later)."""
+"""Background loop of the orchestrator: stage deadlines and delays, due schedules, monthly credits.
+
+Every replica runs it; the work is safe to race: runs are locked with SKIP LOCKED, due schedules are
+claimed with SKIP LOCKED, and monthly grants are keyed by account and period in the ledger.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,21 @@ class Ticker:
         self._every = every_seconds
         self._task: asyncio.Task[None] | None = None
 
+    async def once(self) -> None:
+        for name, step in (
+            ("tick", self._runs.tick),
+            ("schedules", self._runs.schedule_due),
+            ("replenish", self._runs.replenish_all),
+        ):
+            try:
+                await step()
+            except Exception:  # the DB may be briefly away; the next round tries again
+                log.exception("%s failed", name)
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._every)
-            try:
-                await self._runs.tick()
-            except Exception:  # the DB may be briefly away; the next tick tries again
-                log.exception("tick failed")
+            await self.once()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="orchestrator-ticker")

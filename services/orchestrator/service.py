@@ -2,13 +2,15 @@
 
 State lives in PostgreSQL, so every decision survives a restart. Each decision runs in one
 transaction that locks the run row (`SELECT ... FOR UPDATE`), which serialises result handlers, API
-calls and the ticker of any number of orchestrator replicas for one run. Commands and run events go
-out through the outbox in that same transaction.
+calls, the ticker and the scheduler of any number of orchestrator replicas for one run. Commands and
+run events go out through the outbox in that same transaction. Lock order: run, then account.
 
 Strict stage order: a stage is planned (pending items → batches) only when the previous one has a
 result for every batch. Inside a stage, batches are released through a bounded window
 (`inflight_batches_per_run`): pause stops releasing, resume releases again, cancel drops what is not
-released; workers only finish what they hold.
+released; workers only finish what they hold. Before each release the batch's estimated cost must fit
+the run's cap, the stage's budget share and the run's credit reservation (extended from the
+account's free credits when needed); otherwise the stage or the run stops with `stopped_reason=budget`.
 """
 
 from __future__ import annotations
@@ -17,31 +19,33 @@ import logging
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.orchestrator import pipeline, views
+from services.orchestrator import credits, pipeline, views
 from services.orchestrator import repository as repo
+from services.orchestrator.config import RunPlan, SiteConfig, SiteConfigPatch
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
+from services.orchestrator.estimate import Estimate, batch_estimate, estimate
 from services.orchestrator.importing import dedupe
+from services.orchestrator.schedule import next_run_at
 from shared.contracts import (
     KeywordIn,
     RunEvent,
     RunStatus,
     Stage,
     StageCommand,
-    StageOptions,
     StageResult,
     new_message_id,
     utcnow,
 )
-from shared.db.models import Account, Run, Site, StageBatch, StageRunResult
+from shared.db.models import Account, CreditLedger, Run, Site, SiteConfigRow, StageBatch, StageRunResult
 from shared.delivery import Outbox, claim_inbox
 from shared.settings import Settings
 from shared.topics import RUN_EVENTS, STAGE_COMMAND_TOPICS
@@ -52,26 +56,6 @@ RESULTS_CONSUMER = "orchestrator.results"
 INGEST_CONSUMER = "orchestrator.ingest"
 DEFAULT_ACCOUNT = "default"
 MAX_RECORDED_FAILURES = 200
-DEFAULT_BATCH_SIZES = {1: 20, 2: 1, 3: 20, 4: 1, 5: 1, 6: 1}
-
-
-class RunPlan(BaseModel):
-    """How a run batches and what options workers get; frozen into the run at start."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    batch_sizes: dict[int, int] = Field(default_factory=lambda: dict(DEFAULT_BATCH_SIZES))
-    options: StageOptions = Field(default_factory=StageOptions)
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _sizes(cls, value: dict[int, int]) -> dict[int, int]:
-        for stage, size in value.items():
-            if stage not in DEFAULT_BATCH_SIZES:
-                raise ValueError(f"stage {stage} has no batches (stages 1-6 do)")
-            if not 1 <= size <= 1000:
-                raise ValueError(f"batch size for stage {stage} must be 1-1000, got {size}")
-        return DEFAULT_BATCH_SIZES | value
 
 
 class ProblemError(Exception):
@@ -91,6 +75,10 @@ class NotFoundError(ProblemError):
 
 class ConflictError(ProblemError):
     status = 409
+
+
+class InsufficientCreditsError(ProblemError):
+    status = 402
 
 
 @dataclass
@@ -118,12 +106,102 @@ class RunService:
         self._settings = settings
         self._costs = costs
 
-    # ------------------------------------------------------------------ sites and keywords
+    # ------------------------------------------------------------------ accounts, sites, keywords
     async def bootstrap(self) -> None:
+        await self.create_account(
+            DEFAULT_ACCOUNT,
+            "Default account",
+            "starter",
+            Decimal(self._settings.default_account_credits),
+            Decimal(0),
+            exist_ok=True,
+        )
+
+    async def create_account(
+        self,
+        account_id: str | None,
+        name: str,
+        plan: str,
+        initial_credits: Decimal,
+        monthly_credits: Decimal,
+        exist_ok: bool = False,
+    ) -> Account:
+        account_id = account_id or uuid.uuid4().hex[:16]
         async with self._sessions.begin() as session:
-            await repo.ensure_account(
-                session, DEFAULT_ACCOUNT, "Default account", Decimal(self._settings.default_account_credits)
+            existing = await credits.lock_account(session, account_id)
+            if existing is not None:
+                if exist_ok:
+                    return existing
+                raise ConflictError(f"account {account_id!r} already exists")
+            account = Account(
+                id=account_id, name=name, plan=plan, credit_balance=Decimal(0), monthly_credits=monthly_credits
             )
+            session.add(account)
+            await session.flush()
+            if initial_credits > 0:  # through the ledger, so ledger sum == balance from the first cent
+                await credits.grant(
+                    session, account, f"grant:initial:{account_id}", initial_credits, {"reason": "initial credits"}
+                )
+        return account
+
+    async def account_balance(self, account_id: str) -> dict[str, Any]:
+        async with self._sessions() as session:
+            account = await session.get(Account, account_id)
+            if account is None:
+                raise NotFoundError(f"account {account_id!r} does not exist")
+            held = await credits.held_by_active_runs(session, account_id)
+            return {
+                "account_id": account.id,
+                "plan": account.plan,
+                "balance": account.credit_balance,
+                "reserved": held,
+                "available": account.credit_balance - held,
+                "monthly_credits": account.monthly_credits,
+            }
+
+    async def ledger(self, account_id: str, page: int, size: int) -> list[dict[str, Any]]:
+        async with self._sessions() as session:
+            if await session.get(Account, account_id) is None:
+                raise NotFoundError(f"account {account_id!r} does not exist")
+            rows = (
+                await session.scalars(
+                    select(CreditLedger)
+                    .where(CreditLedger.account_id == account_id)
+                    .order_by(CreditLedger.id.desc())
+                    .offset((page - 1) * size)
+                    .limit(size)
+                )
+            ).all()
+            return [
+                {
+                    "id": r.id,
+                    "at": r.created_at,
+                    "kind": r.kind,
+                    "amount": r.amount,
+                    "balance_after": r.balance_after,
+                    "run_id": r.run_id,
+                    "key": r.idempotency_key,
+                    "detail": r.detail,
+                }
+                for r in rows
+            ]
+
+    async def replenish_all(self, now: datetime | None = None) -> int:
+        """Monthly grants for every account with a plan allowance; exactly once per account and period."""
+        now = now or utcnow()
+        async with self._sessions() as session:
+            ids = list((await session.scalars(select(Account.id).where(Account.monthly_credits > 0))).all())
+        granted = 0
+        for account_id in ids:
+            async with self._sessions.begin() as session:
+                granted += await credits.replenish(session, account_id, now)
+        return granted
+
+    async def replenish(self, account_id: str, now: datetime | None = None) -> bool:
+        async with self._sessions.begin() as session:
+            if await session.get(Account, account_id) is None:
+                raise NotFoundError(f"account {account_id!r} does not exist")
+            return await credits.replenish(session, account_id, now or utcnow())
 
     async def create_site(self, name: str, domain: str | None, account_id: str | None) -> Site:
         async with self._sessions.begin() as session:
@@ -161,6 +239,45 @@ class RunService:
             )
         return ImportSummary(received=len(items), imported=imported, duplicates=len(items) - imported)
 
+    # ------------------------------------------------------------------ configuration
+    async def get_config(self, site_id: str) -> tuple[SiteConfig, SiteConfigRow]:
+        async with self._sessions.begin() as session:
+            if await repo.get_site(session, site_id) is None:
+                raise NotFoundError(f"site {site_id!r} does not exist")
+            row = await repo.config_row(session, site_id)
+            return SiteConfig.model_validate(row.config), row
+
+    async def update_config(self, site_id: str, patch: SiteConfigPatch) -> tuple[SiteConfig, SiteConfigRow]:
+        async with self._sessions.begin() as session:
+            if await repo.get_site(session, site_id) is None:
+                raise NotFoundError(f"site {site_id!r} does not exist")
+            row = await repo.config_row(session, site_id, lock=True)
+            config = patch.apply(SiteConfig.model_validate(row.config))
+            row.config = config.model_dump(mode="json")
+            row.is_enabled = config.is_enabled
+            row.next_run_at = next_run_at(config, utcnow()) if config.is_enabled else None
+            row.updated_at = utcnow()
+            repo.log_line(
+                session, site_id, None, None, f"config updated: {sorted(patch.model_dump(exclude_unset=True))}"
+            )
+            return config, row
+
+    async def estimate(self, site_id: str) -> dict[str, Any]:
+        async with self._sessions.begin() as session:
+            site = await repo.get_site(session, site_id)
+            if site is None:
+                raise NotFoundError(f"site {site_id!r} does not exist")
+            plan = RunPlan.from_config(SiteConfig.model_validate((await repo.config_row(session, site_id)).config))
+            est = estimate(await pipeline.pending_counts(session, site_id), plan, self._costs)
+            account = await session.get(Account, site.account_id)
+            assert account is not None
+            free = await credits.available(session, account)
+        return est.model_dump() | {
+            "balance": account.credit_balance,
+            "available": free,
+            "sufficient": free >= est.required,
+        }
+
     async def pipeline_overview(self, site_id: str) -> dict[int, int]:
         await self.get_site(site_id)
         async with self._sessions() as session:
@@ -173,33 +290,13 @@ class RunService:
             return await repo.review_queue(session, ids)
 
     # ------------------------------------------------------------------ run lifecycle
-    async def start_run(self, site_id: str, trigger: str = "manual", plan: RunPlan | None = None) -> Run:
-        plan = plan or RunPlan()
+    async def start_run(self, site_id: str, trigger: str = "manual") -> Run:
         try:
             async with self._sessions.begin() as session:
                 site = await repo.get_site(session, site_id)
                 if site is None:
                     raise NotFoundError(f"site {site_id!r} does not exist")
-                counts = await pipeline.pending_counts(session, site_id)
-                run = Run(
-                    id=new_run_id(trigger),
-                    site_id=site_id,
-                    account_id=site.account_id,
-                    trigger=trigger,
-                    status=RunStatus.RUNNING.value,
-                    current_stage=0,
-                    options=plan.model_dump(mode="json"),
-                    initial_snapshot={
-                        "pending": {str(k): v for k, v in counts.items() if k <= 6},
-                        "total": sum(v for k, v in counts.items() if k <= 6),
-                    },
-                    total_credits_used=Decimal(0),
-                    started_at=utcnow(),
-                )
-                session.add(run)
-                await session.flush()  # the partial unique index speaks here, not at commit
-                self._event(session, run, 0, "started", f"run started ({trigger}); pending {counts}")
-                await self._advance(session, run)
+                run = await self._start_in_session(session, site, trigger)
         except IntegrityError as exc:
             if "uq_runs_one_active_per_site" not in str(exc):
                 raise
@@ -211,6 +308,55 @@ class RunService:
                 active_run_id=active_id,
             ) from exc
         self._outbox.committed()
+        return run
+
+    async def _start_in_session(self, session: AsyncSession, site: Site, trigger: str) -> Run:
+        """Create and advance a run inside the caller's transaction (API or scheduler)."""
+        account = await credits.lock_account(session, site.account_id)
+        assert account is not None
+        config = SiteConfig.model_validate((await repo.config_row(session, site.id)).config)
+        plan = RunPlan.from_config(config)
+        counts = await pipeline.pending_counts(session, site.id)
+        est: Estimate = estimate(counts, plan, self._costs)
+        free = await credits.available(session, account)
+        if free < est.required:
+            raise InsufficientCreditsError(
+                f"not enough credits: this run is estimated at {est.total}, starting needs {est.required} "
+                f"(1.2 × estimate) and the account has {free} available",
+                estimate=str(est.total),
+                required=str(est.required),
+                balance=str(account.credit_balance),
+                available=str(free),
+                shortfall=str(est.required - free),
+            )
+        run = Run(
+            id=new_run_id(trigger),
+            site_id=site.id,
+            account_id=site.account_id,
+            trigger=trigger,
+            status=RunStatus.RUNNING.value,
+            current_stage=0,
+            options=plan.model_dump(mode="json"),
+            initial_snapshot={
+                "pending": {str(k): v for k, v in counts.items() if k <= 6},
+                "total": sum(v for k, v in counts.items() if k <= 6),
+                "estimate": est.model_dump(mode="json"),
+            },
+            total_credits_used=Decimal(0),
+            estimated_credits=est.total,
+            reserved_credits=est.required,
+            started_at=utcnow(),
+        )
+        session.add(run)
+        await session.flush()  # the one-active-run index speaks here, not at commit
+        self._event(
+            session,
+            run,
+            0,
+            "started",
+            f"run started ({trigger}); pending {counts}; estimate {est.total} credits, reserved {est.required}",
+        )
+        await self._advance(session, run)
         return run
 
     async def pause(self, run_id: str) -> Run:
@@ -242,21 +388,33 @@ class RunService:
                 run.paused_at = now
                 if sr is not None and sr.status == "running":
                     sr.stopped_reason = "paused"
+                self._event(
+                    session,
+                    run,
+                    run.current_stage,
+                    "paused",
+                    f"paused at stage {run.current_stage}"
+                    + (f", batch {sr.batches_done}/{sr.batches_total}" if sr else ""),
+                )
             elif target is RunStatus.RUNNING:
                 run.resumed_at = now
                 if sr is not None and sr.stopped_reason == "paused":
                     sr.stopped_reason = None
+                self._event(session, run, run.current_stage, "resumed", f"resumed at stage {run.current_stage}")
+                await self._advance(session, run)
             else:
                 run.cancelled_at = now
                 run.stopped_reason = "cancelled"
                 dropped = await repo.cancel_pending_batches(session, run.id)
                 if sr is not None and sr.status == "running":
                     sr.status, sr.partial, sr.stopped_reason, sr.finished_at = "stopped", True, "cancelled", now
-                self._event(session, run, run.current_stage, "cancelled", f"{dropped} unreleased batches dropped")
-            if target is not RunStatus.CANCELLED:
-                self._event(session, run, run.current_stage, target.value, f"run {target.value}")
-            if target is RunStatus.RUNNING:
-                await self._advance(session, run)
+                self._event(
+                    session,
+                    run,
+                    run.current_stage,
+                    "cancelled",
+                    f"cancelled; {dropped} unreleased batches dropped; site free; reservation released",
+                )
         self._outbox.committed()
         return run
 
@@ -274,19 +432,24 @@ class RunService:
             batch = await session.get(StageBatch, result.command_id, with_for_update=True)
             assert run is not None and batch is not None  # foreign key: a batch always has its run
             cost = self._costs.credits(result.usage)
-            charged = cost > 0 and await repo.debit(
-                session,
-                run.account_id,
-                run.id,
-                f"debit:{result.command_id}",
-                cost,
-                {"stage": int(result.stage), "batch": batch.seq, "usage": result.usage.model_dump(mode="json")},
-            )
-            if charged:
-                run.total_credits_used += cost
+            charged = Decimal(0)
+            if cost > 0:
+                done = await credits.debit(
+                    session,
+                    run.account_id,
+                    run.id,
+                    f"debit:{result.command_id}",
+                    cost,
+                    {"stage": int(result.stage), "batch": batch.seq, "usage": result.usage.model_dump(mode="json")},
+                )
+                charged = done or Decimal(0)
+                run.total_credits_used += charged
+            sr = await repo.stage_result(session, run.id, batch.stage)
             if batch.status != "released":
-                # Already settled (a replay with a new message id, or late after its deadline): the
-                # ledger key above kept the charge single; the counts were recorded the first time.
+                # Already settled (a replay under a new message id, or late after its deadline): the
+                # ledger key kept the charge single; the counts were recorded the first time.
+                if sr is not None:
+                    sr.credits += charged
                 self._event(
                     session,
                     run,
@@ -295,10 +458,6 @@ class RunService:
                     f"result for batch {batch.seq} arrived while it was {batch.status}",
                     level="warning",
                 )
-                if charged:
-                    sr = await repo.stage_result(session, run.id, batch.stage)
-                    if sr is not None:
-                        sr.credits += cost
                 return True
             batch.status, batch.finished_at = "done", utcnow()
             batch.result = {
@@ -307,23 +466,22 @@ class RunService:
                 "created": result.items_created,
                 "skipped": result.items_skipped,
                 "failed": len(result.failures),
-                "credits": str(cost),
+                "credits": str(charged),
                 "worker": result.worker,
             }
-            sr = await repo.stage_result(session, run.id, batch.stage)
             if sr is not None:
                 sr.items_processed += result.items_processed
                 sr.items_created += result.items_created
                 sr.items_skipped += result.items_skipped
                 sr.items_failed += len(result.failures)
                 sr.batches_done += 1
-                sr.credits += cost if charged else Decimal(0)
+                sr.credits += charged
                 if result.failures:
                     sr.partial = True
-                    room = MAX_RECORDED_FAILURES - len(sr.failures)
+                    room = max(MAX_RECORDED_FAILURES - len(sr.failures), 0)
                     sr.failures = [
                         *sr.failures,
-                        *({"item_id": f.item_id, "reason": f.reason} for f in result.failures[: max(room, 0)]),
+                        *({"item_id": f.item_id, "reason": f.reason} for f in result.failures[:room]),
                     ]
             if result.failures:
                 self._event(
@@ -340,7 +498,7 @@ class RunService:
 
     # ------------------------------------------------------------------ timers
     async def tick(self) -> None:
-        """Expire overdue batches and nudge running runs; safe from any number of replicas."""
+        """Expire overdue batches and nudge running runs (delays elapse here); safe from any replica."""
         deadline = utcnow() - timedelta(seconds=self._settings.stage_deadline_seconds)
         async with self._sessions() as session:
             run_ids = list(
@@ -367,6 +525,46 @@ class RunService:
                 await self._advance(session, run)
             self._outbox.committed()
 
+    async def schedule_due(self, now: datetime | None = None) -> list[str]:
+        """Start runs for due schedules; a site with an active run is skipped with the reason recorded.
+
+        Due rows are claimed with SKIP LOCKED and moved to their next time in the same transaction that
+        starts the run, so two orchestrator replicas never trigger one schedule twice.
+        """
+        now = now or utcnow()
+        started: list[str] = []
+        while True:
+            async with self._sessions.begin() as session:
+                row = await session.scalar(
+                    select(SiteConfigRow)
+                    .where(SiteConfigRow.is_enabled, SiteConfigRow.next_run_at <= now)
+                    .order_by(SiteConfigRow.next_run_at)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if row is None:
+                    return started
+                config = SiteConfig.model_validate(row.config)
+                row.next_run_at = next_run_at(config, now)
+                site = await repo.get_site(session, row.site_id)
+                assert site is not None
+                active = await repo.active_run(session, site.id)
+                if active is not None:
+                    row.last_schedule_note = f"skipped at {now.isoformat()}: run {active.id} is {active.status}"
+                    repo.log_line(session, site.id, None, None, f"scheduled run {row.last_schedule_note}", "warning")
+                    continue
+                try:
+                    async with session.begin_nested():
+                        run = await self._start_in_session(session, site, "scheduled")
+                except (InsufficientCreditsError, IntegrityError) as exc:
+                    reason = exc.detail if isinstance(exc, ProblemError) else "another run started at the same moment"
+                    row.last_schedule_note = f"skipped at {now.isoformat()}: {reason}"
+                    repo.log_line(session, site.id, None, None, f"scheduled run {row.last_schedule_note}", "warning")
+                    continue
+                row.last_run_at, row.last_schedule_note = now, f"started {run.id}"
+                started.append(run.id)
+            self._outbox.committed()
+
     async def _expire(self, session: AsyncSession, run: Run, batch: StageBatch) -> None:
         reason = f"no result within the stage deadline ({self._settings.stage_deadline_seconds:.0f}s)"
         batch.status, batch.finished_at, batch.result = "failed", utcnow(), {"reason": reason}
@@ -390,30 +588,153 @@ class RunService:
                 continue
             stage = Stage(run.current_stage)
             counts = await repo.batch_status_counts(session, run.id, stage)
-            pending, released = counts.get("pending", 0), counts.get("released", 0)
-            if pending or released:
-                free = self._settings.inflight_batches_per_run - released
-                if pending and free > 0:
-                    for batch in await repo.pending_batches(session, run.id, stage, free):
-                        self._release(session, run, batch, plan)
+            if counts.get("pending", 0) and run.stopped_reason is None:
+                await self._release_window(session, run, stage, plan)
+                counts = await repo.batch_status_counts(session, run.id, stage)
+            if counts.get("released", 0):
+                return  # results still to come
+            if counts.get("pending", 0) and run.stopped_reason is None:
+                return  # waiting for a delay between batches to elapse (the ticker comes back)
+            if run.stopped_reason == "budget":
+                await self._stop_for_budget(session, run, stage)
                 return
             if not await self._finish_stage(session, run, stage):
                 return
             if stage is Stage.IMAGES:
-                await self._review_gate(session, run)
+                await self._review_gate(session, run, plan)
                 return
+            sr = await repo.stage_result(session, run.id, stage)
+            wait = timedelta(seconds=plan.delay_between_stages_seconds)
+            if (
+                wait
+                and sr is not None
+                and sr.finished_at
+                and sr.status != "skipped"
+                and utcnow() < sr.finished_at + wait
+            ):
+                return  # delay between stages; the ticker advances later
             await self._enter_stage(session, run, Stage(stage + 1), plan)
+
+    async def _release_window(self, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan) -> None:
+        in_flight, in_flight_cost = await repo.inflight(session, run.id)
+        free = self._settings.inflight_batches_per_run - in_flight
+        delay = plan.delay_between_batches_seconds
+        if delay:
+            last = await repo.last_release(session, run.id, stage)
+            if last is not None and utcnow() < last + timedelta(seconds=delay):
+                return
+            free = min(free, 1)  # with a delay, one batch at a time
+        if free <= 0:
+            return
+        sr = await repo.stage_result(session, run.id, stage)
+        stage_share = plan.stage_share(stage)
+        cap = plan.limits.max_credits_per_run
+        for batch in await repo.pending_batches(session, run.id, stage, free):
+            projected = run.total_credits_used + in_flight_cost + batch.estimate
+            if cap and projected > cap:
+                run.stopped_reason = "budget"
+                self._event(
+                    session,
+                    run,
+                    stage,
+                    "budget",
+                    f"run credit cap {cap} reached (used {run.total_credits_used}, in flight "
+                    f"{in_flight_cost}, next batch ~{batch.estimate}); stopping at this batch boundary",
+                )
+                return
+            if stage_share is not None and sr is not None:
+                _, stage_in_flight = await repo.inflight(session, run.id, stage)
+                if sr.credits + stage_in_flight + batch.estimate > stage_share:
+                    skipped = await repo.skip_pending_batches(session, run.id, stage)
+                    sr.stopped_reason, sr.partial = "budget", True
+                    self._event(
+                        session,
+                        run,
+                        stage,
+                        "budget",
+                        f"stage {int(stage)} budget share {stage_share} spent ({sr.credits} used); "
+                        f"{skipped} batches left for the next run",
+                    )
+                    return
+            if not await self._reserve(session, run, projected):
+                run.stopped_reason = "budget"
+                self._event(
+                    session,
+                    run,
+                    stage,
+                    "budget",
+                    "account balance cannot cover the next batch; stopping at this batch boundary",
+                )
+                return
+            self._release(session, run, batch, plan)
+            in_flight_cost += batch.estimate
+
+    async def _reserve(self, session: AsyncSession, run: Run, projected: Decimal) -> bool:
+        """Make sure the run's reservation covers `projected` spend, growing it from free credits."""
+        if projected <= run.reserved_credits:
+            return True
+        account = await credits.lock_account(session, run.account_id)
+        assert account is not None
+        need = projected - run.reserved_credits
+        if await credits.available(session, account) < need:
+            return False
+        run.reserved_credits += need
+        return True
+
+    async def _stop_for_budget(self, session: AsyncSession, run: Run, stage: Stage) -> None:
+        skipped = await repo.skip_pending_batches(session, run.id)
+        sr = await repo.stage_result(session, run.id, stage)
+        now = utcnow()
+        if sr is not None and sr.status == "running":
+            sr.status, sr.partial, sr.stopped_reason, sr.finished_at = "stopped", True, "budget", now
+            sr.seconds = round((now - sr.started_at).total_seconds(), 3)
+        run.status, run.completed_at = RunStatus.COMPLETED.value, now
+        self._event(
+            session,
+            run,
+            stage,
+            "completed",
+            f"run stopped for budget at stage {int(stage)}; {skipped} batches left for the next run; "
+            f"{run.total_credits_used} credits used",
+        )
 
     async def _enter_stage(self, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan) -> None:
         run.current_stage = int(stage)
-        ids = await pipeline.pending_ids(session, stage, run.site_id)
+        now = utcnow()
+        if not plan.stage_enabled[int(stage)]:
+            session.add(
+                StageRunResult(
+                    run_id=run.id,
+                    stage=int(stage),
+                    status="skipped",
+                    failures=[],
+                    credits=Decimal(0),
+                    stopped_reason="disabled",
+                    started_at=now,
+                    finished_at=now,
+                )
+            )
+            await session.flush()
+            self._event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): disabled, skipped")
+            return
+        limit = plan.limits.for_stage(int(stage))
+        ids = await pipeline.pending_ids(session, stage, run.site_id, limit + 1 if limit else None)
+        limited = bool(limit) and len(ids) > limit
+        ids = ids[:limit] if limit else ids
         size = plan.batch_sizes[int(stage)]
         chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
         session.add_all(
-            StageBatch(id=new_message_id(), run_id=run.id, stage=int(stage), seq=seq, item_ids=chunk, status="pending")
+            StageBatch(
+                id=new_message_id(),
+                run_id=run.id,
+                stage=int(stage),
+                seq=seq,
+                item_ids=chunk,
+                status="pending",
+                estimate=batch_estimate(int(stage), len(chunk), plan, self._costs),
+            )
             for seq, chunk in enumerate(chunks)
         )
-        now = utcnow()
         session.add(
             StageRunResult(
                 run_id=run.id,
@@ -423,6 +744,8 @@ class RunService:
                 batches_total=len(chunks),
                 failures=[],
                 credits=Decimal(0),
+                partial=limited,
+                stopped_reason="limit" if limited else None,
                 started_at=now,
                 finished_at=None if chunks else now,
             )
@@ -434,7 +757,8 @@ class RunService:
                 run,
                 stage,
                 "stage-started",
-                f"stage {int(stage)} ({stage.label}): {len(ids)} items in {len(chunks)} batches",
+                f"stage {int(stage)} ({stage.label}): {len(ids)} items in {len(chunks)} batches"
+                + (f"; limited to {limit} per run, the rest waits for the next run" if limited else ""),
             )
         else:
             self._event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): nothing pending")
@@ -467,9 +791,11 @@ class RunService:
         )
         return True
 
-    async def _review_gate(self, session: AsyncSession, run: Run) -> None:
+    async def _review_gate(self, session: AsyncSession, run: Run, plan: RunPlan) -> None:
         run.current_stage = int(Stage.REVIEW)
         ready = len(await pipeline.pending_ids(session, Stage.REVIEW, run.site_id))
+        limit = plan.limits.for_stage(int(Stage.REVIEW))
+        admitted = min(ready, limit) if limit else ready
         now = utcnow()
         session.add(
             StageRunResult(
@@ -477,15 +803,24 @@ class RunService:
                 stage=int(Stage.REVIEW),
                 status="completed",
                 items_in=ready,
-                items_processed=ready,
+                items_processed=admitted,
                 failures=[],
                 credits=Decimal(0),
+                partial=admitted < ready,
+                stopped_reason="limit" if admitted < ready else None,
                 started_at=now,
                 finished_at=now,
             )
         )
         run.status, run.completed_at = RunStatus.COMPLETED.value, now
-        self._event(session, run, Stage.REVIEW, "completed", f"run completed: {ready} drafts ready for review")
+        self._event(
+            session,
+            run,
+            Stage.REVIEW,
+            "completed",
+            f"run completed: {admitted} drafts ready for review; {run.total_credits_used} credits used; "
+            "reservation released",
+        )
 
     def _release(self, session: AsyncSession, run: Run, batch: StageBatch, plan: RunPlan) -> None:
         command = StageCommand(
@@ -504,6 +839,11 @@ class RunService:
 
     def _event(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str, level: str = "info") -> None:
         repo.log_line(session, run.site_id, run.id, stage or None, detail, level)
+        if self._settings.run_log_dir is not None:
+            path = Path(self._settings.run_log_dir) / f"{run.id}.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(f"{utcnow().isoformat()} stage={stage} {level} {detail}\n")
         self._outbox.add(
             session,
             RUN_EVENTS,
@@ -540,10 +880,11 @@ class RunQueries:
             run = await repo.active_run(session, site_id)
             return await views.run_view(session, run) if run else None
 
-    async def history(self, site_id: str, page: int, size: int) -> list[views.RunView]:
+    async def history(self, site_id: str, page: int, size: int) -> dict[str, Any]:
         async with self._sessions() as session:
             if await repo.get_site(session, site_id) is None:
                 raise NotFoundError(f"site {site_id!r} does not exist")
+            total = await session.scalar(select(func.count()).select_from(Run).where(Run.site_id == site_id))
             runs = (
                 await session.scalars(
                     select(Run)
@@ -553,10 +894,50 @@ class RunQueries:
                     .limit(size)
                 )
             ).all()
-            return [await views.run_view(session, r) for r in runs]
+            return {
+                "total": int(total or 0),
+                "page": page,
+                "size": size,
+                "runs": [await views.run_view(session, r) for r in runs],
+            }
 
     async def activity(self, run_id: str, stage: int | None, limit: int) -> list[views.ActivityView]:
         async with self._sessions() as session:
             if await session.get(Run, run_id) is None:
                 raise NotFoundError(f"run {run_id!r} does not exist")
             return await views.activity(session, run_id, stage, limit)
+
+    async def processing(self, site_id: str) -> dict[str, Any]:
+        """The batches of the site's active run that workers hold right now, with their items' titles."""
+        async with self._sessions() as session:
+            if await repo.get_site(session, site_id) is None:
+                raise NotFoundError(f"site {site_id!r} does not exist")
+            run = await repo.active_run(session, site_id)
+            if run is None:
+                return {"site_id": site_id, "run_id": None, "batches": []}
+            batches = (
+                await session.scalars(
+                    select(StageBatch)
+                    .where(StageBatch.run_id == run.id, StageBatch.status == "released")
+                    .order_by(StageBatch.stage, StageBatch.seq)
+                )
+            ).all()
+            out = []
+            for b in batches:
+                titles = await repo.item_titles(session, b.stage, list(b.item_ids))
+                out.append(
+                    {
+                        "command_id": b.id,
+                        "stage": b.stage,
+                        "seq": b.seq,
+                        "released_at": b.released_at,
+                        "items": [{"id": i, "title": titles.get(i, "?")} for i in b.item_ids],
+                    }
+                )
+            return {
+                "site_id": site_id,
+                "run_id": run.id,
+                "status": run.status,
+                "stage": run.current_stage,
+                "batches": out,
+            }

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -53,8 +54,11 @@ def _now() -> Any:
 # ---------------------------------------------------------------- orchestrator: accounts and sites
 class Account(Base):
     __tablename__ = "accounts"
+    # The balance can never go below zero, whatever the code above it does.
+    __table_args__ = (CheckConstraint("credit_balance >= 0", name="balance_not_negative"),)
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(40), default="starter", server_default="starter")
     credit_balance: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0))
     monthly_credits: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0))
     created_at: Mapped[datetime] = _now()
@@ -67,6 +71,20 @@ class Site(Base):
     name: Mapped[str] = mapped_column(String(200))
     domain: Mapped[str | None] = mapped_column(String(253))
     created_at: Mapped[datetime] = _now()
+
+
+class SiteConfigRow(Base):
+    """The site's automation config (validated JSON, see services.orchestrator.config) + schedule state."""
+
+    __tablename__ = "site_configs"
+    __table_args__ = (Index("ix_site_configs_due", "next_run_at", postgresql_where=text("is_enabled")),)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column()
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_run_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_schedule_note: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _now()
 
 
 # ---------------------------------------------------------------- orchestrator (import) + clusterer (assignment)
@@ -219,6 +237,9 @@ class Run(Base):
     options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     initial_snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
     total_credits_used: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0))
+    estimated_credits: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0), server_default="0")
+    # Held back from the account's available credits while the run is active (estimate + margin).
+    reserved_credits: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0), server_default="0")
     stopped_reason: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = _now()
@@ -243,6 +264,7 @@ class StageBatch(Base):
     item_ids: Mapped[list[Any]] = mapped_column()
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|released|done|failed|cancelled
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    estimate: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0), server_default="0")
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -10,7 +10,7 @@ from devstack.stack import Stack
 from shared.contracts import StageCommand, StageResult
 from shared.db.models import StageBatch
 from shared.topics import STAGE_COMMAND_TOPICS, STAGE_RESULTS
-from tests.helpers import create_site, import_keywords, keyword_set, read_topic, start_run, wait_run
+from tests.helpers import configure, create_site, import_keywords, keyword_set, read_topic, start_run, wait_run
 
 
 async def test_no_stage_starts_before_previous_stage_results_are_all_in(
@@ -19,7 +19,8 @@ async def test_no_stage_starts_before_previous_stage_results_are_all_in(
     site = create_site(api)
     import_keywords(api, site, keyword_set(4, 6))
     # Small batches so every stage has several, more than the in-flight window releases at once.
-    run = start_run(api, site, {"batch_sizes": {"1": 3, "2": 1, "3": 2, "4": 1, "5": 1, "6": 1}})
+    configure(api, site, batch_sizes={"1": 3, "2": 1, "3": 2, "4": 1, "5": 1, "6": 1})
+    run = start_run(api, site)
     view = wait_run(api, run["run_id"])
     assert view["status"] == "completed", view
     run_id = run["run_id"]
