@@ -89,6 +89,11 @@ def _uninterruptible() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _say(out: Console, message: str) -> None:
+    with contextlib.suppress(OSError):
+        out.print(message)
+
+
 def _stop_stack(stack: Stack) -> float:
     started = time.monotonic()
     with _uninterruptible():
@@ -153,18 +158,20 @@ def demo(
                     err.print(f"[bold red]API error:[/] {exc}")
                     code = 1
     except KeyboardInterrupt:
-        err.print("\n[yellow]Interrupted — stopping everything…[/]")
         code = 130
+        _say(err, "\n[yellow]Interrupted — stopping everything…[/]")
     except RuntimeError as exc:  # a server that would not start; the message carries its log tail
-        err.print(f"[bold red]The stack failed to start:[/] {exc}")
         code = 1
+        _say(err, f"[bold red]The stack failed to start:[/] {exc}")
     finally:
-        with console.status("Stopping services, Kafka and PostgreSQL…"):
+        # Output may fail here (terminal closed → SIGHUP, pipe closed): it must never cost the cleanup.
+        with _uninterruptible():
+            _say(console, "Stopping services, Kafka and PostgreSQL…")
             stop_seconds = _stop_stack(stack)
         logs = state_dir / "logs"
-        console.print(f"Stack stopped in {stop_seconds:.1f}s. [bold]Total wall time {time.monotonic() - t0:.1f}s[/]")
-        console.print(f"Media files: {stack.media_dir.resolve()} ({_count_files(stack.media_dir)} files)")
-        console.print(f"Logs:        {logs.resolve()}")
+        _say(console, f"Stack stopped in {stop_seconds:.1f}s. [bold]Total wall time {time.monotonic() - t0:.1f}s[/]")
+        _say(console, f"Media files: {stack.media_dir.resolve()} ({_count_files(stack.media_dir)} files)")
+        _say(console, f"Logs:        {logs.resolve()}")
     raise typer.Exit(code)
 
 

@@ -135,3 +135,9 @@ async def eventually(check: Callable[[], Any], timeout: float = 60, interval: fl
             return last
         await asyncio.sleep(interval)
     raise AssertionError(f"condition not met in {timeout}s; last value: {last!r}")
+
+
+def slow_provider(fake: httpx.Client, latency_ms: int) -> None:
+    """Every model call takes `latency_ms`: runs last long enough to pause or cancel mid-stage."""
+    r = fake.post("/config", json={"latency_ms": latency_ms})
+    assert r.status_code == 200, r.text
