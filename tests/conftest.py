@@ -5,6 +5,7 @@ It never skips: a server that cannot be started fails the session with the reaso
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    state = ROOT / ".stack" / "test"
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    # One directory per session: two test runs on one machine never share (or wipe) each other's servers.
+    state = ROOT / ".stack" / f"test-{os.getpid()}"
     shutil.rmtree(state, ignore_errors=True)
     st = Stack(
         state_dir=state,
@@ -32,6 +34,13 @@ def stack() -> Iterator[Stack]:
         yield st
     finally:
         st.stop()
+        failed = request.session.testsfailed
+        if failed:  # what the services said is the first thing to read when a stack test fails
+            for log in sorted((state / "logs").glob("*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-25:]
+                print(f"\n----- last lines of {log.name} -----\n" + "\n".join(tail))
+    if not failed and not os.environ.get("CONTENTLINE_KEEP_TEST_STATE"):
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
