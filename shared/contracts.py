@@ -12,7 +12,9 @@ from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from shared import prompts
 
 
 def new_message_id() -> str:
@@ -58,6 +60,9 @@ class Message(BaseModel):
 
 
 KeywordText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+BannedWord = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50, pattern=r"^[^\r\n]+$")
+]
 
 
 class KeywordIn(BaseModel):
@@ -92,6 +97,26 @@ class StageOptions(BaseModel):
     language: str = Field(default="English", max_length=50)
     tone: str = Field(default="helpful, clear and practical", max_length=200)
     audience: str = Field(default="people searching the web for this topic", max_length=300)
+    # Per-site voice (issue 5): applied to every prompt by shared.prompts.render.
+    brand_notes: str = Field(default="", max_length=1000)
+    banned_words: list[BannedWord] = Field(default_factory=list, max_length=100)
+    prompt_templates: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per-site overrides of shared/prompts/<name>.txt, keyed by template name",
+    )
+
+    @field_validator("prompt_templates")
+    @classmethod
+    def _templates(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = []
+        for name, text in value.items():
+            try:
+                prompts.check_override(name, text)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
 
 
 class StageCommand(Message):

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     stage_deadline_seconds: float = Field(default=900.0, gt=0)
     tick_seconds: float = Field(default=2.0, gt=0)
     default_account_credits: str = "100000"
+    # JSON of services.orchestrator.costs.CostTable fields, e.g. {"words_per_credit": 400}; unset = defaults.
+    cost_table_json: str | None = None
     run_log_dir: Path | None = None  # also write each run's activity log to <dir>/<run_id>.log
 
     # Outbox relay: a new row wakes the relay at once; the poll is the safety net after a crash.

@@ -18,8 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.clusterer import repository as repo
 from services.clusterer.clustering import Vectors, assign, merged_centroid
+from shared import prompts
 from shared.ai import AiClient, AiError, Usage
-from shared.contracts import ItemFailure, StageCommand
+from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
 from shared.text import normalise
 from shared.worker import BatchOutcome
@@ -33,18 +34,12 @@ class ClusterLabel(BaseModel):
     intent: Intent
 
 
-SYSTEM = (
-    "You are an SEO strategist. You name clusters of search keywords: a short, specific topic name, "
-    "a one-sentence description of what the searchers want, and their dominant search intent."
-)
+def label_system(options: StageOptions) -> str:
+    return prompts.render("cluster_label.system", options)
 
 
-def label_prompt(keywords: list[str], language: str) -> str:
-    return (
-        f"Language: {language}\n"
-        f"Keywords: {', '.join(keywords[:30])}\n"
-        "Name this keyword cluster, describe it in one sentence and label its search intent."
-    )
+def label_prompt(keywords: list[str], options: StageOptions) -> str:
+    return prompts.render("cluster_label.user", options, keywords=", ".join(keywords[:30]))
 
 
 @dataclass
@@ -93,10 +88,7 @@ class ClustererService:
         )
 
         labels = await asyncio.gather(
-            *(
-                self._label([keywords[i].keyword for i in group], cmd.options.language, usage)
-                for group in plan.new_groups
-            )
+            *(self._label([keywords[i].keyword for i in group], cmd.options, usage) for group in plan.new_groups)
         )
         new_clusters: list[NewCluster] = []
         for group, label in zip(plan.new_groups, labels, strict=True):
@@ -151,10 +143,10 @@ class ClustererService:
         )
         return outcome
 
-    async def _label(self, keywords: list[str], language: str, usage: Usage) -> ClusterLabel | AiError:
+    async def _label(self, keywords: list[str], options: StageOptions, usage: Usage) -> ClusterLabel | AiError:
         try:
             return await self._ai.structured(
-                SYSTEM, label_prompt(keywords, language), ClusterLabel, "cluster-label", usage
+                label_system(options), label_prompt(keywords, options), ClusterLabel, "cluster-label", usage
             )
         except AiError as exc:
             return exc

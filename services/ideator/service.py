@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ideator import repository as repo
 from services.ideator.repository import ClusterBrief
+from shared import prompts
 from shared.ai import AiClient, AiError, Usage
 from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
@@ -40,21 +41,20 @@ class IdeaSet(BaseModel):
     ideas: list[IdeaDraft]
 
 
-SYSTEM = (
-    "You are an SEO content strategist. For a keyword cluster you propose distinct article ideas, each "
-    "with a content type, search intent, a primary keyword and secondary keywords taken ONLY from the "
-    "given keywords, an H2/H3 outline, a target word count and a one-paragraph brief."
-)
+def ideas_system(options: StageOptions) -> str:
+    return prompts.render("ideas.system", options)
 
 
 def ideas_prompt(cluster: ClusterBrief, options: StageOptions) -> str:
-    return (
-        f"Language: {options.language}\nAudience: {options.audience}\nTone: {options.tone}\n"
-        f"Cluster: {cluster.name} — {cluster.description} (intent: {cluster.intent})\n"
-        f"Keywords: {', '.join(cluster.keywords[:40])}\n"
-        f"Number of items: {options.ideas_per_cluster}\n"
-        f"Target words: {options.target_words}\n"
-        f"Propose {options.ideas_per_cluster} article idea(s), at least 4 H2 sections each."
+    return prompts.render(
+        "ideas.user",
+        options,
+        cluster_name=cluster.name,
+        cluster_description=cluster.description,
+        cluster_intent=cluster.intent,
+        keywords=", ".join(cluster.keywords[:40]),
+        ideas_per_cluster=str(options.ideas_per_cluster),
+        target_words=str(options.target_words),
     )
 
 
@@ -131,6 +131,8 @@ class IdeatorService:
 
     async def _ideas(self, cluster: ClusterBrief, options: StageOptions, usage: Usage) -> IdeaSet | AiError:
         try:
-            return await self._ai.structured(SYSTEM, ideas_prompt(cluster, options), IdeaSet, "ideas", usage)
+            return await self._ai.structured(
+                ideas_system(options), ideas_prompt(cluster, options), IdeaSet, "ideas", usage
+            )
         except AiError as exc:
             return exc

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.imager import repository as repo
 from services.imager.storage import MediaStorage
+from shared import prompts
 from shared.ai import AiClient, AiError, Usage
 from shared.contracts import ImageUsage, ItemFailure, Stage, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
@@ -30,10 +31,8 @@ class ImagePromptSet(BaseModel):
     prompts: list[ImagePromptDraft]
 
 
-SYSTEM = (
-    "You are an art director for a content website. For an article you write image generation prompts "
-    "(photographic or illustrative, no text in the image), each with concise alt text and a caption."
-)
+def prompt_system(options: StageOptions) -> str:
+    return prompts.render("image_prompts.system", options)
 
 
 def placements(draft_markdown: str, sections_per_image: int) -> list[str]:
@@ -44,11 +43,14 @@ def placements(draft_markdown: str, sections_per_image: int) -> list[str]:
 
 def prompt_request(draft: Draft, spots: list[str], options: StageOptions) -> str:
     headings = re.findall(r"^##\s+(.+)$", draft.body_markdown, flags=re.M)
-    return (
-        f"Language: {options.language}\nArticle title: {draft.title}\n"
-        f"Keywords: {draft.title}\nSections: {'; '.join(headings[:12])}\n"
-        f"Number of items: {len(spots)}\n"
-        f"Write {len(spots)} image prompts in this order: {', '.join(spots)}."
+    return prompts.render(
+        "image_prompts.user",
+        options,
+        title=draft.title,
+        keywords=draft.title,
+        sections="; ".join(headings[:12]),
+        image_count=str(len(spots)),
+        placements=", ".join(spots),
     )
 
 
@@ -88,7 +90,11 @@ class ImagerService:
             spots = placements(draft.body_markdown, cmd.options.sections_per_image)
             try:
                 answer = await self._ai.structured(
-                    SYSTEM, prompt_request(draft, spots, cmd.options), ImagePromptSet, "image-prompts", usage
+                    prompt_system(cmd.options),
+                    prompt_request(draft, spots, cmd.options),
+                    ImagePromptSet,
+                    "image-prompts",
+                    usage,
                 )
             except AiError as exc:
                 return exc

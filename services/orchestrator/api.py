@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, File, HTTPException, Query, Request, UploadFile, status
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.orchestrator.config import DEFAULT_SHARES, SiteConfig, SiteConfigPatch
 from services.orchestrator.importing import ImportError_, parse_csv
+from services.orchestrator.review import ReviewService
 from services.orchestrator.service import ProblemError, RunQueries, RunService
 from services.orchestrator.views import ActivityView, RunView
 from shared.contracts import KeywordIn, Stage
@@ -64,6 +65,12 @@ class AccountIn(BaseModel):
     monthly_credits: Decimal = Field(default=Decimal(0), ge=0, le=Decimal(100_000_000), decimal_places=4)
 
 
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approved", "rejected"]
+    note: str = Field(default="", max_length=2000)
+
+
 class SharesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     shares: dict[str, int] | None = Field(description="percent per AI function, summing to 100; null = defaults")
@@ -74,7 +81,7 @@ def problem_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content={"detail": exc.detail, **exc.extra})
 
 
-def build_router(runs: RunService, queries: RunQueries) -> APIRouter:
+def build_router(runs: RunService, queries: RunQueries, review: ReviewService) -> APIRouter:
     api = APIRouter(prefix="/api/v1")
 
     @api.post("/sites", status_code=status.HTTP_201_CREATED)
@@ -239,11 +246,23 @@ def build_router(runs: RunService, queries: RunQueries) -> APIRouter:
     async def review_queue(site_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
         return await runs.review_queue(site_id, limit)
 
+    @api.get("/drafts/{draft_id}")
+    async def get_draft(draft_id: int) -> dict[str, Any]:
+        return await review.draft(draft_id)
+
+    @api.post("/drafts/{draft_id}/review")
+    async def decide(draft_id: int, body: DecisionIn) -> dict[str, Any]:
+        return await review.decide(draft_id, body.decision, body.note)
+
+    @api.post("/drafts/{draft_id}/publish")
+    async def publish(draft_id: int) -> dict[str, Any]:
+        return await review.publish(draft_id)
+
     return api
 
 
-def install(app: FastAPI, runs: RunService, queries: RunQueries) -> None:
-    app.include_router(build_router(runs, queries))
+def install(app: FastAPI, runs: RunService, queries: RunQueries, review: ReviewService) -> None:
+    app.include_router(build_router(runs, queries, review))
     app.add_exception_handler(ProblemError, problem_handler)
 
     @app.get("/health")

@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from faststream import AckPolicy, FastStream
 
 from services.orchestrator import api
+from services.orchestrator.costs import DEFAULT_COSTS, CostTable
 from services.orchestrator.handlers import make_ingest_handler, make_result_handler
+from services.orchestrator.review import ReviewService
 from services.orchestrator.scheduler import Ticker
 from services.orchestrator.service import RunQueries, RunService
 from shared.runtime import Runtime
@@ -19,7 +21,8 @@ GROUP = "contentline-orchestrator"
 
 
 def wire(rt: Runtime) -> tuple[RunService, RunQueries]:
-    runs = RunService(rt.sessions, rt.outbox, rt.settings)
+    costs = CostTable.model_validate_json(rt.settings.cost_table_json) if rt.settings.cost_table_json else DEFAULT_COSTS
+    runs = RunService(rt.sessions, rt.outbox, rt.settings, costs)
     for topic, handler in (
         (STAGE_RESULTS, make_result_handler(rt, runs)),
         (KEYWORDS_INGEST, make_ingest_handler(rt, runs)),
@@ -55,7 +58,7 @@ def create_app() -> FastAPI:
             await rt.on_shutdown()
 
     app = FastAPI(title="contentline orchestrator", version="1", lifespan=lifespan)
-    api.install(app, runs, queries)
+    api.install(app, runs, queries, ReviewService(rt.sessions))
     return app
 
 

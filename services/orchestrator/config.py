@@ -143,7 +143,14 @@ class SiteConfigPatch(BaseModel):
     options: StageOptions | None = None
 
     def apply(self, current: SiteConfig) -> SiteConfig:
-        merged = current.model_dump() | self.model_dump(exclude_unset=True)
+        patch = self.model_dump(exclude_unset=True)
+        merged = current.model_dump() | patch
+        # Nested objects merge field by field: patching options.brand_notes keeps options.target_words.
+        # (Pydantic drops their unset fields; prompt_templates inside options is replaced as a whole.)
+        for nested in ("options", "limits"):
+            if patch.get(nested) is not None:
+                given = getattr(self, nested).model_dump(exclude_unset=True)
+                merged[nested] = getattr(current, nested).model_dump() | given
         return SiteConfig.model_validate(merged)
 
 

@@ -11,7 +11,7 @@ from shared.consume import parse_or_dead_letter, with_infra_backoff
 from shared.contracts import KeywordBatchIngested, StageResult
 from shared.kafka import dead_letter
 from shared.runtime import Runtime
-from shared.topics import KEYWORDS_INGEST, KEYWORDS_INGEST_DLQ, RESULTS_DLQ
+from shared.topics import KEYWORDS_INGEST, KEYWORDS_INGEST_DLQ, RESULTS_DLQ, STAGE_RESULTS
 
 Handler = Callable[[KafkaMessage], Awaitable[None]]
 
@@ -23,7 +23,10 @@ def make_result_handler(rt: Runtime, runs: RunService) -> Handler:
             return
 
         async def run() -> None:
-            await runs.on_result(result)
+            try:
+                await runs.on_result(result)
+            except NotFoundError as exc:
+                await dead_letter(rt.broker, RESULTS_DLQ, msg.body, result.site_id.encode(), exc.detail, STAGE_RESULTS)
 
         await with_infra_backoff("orchestrator.results", run)
 

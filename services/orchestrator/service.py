@@ -420,14 +420,14 @@ class RunService:
 
     # ------------------------------------------------------------------ results
     async def on_result(self, result: StageResult) -> bool:
-        """Record a worker's result and decide what is next. False for a duplicate or unknown result."""
+        """Record a worker's result and decide what is next. False for a duplicate; NotFoundError for a
+        result whose command this orchestrator never issued."""
         async with self._sessions.begin() as session:
             if not await claim_inbox(session, RESULTS_CONSUMER, result.message_id):
                 return False
             batch_run = await session.scalar(select(StageBatch.run_id).where(StageBatch.id == result.command_id))
-            if batch_run is None:
-                log.warning("result %s names unknown command %s", result.message_id, result.command_id)
-                return False
+            if batch_run is None:  # rolls the inbox claim back; the handler dead-letters the record
+                raise NotFoundError(f"result {result.message_id} names unknown command {result.command_id}")
             run = await repo.lock_run(session, batch_run)
             batch = await session.get(StageBatch, result.command_id, with_for_update=True)
             assert run is not None and batch is not None  # foreign key: a batch always has its run

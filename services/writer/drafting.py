@@ -15,6 +15,7 @@ import markdown as md
 from pydantic import BaseModel, Field
 
 from services.writer import quality
+from shared import prompts
 from shared.ai import AiClient, Usage
 from shared.contracts import StageOptions
 from shared.text import slugify, word_count
@@ -61,19 +62,19 @@ def trim(text: str, limit: int) -> str:
     return cut + "…"
 
 
-SYSTEM = (
-    "You are a professional SEO writer. Write in {language} for {audience}, in a {tone} tone. "
-    "Write Markdown only, no preamble, never invent statistics."
-)
+FAQ_COUNT = 3
 
 
-def context(brief: dict[str, Any]) -> str:
+def context(brief: dict[str, Any]) -> dict[str, str]:
+    """The brief's values every draft prompt template gets (see shared/prompts/draft_*.user.txt)."""
     keywords = [brief["primary_keyword"], *brief.get("secondary_keywords", [])]
-    return (
-        f"Article title: {brief['title']}\nContent type: {brief.get('content_type', 'guide')}\n"
-        f"Primary keyword: {brief['primary_keyword']}\nKeywords: {', '.join(keywords)}\n"
-        f"Brief: {brief.get('brief', '')}\n"
-    )
+    return {
+        "title": str(brief["title"]),
+        "content_type": str(brief.get("content_type", "guide")),
+        "primary_keyword": str(brief["primary_keyword"]),
+        "keywords": ", ".join(keywords),
+        "brief": str(brief.get("brief", "")),
+    }
 
 
 @dataclass
@@ -83,17 +84,19 @@ class WrittenDraft:
 
 
 async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions, usage: Usage) -> WrittenDraft:
-    system = SYSTEM.format(language=options.language, audience=options.audience, tone=options.tone)
+    system = prompts.render("writer.system", options)
     target = int(brief.get("target_words") or options.target_words)
     sections = sections_of(brief.get("outline", []))
     edge_words = max(40, round(target * 0.07))
     frame = await ai.structured(
         system,
-        context(brief)
-        + f"Target words: {edge_words}\n"
-        + "Number of items: 3\n"
-        + "Write the meta title, meta description, the introduction (mention the primary keyword in its "
-        + "first sentence), the conclusion, and 3 FAQ questions with short answers.",
+        prompts.render(
+            "draft_frame.user",
+            options,
+            **context(brief),
+            target_words=str(edge_words),
+            faq_count=str(FAQ_COUNT),
+        ),
         DraftFrame,
         "draft-frame",
         usage,
@@ -106,10 +109,14 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         outline = "".join(f"### {h}\n" for h in s.subheadings)
         text = await ai.structured(
             system,
-            context(brief)
-            + f"Section: ## {s.heading}\nTarget words: {per_section}\n"
-            + (f"Outline:\n{outline}" if outline else "")
-            + "Write this section's body only (not its H2 heading).",
+            prompts.render(
+                "draft_section.user",
+                options,
+                **context(brief),
+                heading=s.heading,
+                target_words=str(per_section),
+                outline=f"Outline:\n{outline}" if outline else "",
+            ),
             SectionText,
             "draft-section",
             usage,
@@ -136,6 +143,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         target_words=target,
         outline_headings=outline_headings,
         primary_keyword=brief["primary_keyword"],
+        banned_words=options.banned_words,
     )
     row = {
         "title": title,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from shared.text import normalise
@@ -11,6 +12,8 @@ META_TITLE_MAX = 60
 META_DESCRIPTION_MAX = 160
 LENGTH_TOLERANCE = 0.15
 LOW_SCORE = 70
+BANNED_WORD_PENALTY = 10  # per distinct banned word found
+BANNED_WORDS_MAX_PENALTY = 30
 
 
 @dataclass
@@ -33,6 +36,7 @@ def check(
     target_words: int,
     outline_headings: list[str],
     primary_keyword: str,
+    banned_words: Sequence[str] = (),
 ) -> Quality:
     notes: list[str] = []
     score = 100
@@ -66,4 +70,24 @@ def check(
     if not re.search(r"^##\s+(FAQ|Frequently asked questions)", body_markdown, flags=re.M | re.I):
         score -= 10
         notes.append("no FAQ section")
+    found = banned_found(banned_words, title, meta_title, meta_description, body_markdown)
+    if found:
+        score -= min(BANNED_WORDS_MAX_PENALTY, BANNED_WORD_PENALTY * len(found))
+        notes.append(f"banned words used: {', '.join(found[:10])}")
     return Quality(max(score, 0), notes)
+
+
+def banned_pattern(word: str) -> re.Pattern[str]:
+    """Whole word or phrase, any case, any whitespace between a phrase's words."""
+    body = r"\s+".join(re.escape(part) for part in word.split())
+    return re.compile(rf"(?<!\w){body}(?!\w)", re.I)
+
+
+def banned_found(banned_words: Sequence[str], *texts: str) -> list[str]:
+    """The banned words (as configured, first occurrence order) that appear in any of `texts`."""
+    found: list[str] = []
+    for word in dict.fromkeys(w for w in banned_words if w.strip()):
+        pattern = banned_pattern(word)
+        if any(pattern.search(text) for text in texts):
+            found.append(word)
+    return found

@@ -86,3 +86,20 @@ async def test_run_takes_keywords_to_review_gate(api: httpx.Client, db: async_se
     queue = api.get(f"/sites/{site}/review-queue").json()
     assert len(queue) == n_drafts
     assert all(item["images"] == item["image_prompts"] >= 1 for item in queue)
+
+    # The review gate's human side: approve one and publish it, reject another; decisions are final.
+    first, second = queue[0]["draft_id"], queue[1]["draft_id"]
+    detail = api.get(f"/drafts/{first}").json()
+    assert detail["decision"] is None and detail["body_html"].count("<h2>") >= 3
+    assert all(img["path"] and img["width"] and img["alt_text"] for img in detail["images"])
+    assert detail["images"][0]["placement"] == "featured"
+    assert api.post(f"/drafts/{first}/publish").status_code == 409  # not approved yet
+    approved = api.post(f"/drafts/{first}/review", json={"decision": "approved", "note": "good"})
+    assert approved.status_code == 200 and approved.json()["decision"] == "approved"
+    assert api.post(f"/drafts/{first}/review", json={"decision": "rejected"}).status_code == 409
+    assert api.post(f"/drafts/{first}/publish").json()["decision"] == "published"
+    assert api.post(f"/drafts/{second}/review", json={"decision": "rejected", "note": "off topic"}).status_code == 200
+    assert api.post(f"/drafts/{second}/publish").status_code == 409
+    assert api.post(f"/drafts/{second}/review", json={"decision": "maybe"}).status_code == 422
+    remaining = {item["draft_id"] for item in api.get(f"/sites/{site}/review-queue").json()}
+    assert len(remaining) == n_drafts - 2 and first not in remaining and second not in remaining

@@ -78,3 +78,15 @@ def test_bad_config_is_rejected_with_field_and_reason(patch: dict[str, object], 
         SiteConfigPatch.model_validate(patch).apply(SiteConfig())
     text = str(err.value)
     assert field in text and words in text
+
+
+def test_patch_merges_nested_options_and_limits() -> None:
+    current = SiteConfigPatch.model_validate(
+        {"options": {"target_words": 2000, "banned_words": ["cheap"]}, "limits": {"max_keywords_per_run": 7}}
+    ).apply(SiteConfig())
+    patched = SiteConfigPatch.model_validate(
+        {"options": {"brand_notes": "We are friendly."}, "limits": {"max_ideas_per_run": 3}}
+    ).apply(current)
+    assert patched.options.target_words == 2000 and patched.options.banned_words == ["cheap"]
+    assert patched.options.brand_notes == "We are friendly."
+    assert patched.limits.max_keywords_per_run == 7 and patched.limits.max_ideas_per_run == 3
