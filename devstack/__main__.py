@@ -54,8 +54,40 @@ def _check_real_ai(real_ai: bool) -> None:
         raise typer.Exit(2)
 
 
-def _stop_infra_leftovers(state_dir: Path) -> None:
-    """Stop a broker/cluster a crashed earlier session left running on this state dir (no-op otherwise)."""
+def _leftover_services(state_dir: Path) -> dict[str, int]:
+    """Service/fake-AI processes of an earlier session on this state dir that was killed before it could stop them.
+
+    Stack gives every process it spawns CONTENTLINE_MEDIA_DIR=<state_dir>/media, so that identifies them without
+    any pid file (which a SIGKILLed session never gets to write or read).
+    """
+    media = (state_dir / "media").resolve()
+    found: dict[str, int] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"-m" not in argv:
+                continue
+            module = argv[argv.index(b"-m") + 1].decode()
+            if module != "fakeai" and not module.startswith("services."):
+                continue
+            env = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
+            configured = env.get(b"CONTENTLINE_MEDIA_DIR")
+            if configured and (Path(os.readlink(proc / "cwd")) / configured.decode()).resolve() == media:
+                found[module.removeprefix("services.")] = int(proc.name)
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def _stop_leftovers(state_dir: Path) -> None:
+    """Stop whatever a crashed/killed earlier session left running on this state dir (no-op otherwise)."""
+    leftovers = _leftover_services(state_dir)
+    if leftovers:
+        _say(err, f"[yellow]Stopping {len(leftovers)} processes left over under {state_dir}: "
+                  f"{', '.join(leftovers)}[/]")
+        _terminate_all(leftovers)
     with contextlib.suppress(Exception):
         local_kafka.stop_kafka_from_pidfile(state_dir / "kafka")
     with contextlib.suppress(Exception):
@@ -97,9 +129,14 @@ def _say(out: Console, message: str) -> None:
 def _stop_stack(stack: Stack) -> float:
     started = time.monotonic()
     with _uninterruptible():
+        # SIGTERM everything at once (each drains in parallel), then Stack.stop waits for them one by one.
+        for proc in stack.procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(OSError):
+                    proc.send_signal(signal.SIGTERM)
         stack.stop()
         if stack.infra_source in {"local", ""}:
-            _stop_infra_leftovers(stack.state_dir)  # belt and braces: a start interrupted half-way
+            _stop_leftovers(stack.state_dir)  # belt and braces: a start interrupted half-way
     return time.monotonic() - started
 
 
@@ -130,7 +167,7 @@ def demo(
     _check_real_ai(real_ai)
     keywords = keywords.resolve()
     state_dir = DEMO_DIR
-    _stop_infra_leftovers(state_dir)
+    _stop_leftovers(state_dir)
     shutil.rmtree(state_dir, ignore_errors=True)
 
     t0 = time.monotonic()
@@ -238,7 +275,7 @@ def up(
         err.print(f"[yellow]A stack is already up from {state_dir} (API {state.get('api_url')}); "
                   "`python -m devstack down` first.[/]")
         raise typer.Exit(1)
-    _stop_infra_leftovers(state_dir)
+    _stop_leftovers(state_dir)
     shutil.rmtree(state_dir, ignore_errors=True)
 
     port = api_port if _port_free(api_port) else free_port()
@@ -318,9 +355,12 @@ def down(state_dir: StateDirOption = DEV_DIR) -> None:
     """Stop what `up` started: services (SIGTERM), then Kafka and PostgreSQL."""
     state = _read_state(state_dir)
     if state is None:
-        console.print(f"No {state_dir / STATE_FILE}; stopping any Kafka/PostgreSQL left under {state_dir}.")
+        console.print(f"No {state_dir / STATE_FILE}; stopping whatever still runs under {state_dir}.")
     with _uninterruptible():
-        stopped = _terminate_all({str(k): int(v) for k, v in (state or {}).get("pids", {}).items()})
+        recorded = {str(k): int(v) for k, v in (state or {}).get("pids", {}).items()}
+        # Also whatever runs on this state dir without a record (an `up` killed half-way, a lost stack.json).
+        found = _leftover_services(state_dir) | {n: p for n, p in recorded.items() if _is_ours(n, p)}
+        stopped = _terminate_all(found)
         console.print(f"Stopped {len(stopped)} processes: {', '.join(stopped) or 'none running'}")
         if (state or {}).get("infra_source", "local") == "local":
             kafka_pid = _pidfile_pid(state_dir / "kafka" / "kafka.pid")

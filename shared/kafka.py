@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import utcnow
-from shared.db.models import OutboxMessage
+from shared.db.models import InboxMessage, OutboxMessage
 from shared.topics import ALL_TOPICS, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,13 @@ async def dead_letter(
     log.warning("dead-lettered a record from %s: %s", source_topic, reason[:300])
 
 
+@dataclass(frozen=True)
+class Retention:
+    outbox_hours: float = 24.0
+    inbox_days: float = 14.0
+    every_seconds: float = 600.0
+
+
 class OutboxRelay:
     """Publishes a producer's outbox rows in id order, then marks them sent (at-least-once).
 
@@ -78,6 +88,7 @@ class OutboxRelay:
         producer: str,
         poll_seconds: float = 1.0,
         batch_size: int = 200,
+        retention: Retention | None = None,
     ) -> None:
         self._broker = broker
         self._sessions = sessions
@@ -87,6 +98,8 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._retention = retention or Retention()
+        self._last_prune = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -121,8 +134,37 @@ class OutboxRelay:
             )
             return len(rows)
 
+    async def prune(self) -> tuple[int, int]:
+        """Delete this producer's sent outbox rows and its inbox rows past their retention."""
+        now = utcnow()
+        async with self._sessions.begin() as session:
+            sent = await session.execute(
+                delete(OutboxMessage).where(
+                    OutboxMessage.producer == self._producer,
+                    OutboxMessage.published_at < now - timedelta(hours=self._retention.outbox_hours),
+                )
+            )
+            # Duplicates arrive within minutes (redelivery after a crash or rebalance); days is ample.
+            seen = await session.execute(
+                delete(InboxMessage).where(
+                    InboxMessage.consumer.startswith(self._producer),
+                    InboxMessage.processed_at < now - timedelta(days=self._retention.inbox_days),
+                )
+            )
+        return int(getattr(sent, "rowcount", 0) or 0), int(getattr(seen, "rowcount", 0) or 0)
+
+    async def _maybe_prune(self) -> None:
+        if time.monotonic() - self._last_prune < self._retention.every_seconds:
+            return
+        self._last_prune = time.monotonic()
+        try:
+            await self.prune()
+        except Exception:  # housekeeping must never stop the relay
+            log.exception("outbox/inbox pruning failed")
+
     async def _run(self) -> None:
         while not self._stopping:
+            await self._maybe_prune()
             try:
                 sent = await self.relay_once()
             except asyncio.CancelledError:

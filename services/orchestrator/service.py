@@ -408,6 +408,7 @@ class RunService:
                 dropped = await repo.cancel_pending_batches(session, run.id)
                 if sr is not None and sr.status == "running":
                     sr.status, sr.partial, sr.stopped_reason, sr.finished_at = "stopped", True, "cancelled", now
+                    sr.seconds = round((now - sr.started_at).total_seconds(), 3)
                 self._event(
                     session,
                     run,
@@ -695,7 +696,7 @@ class RunService:
             stage,
             "completed",
             f"run stopped for budget at stage {int(stage)}; {skipped} batches left for the next run; "
-            f"{run.total_credits_used} credits used",
+            f"{run.total_credits_used:.2f} credits used",
         )
 
     async def _enter_stage(self, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan) -> None:
@@ -787,7 +788,7 @@ class RunService:
             stage,
             "stage-completed",
             f"stage {int(stage)}: {sr.items_processed} processed, {sr.items_created} created, "
-            f"{sr.items_failed} failed, {sr.credits} credits in {sr.seconds:.1f}s",
+            f"{sr.items_failed} failed, {sr.credits:.2f} credits in {sr.seconds:.1f}s",
         )
         return True
 
@@ -818,7 +819,7 @@ class RunService:
             run,
             Stage.REVIEW,
             "completed",
-            f"run completed: {admitted} drafts ready for review; {run.total_credits_used} credits used; "
+            f"run completed: {admitted} drafts ready for review; {run.total_credits_used:.2f} credits used; "
             "reservation released",
         )
 
