@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint up down status
+.PHONY: install demo test lint docs bench up down status
 
 install: $(STAMP)
 
@@ -23,6 +23,13 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy shared services devstack fakeai contentline_cli
+
+# The AsyncAPI document of the topics (a test fails when it is stale).
+docs: install
+	$(PY) -m faststream docs gen shared.asyncapi:app --out docs/asyncapi.json
+
+bench: install
+	$(PY) -m bench.clustering
 
 up: install
 	$(PY) -m devstack up
