@@ -90,18 +90,32 @@ def _wait_with_retry_after(base: wait_exponential_jitter) -> Any:
 class AiClient:
     def __init__(self, settings: Settings) -> None:
         self._s = settings
-        key = settings.openai_api_key.get_secret_value() or ("unused" if settings.openai_base_url else None)
-        # SDK retries off: ours are budgeted and counted per call record.
-        self._client = AsyncOpenAI(
-            api_key=key,
-            base_url=settings.openai_base_url,
-            timeout=settings.ai_timeout_seconds,
-            max_retries=0,
-        )
+        self._sdk: AsyncOpenAI | None = None  # built on first use: the orchestrator never needs one
         self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
 
+    def check_configured(self) -> None:
+        """Fail at start-up, with the fix in the message, rather than on the first model call."""
+        if not self._s.openai_api_key.get_secret_value() and not self._s.openai_base_url:
+            raise RuntimeError(
+                "no AI provider configured: set OPENAI_API_KEY (and OPENAI_BASE_URL for an OpenAI-compatible "
+                "server such as vLLM, Ollama or the project's fakeai)"
+            )
+
+    @property
+    def _client(self) -> AsyncOpenAI:
+        if self._sdk is None:
+            self.check_configured()
+            # Local OpenAI-compatible servers often need no key, but the SDK insists on one.
+            key = self._s.openai_api_key.get_secret_value() or "unused"
+            # SDK retries off: ours are budgeted and counted per call record.
+            self._sdk = AsyncOpenAI(
+                api_key=key, base_url=self._s.openai_base_url, timeout=self._s.ai_timeout_seconds, max_retries=0
+            )
+        return self._sdk
+
     async def close(self) -> None:
-        await self._client.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
     async def _call(self, record: CallRecord, fn: Any, *args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()

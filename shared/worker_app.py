@@ -28,7 +28,7 @@ def worker_app(rt: Runtime, topic: str, handler: Callable[..., Awaitable[Any]]) 
     )(handler)
     return FastStream(
         rt.broker,
-        on_startup=[rt.on_startup],
+        on_startup=[rt.ai.check_configured, rt.on_startup],
         after_startup=[rt.after_startup],
         on_shutdown=[rt.on_shutdown],
     )
