@@ -17,6 +17,7 @@ from services.orchestrator.review import ReviewService
 from services.orchestrator.service import ProblemError, RunQueries, RunService
 from services.orchestrator.views import ActivityView, RunView
 from shared.contracts import KeywordIn, Stage
+from shared.db.models import SiteConfigRow
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -54,6 +55,16 @@ class ConfigOut(BaseModel):
     next_run_at: datetime | None
     last_run_at: datetime | None
     last_schedule_note: str | None
+
+
+def config_out(site_id: str, config: SiteConfig, row: SiteConfigRow) -> ConfigOut:
+    return ConfigOut(
+        site_id=site_id,
+        config=config,
+        next_run_at=row.next_run_at,
+        last_run_at=row.last_run_at,
+        last_schedule_note=row.last_schedule_note,
+    )
 
 
 class AccountIn(BaseModel):
@@ -137,14 +148,7 @@ def build_router(runs: RunService, queries: RunQueries, review: ReviewService) -
 
     @api.get("/sites/{site_id}/config")
     async def get_config(site_id: str) -> ConfigOut:
-        config, row = await runs.get_config(site_id)
-        return ConfigOut(
-            site_id=site_id,
-            config=config,
-            next_run_at=row.next_run_at,
-            last_run_at=row.last_run_at,
-            last_schedule_note=row.last_schedule_note,
-        )
+        return config_out(site_id, *(await runs.get_config(site_id)))
 
     @api.patch("/sites/{site_id}/config")
     async def update_config(site_id: str, body: SiteConfigPatch) -> ConfigOut:
@@ -152,13 +156,7 @@ def build_router(runs: RunService, queries: RunQueries, review: ReviewService) -
             config, row = await runs.update_config(site_id, body)
         except ValidationError as exc:  # the merged config is checked as a whole (e.g. shares summing to 100)
             raise RequestValidationError(exc.errors(include_url=False)) from exc
-        return ConfigOut(
-            site_id=site_id,
-            config=config,
-            next_run_at=row.next_run_at,
-            last_run_at=row.last_run_at,
-            last_schedule_note=row.last_schedule_note,
-        )
+        return config_out(site_id, config, row)
 
     @api.get("/sites/{site_id}/estimate")
     async def estimate(site_id: str) -> dict[str, Any]:

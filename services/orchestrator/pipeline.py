@@ -2,48 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.contracts import Stage
 from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, Keyword, ReviewDecision, WriterTask
 
+# Stage → (the table of the items it takes in, the column of the table it fills that marks an item done).
+_CHILD_OF: dict[Stage, tuple[Any, Any]] = {
+    Stage.IDEATE: (Cluster, Idea.cluster_id),
+    Stage.TASKS: (Idea, WriterTask.idea_id),
+    Stage.DRAFTS: (WriterTask, Draft.task_id),
+    Stage.IMAGE_PROMPTS: (Draft, ImagePrompt.draft_id),
+    Stage.IMAGES: (ImagePrompt, Image.prompt_id),
+}
+
 
 def pending_query(stage: Stage, site_id: str) -> Select[int]:
     """Ids of the items stage `stage` would process for the site, oldest first."""
     if stage is Stage.CLUSTER:
         return select(Keyword.id).where(Keyword.site_id == site_id, Keyword.cluster_id.is_(None)).order_by(Keyword.id)
-    if stage is Stage.IDEATE:
-        return (
-            select(Cluster.id)
-            .where(Cluster.site_id == site_id, ~exists().where(Idea.cluster_id == Cluster.id))
-            .order_by(Cluster.id)
-        )
-    if stage is Stage.TASKS:
-        return (
-            select(Idea.id)
-            .where(Idea.site_id == site_id, ~exists().where(WriterTask.idea_id == Idea.id))
-            .order_by(Idea.id)
-        )
-    if stage is Stage.DRAFTS:
-        return (
-            select(WriterTask.id)
-            .where(WriterTask.site_id == site_id, ~exists().where(Draft.task_id == WriterTask.id))
-            .order_by(WriterTask.id)
-        )
-    if stage is Stage.IMAGE_PROMPTS:
-        return (
-            select(Draft.id)
-            .where(Draft.site_id == site_id, ~exists().where(ImagePrompt.draft_id == Draft.id))
-            .order_by(Draft.id)
-        )
-    if stage is Stage.IMAGES:
-        return (
-            select(ImagePrompt.id)
-            .where(ImagePrompt.site_id == site_id, ~exists().where(Image.prompt_id == ImagePrompt.id))
-            .order_by(ImagePrompt.id)
-        )
-    return review_ready_query(site_id)
+    if stage is Stage.REVIEW:
+        return review_ready_query(site_id)
+    model, done_by = _CHILD_OF[stage]
+    return select(model.id).where(model.site_id == site_id, ~exists().where(done_by == model.id)).order_by(model.id)
 
 
 def review_ready_query(site_id: str) -> Select[int]:

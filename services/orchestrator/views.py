@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, computed_field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,8 +15,9 @@ from shared.db.models import ActivityLog, Run, StageRunResult
 
 
 class StageView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     stage: int
-    label: str
     status: str
     items_in: int
     items_processed: int
@@ -32,6 +33,11 @@ class StageView(BaseModel):
     stopped_reason: str | None
     started_at: datetime
     finished_at: datetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def label(self) -> str:
+        return Stage(self.stage).label
 
 
 class RunView(BaseModel):
@@ -62,35 +68,13 @@ class ActivityView(BaseModel):
     message: str
 
 
-def stage_view(sr: StageRunResult) -> StageView:
-    return StageView(
-        stage=sr.stage,
-        label=Stage(sr.stage).label,
-        status=sr.status,
-        items_in=sr.items_in,
-        items_processed=sr.items_processed,
-        items_created=sr.items_created,
-        items_skipped=sr.items_skipped,
-        items_failed=sr.items_failed,
-        failures=list(sr.failures),
-        batches_total=sr.batches_total,
-        batches_done=sr.batches_done,
-        credits=sr.credits,
-        seconds=sr.seconds,
-        partial=sr.partial,
-        stopped_reason=sr.stopped_reason,
-        started_at=sr.started_at,
-        finished_at=sr.finished_at,
-    )
-
-
 async def run_view(session: AsyncSession, run: Run) -> RunView:
     results = (
         await session.scalars(
             select(StageRunResult).where(StageRunResult.run_id == run.id).order_by(StageRunResult.stage)
         )
     ).all()
-    stages = [stage_view(r) for r in results]
+    stages = [StageView.model_validate(r) for r in results]
     # Global progress: items finished (processed + failed) over everything the stages took in.
     done = sum(s.items_processed + s.items_failed + s.items_skipped for s in stages if s.stage <= 6)
     total = sum(s.items_in for s in stages if s.stage <= 6)
