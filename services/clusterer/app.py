@@ -13,5 +13,7 @@ from shared.worker_app import worker_app
 
 def create_app() -> FastStream:
     rt = Runtime.create("clusterer")
-    service = ClustererService(rt.sessions, rt.ai, rt.settings.embedding_model)
+    service = ClustererService(
+        rt.sessions, rt.ai, rt.settings.embedding_model, prefetch=rt.settings.embedding_batch_size
+    )
     return worker_app(rt, CLUSTER_COMMANDS, make_handler(rt, service))

@@ -146,3 +146,25 @@ async def assign_keywords(session: AsyncSession, cluster_id: int, keyword_ids: l
         .returning(Keyword.id)
     )
     return len(result.all())
+
+
+async def pending_without_embedding(
+    session: AsyncSession, site_id: str, model: str, exclude: list[int], limit: int
+) -> list[KeywordRow]:
+    """The site's next unclustered keywords that have no stored embedding yet (prefetch candidates)."""
+    if limit <= 0:
+        return []
+    rows = await session.execute(
+        select(Keyword.id, Keyword.keyword, Keyword.volume)
+        .where(
+            Keyword.site_id == site_id,
+            Keyword.cluster_id.is_(None),
+            Keyword.id.not_in(exclude),
+            ~select(KeywordEmbedding.keyword_id)
+            .where(KeywordEmbedding.keyword_id == Keyword.id, KeywordEmbedding.model == model)
+            .exists(),
+        )
+        .order_by(Keyword.id)
+        .limit(limit)
+    )
+    return [KeywordRow(r.id, r.keyword, r.volume or 0) for r in rows]

@@ -9,6 +9,9 @@ site), so one site's batches never cluster concurrently.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -24,6 +27,8 @@ from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
 from shared.text import normalise
 from shared.worker import BatchOutcome
+
+log = logging.getLogger(__name__)
 
 Intent = Literal["informational", "commercial", "transactional", "navigational"]
 
@@ -49,11 +54,28 @@ class NewCluster:
     vectors: Vectors
 
 
+def progress_logger(site_id: str, min_rows: int = 5000) -> Callable[[int, int], None]:
+    """Log every tenth of a large clustering pass, so a long one is visible while it works."""
+    last = -1
+
+    def report(done: int, total: int) -> None:
+        nonlocal last
+        tenth = done * 10 // max(total, 1)
+        if total >= min_rows and tenth != last:
+            last = tenth
+            log.info("site %s: clustered %d of %d keywords", site_id, done, total)
+
+    return report
+
+
 class ClustererService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], ai: AiClient, embedding_model: str) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], ai: AiClient, embedding_model: str, prefetch: int = 512
+    ) -> None:
         self._sessions = sessions
         self._ai = ai
         self._model = embedding_model
+        self._prefetch = prefetch
 
     async def work(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
@@ -70,12 +92,19 @@ class ClustererService:
         to_embed = [k for k in keywords if k.id not in cached]
         fresh: dict[int, Vectors] = {}
         if to_embed:
+            # One embeddings request serves many batches: the site's next pending keywords ride along
+            # (up to the provider's batch size) and are stored, so their own batches find them cached.
+            async with self._sessions() as session:
+                ahead = await repo.pending_without_embedding(
+                    session, cmd.site_id, self._model, exclude=cmd.item_ids, limit=self._prefetch - len(to_embed)
+                )
+            texts = to_embed + ahead
             try:
-                matrix = await self._ai.embed([k.keyword for k in to_embed], "keyword-embeddings", usage)
+                matrix = await self._ai.embed([k.keyword for k in texts], "keyword-embeddings", usage)
             except AiError as exc:
                 outcome.failures += [ItemFailure(item_id=k.id, reason=exc.reason) for k in keywords]
                 return outcome
-            fresh = {k.id: matrix[i] for i, k in enumerate(to_embed)}
+            fresh = {k.id: matrix[i] for i, k in enumerate(texts)}
         vectors = np.vstack([cached[k.id] if k.id in cached else fresh[k.id] for k in keywords]).astype(np.float32)
         centroids = (
             np.vstack([c.centroid for c in clusters]).astype(np.float32)
@@ -84,7 +113,12 @@ class ClustererService:
         )
         order = sorted(range(len(keywords)), key=lambda i: (-keywords[i].volume, keywords[i].keyword))
         plan = await asyncio.to_thread(
-            assign, vectors, centroids, cmd.options.similarity_threshold, cmd.options.min_cluster_size, order
+            functools.partial(assign, progress=progress_logger(cmd.site_id)),
+            vectors,
+            centroids,
+            cmd.options.similarity_threshold,
+            cmd.options.min_cluster_size,
+            order,
         )
 
         labels = await asyncio.gather(

@@ -42,6 +42,9 @@ async def test_clusters_merge_across_batches_and_runs_without_duplicates(
     assert after1["coffee grinder burr"] == after1["coffee grinder manual"]
     assert after1["mortgage rates today"] == after1["mortgage rates 30 year fixed"]
     assert len(set(after1.values())) == 2 == stage(run1, 1)["items_created"]
+    async with db() as s:  # four batches, one embeddings request: the first batch fetched ahead for the rest
+        kinds = (await s.scalars(select(AiCall.kind).where(AiCall.run_id == run1["run_id"]))).all()
+    assert kinds.count("embeddings") == 1 and kinds.count("chat") == 2
 
     import_keywords(api, site, [{"keyword": "coffee grinder for espresso"}, {"keyword": "mortgage rates forecast"}])
     run2 = wait_run(api, start_run(api, site)["run_id"])
