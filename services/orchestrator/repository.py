@@ -88,7 +88,7 @@ async def batch_status_counts(session: AsyncSession, run_id: str, stage: int) ->
         .where(StageBatch.run_id == run_id, StageBatch.stage == stage)
         .group_by(StageBatch.status)
     )
-    return {status: int(n) for status, n in rows.tuples()}
+    return {status: int(n) for status, n in rows}
 
 
 async def pending_batches(session: AsyncSession, run_id: str, stage: int, limit: int) -> list[StageBatch]:
@@ -130,9 +130,7 @@ async def review_queue(session: AsyncSession, draft_ids: list[int]) -> list[dict
             await session.execute(
                 select(Image.draft_id, func.count()).where(Image.draft_id.in_(draft_ids)).group_by(Image.draft_id)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     prompts = dict(
         (
@@ -141,9 +139,7 @@ async def review_queue(session: AsyncSession, draft_ids: list[int]) -> list[dict
                 .where(ImagePrompt.draft_id.in_(draft_ids))
                 .group_by(ImagePrompt.draft_id)
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     drafts = (await session.scalars(select(Draft).where(Draft.id.in_(draft_ids)).order_by(Draft.id))).all()
     return [
@@ -213,4 +209,4 @@ async def item_titles(session: AsyncSession, stage: int, ids: list[int]) -> dict
         6: (ImagePrompt.id, ImagePrompt.alt_text),
     }[stage]
     rows = await session.execute(select(*column).where(column[0].in_(ids)))
-    return {int(i): str(t) for i, t in rows.tuples()}
+    return {int(i): str(t) for i, t in rows}

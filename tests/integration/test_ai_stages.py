@@ -25,7 +25,7 @@ def stage(view: dict, n: int) -> dict:  # type: ignore[type-arg]
 async def clusters_of(db: async_sessionmaker[AsyncSession], site: str) -> dict[str, int | None]:
     async with db() as s:
         rows = await s.execute(select(Keyword.keyword_norm, Keyword.cluster_id).where(Keyword.site_id == site))
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
 
 async def test_clusters_merge_across_batches_and_runs_without_duplicates(
@@ -55,7 +55,7 @@ async def test_clusters_merge_across_batches_and_runs_without_duplicates(
 
     async with db() as s:
         names = (await s.scalars(select(Cluster.name_norm).where(Cluster.site_id == site))).all()
-        sizes = dict((await s.execute(select(Cluster.id, Cluster.size).where(Cluster.site_id == site))).tuples().all())
+        sizes = dict((await s.execute(select(Cluster.id, Cluster.size).where(Cluster.site_id == site))).all())
     assert len(names) == len(set(names))
     assert sorted(sizes.values()) == [3, 3]
 
@@ -73,17 +73,13 @@ async def test_drafts_follow_their_outline_inside_the_length_band(
     assert view["status"] == "completed" and stage(view, 4)["items_created"] >= 2
     async with db() as s:
         rows = (
-            (
-                await s.execute(
-                    select(Draft, Idea)
-                    .join(WriterTask, Draft.task_id == WriterTask.id)
-                    .join(Idea, WriterTask.idea_id == Idea.id)
-                    .where(Draft.site_id == site)
-                )
+            await s.execute(
+                select(Draft, Idea)
+                .join(WriterTask, Draft.task_id == WriterTask.id)
+                .join(Idea, WriterTask.idea_id == Idea.id)
+                .where(Draft.site_id == site)
             )
-            .tuples()
-            .all()
-        )
+        ).all()
     assert len(rows) == stage(view, 4)["items_created"]
     for draft, idea in rows:
         h2 = re.findall(r"^## (.+)$", draft.body_markdown, flags=re.M)

@@ -40,9 +40,7 @@ async def test_no_stage_starts_before_previous_stage_results_are_all_in(
                 await s.execute(
                     select(StageBatch.stage, func.count()).where(StageBatch.run_id == run_id).group_by(StageBatch.stage)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     assert all(batches.get(n, 0) >= 2 for n in range(1, 7)), batches  # a barrier needs several batches to mean much
 

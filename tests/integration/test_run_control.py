@@ -49,7 +49,7 @@ async def batch_counts(db: async_sessionmaker[AsyncSession], run_id: str, stage_
             .where(StageBatch.run_id == run_id, StageBatch.stage == stage_no)
             .group_by(StageBatch.status)
         )
-        return dict(rows.tuples().all())
+        return dict(rows.all())
 
 
 async def assert_each_keyword_clustered_once(db: async_sessionmaker[AsyncSession], site: str, n: int) -> None:
