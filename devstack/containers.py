@@ -31,10 +31,12 @@ class ContainerInfra:
 
 
 def start_containers() -> ContainerInfra:
-    from testcontainers.kafka import KafkaContainer
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.postgres import PostgresContainer
 
-    kafka = KafkaContainer("apache/kafka:4.1.1").with_kraft()
+    # testcontainers' KafkaContainer drives Confluent's image (its start script and readiness check expect
+    # it); KRaft mode, no ZooKeeper. docker-compose.yml uses the apache/kafka image instead.
+    kafka = KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft()
     kafka.start()
     pg = PostgresContainer("postgres:16-alpine", username="contentline", password="contentline", dbname="contentline")
     pg.start()
