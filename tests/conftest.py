@@ -27,7 +27,11 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     st = Stack(
         state_dir=state,
         # Short deadlines so a test can watch the ticker work; stage deadline stays generous.
-        extra_env={"CONTENTLINE_TICK_SECONDS": "0.5", "CONTENTLINE_OUTBOX_POLL_SECONDS": "0.5"},
+        extra_env={
+            "CONTENTLINE_TICK_SECONDS": "0.5",
+            "CONTENTLINE_OUTBOX_POLL_SECONDS": "0.5",
+            "CONTENTLINE_RUN_LOG_DIR": str(state / "run-logs"),
+        },
     )
     try:
         st.start_all()

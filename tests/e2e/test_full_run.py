@@ -10,6 +10,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devstack.stack import Stack
 from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, Keyword, WriterTask
 from tests.helpers import create_site, import_keywords, keyword_set, start_run, wait_run
 
@@ -20,7 +21,9 @@ async def count(session: AsyncSession, model: type, site_id: str) -> int:
     return int(await session.scalar(select(func.count()).select_from(model).where(model.site_id == site_id)) or 0)
 
 
-async def test_run_takes_keywords_to_review_gate(api: httpx.Client, db: async_sessionmaker[AsyncSession]) -> None:
+async def test_run_takes_keywords_to_review_gate(
+    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
     site = create_site(api, "e2e")
     keywords = keyword_set(8, 8)
     summary = import_keywords(api, site, [*keywords, {"keyword": "  BEST Running   Shoes for flat feet "}])
@@ -82,6 +85,11 @@ async def test_run_takes_keywords_to_review_gate(api: httpx.Client, db: async_se
     assert all(stages[n]["items_failed"] == 0 and not stages[n]["partial"] for n in range(1, 8))
     assert all(stages[n]["batches_done"] == stages[n]["batches_total"] for n in range(1, 7))
     assert view["progress"]["items_done"] == view["progress"]["items_total"] > 0
+
+    # the activity log is in the database and, as configured for the tests, in a per-run file
+    log = api.get(f"/runs/{view['run_id']}/activity", params={"limit": 1000}).json()
+    lines = (stack.state_dir / "run-logs" / f"{view['run_id']}.log").read_text().splitlines()
+    assert len(lines) == len(log) >= 14 and "run completed" in lines[-1] and "run completed" in log[-1]["message"]
 
     queue = api.get(f"/sites/{site}/review-queue").json()
     assert len(queue) == n_drafts
