@@ -39,12 +39,13 @@ class ParsedImport:
 
 
 def decode(data: bytes) -> str:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+    utf16 = data.startswith((b"\xff\xfe", b"\xfe\xff"))
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-16" if utf16 else "utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ImportError_(f"file is neither UTF-8 nor UTF-16: {exc}") from exc
+        raise ImportError_(
+            f"file is not valid {'UTF-16' if utf16 else 'UTF-8'} text: {exc.reason} at byte {exc.start}"
+        ) from exc
 
 
 _NUMBER = re.compile(r"(\d+(?:[.,]\d+)*)\s*([kKmM])?")
@@ -69,19 +70,25 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
     return next((lowered.index(n) for n in names if n in lowered), None)
 
 
+def _find_header(lines: list[str]) -> tuple[int, str] | None:
+    for index, line in enumerate(lines):
+        for delimiter in ("\t", ",", ";"):
+            cells = next(csv.reader([line], delimiter=delimiter))
+            if any(c.strip().lower() in KEYWORD_COLUMNS for c in cells):
+                return index, delimiter
+    return None
+
+
 def parse_csv(data: bytes) -> ParsedImport:
     text = decode(data)
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    # Keyword Planner puts a title line or two above the header: start at the line naming a keyword column.
-    start = next((i for i, ln in enumerate(lines[:5]) if re.search(r"(?i)\b(keyword|query|search term)", ln)), None)
-    if start is None:
+    # Keyword Planner puts title lines above the header ("Keyword Stats ..."): the header is the first line
+    # with a cell that names a keyword column exactly, which also tells the delimiter.
+    found = _find_header(lines[:5])
+    if found is None:
         raise ImportError_("no header with a keyword column found (expected e.g. 'Keyword,Volume')")
+    start, delimiter = found
     body = "\n".join(lines[start:])
-    try:
-        dialect = csv.Sniffer().sniff(lines[start], delimiters=",\t;")
-        delimiter = dialect.delimiter
-    except csv.Error:
-        delimiter = ","
     rows = list(csv.reader(io.StringIO(body), delimiter=delimiter))
     header, records = rows[0], rows[1:]
     if len(records) > MAX_ROWS:
