@@ -80,6 +80,8 @@ class KeywordBatchIngested(Message):
     site_id: str = Field(min_length=1, max_length=64)
     source: str = Field(default="upstream", max_length=100)
     keywords: list[KeywordIn] = Field(min_length=1, max_length=10_000)
+    # Start a run (trigger "event") once these keywords are in; additive field, so still version 1.
+    start_run: bool = False
 
 
 class StageOptions(BaseModel):

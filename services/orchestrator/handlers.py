@@ -41,7 +41,9 @@ def make_ingest_handler(rt: Runtime, runs: RunService) -> Handler:
 
         async def run() -> None:
             try:
-                await runs.import_keywords(batch.site_id, batch.keywords, f"kafka:{batch.source}", batch.message_id)
+                await runs.import_keywords(
+                    batch.site_id, batch.keywords, f"kafka:{batch.source}", batch.message_id, batch.start_run
+                )
             except NotFoundError as exc:
                 await dead_letter(
                     rt.broker, KEYWORDS_INGEST_DLQ, msg.body, batch.site_id.encode(), exc.detail, KEYWORDS_INGEST

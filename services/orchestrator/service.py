@@ -220,12 +220,22 @@ class RunService:
         return site
 
     async def import_keywords(
-        self, site_id: str, items: list[KeywordIn], source: str, message_id: str | None = None
+        self,
+        site_id: str,
+        items: list[KeywordIn],
+        source: str,
+        message_id: str | None = None,
+        start_run: bool = False,
     ) -> ImportSummary | None:
-        """Import deduplicated keywords; with `message_id` (an ingest event) at most once per message."""
+        """Import deduplicated keywords; with `message_id` (an ingest event) at most once per message.
+
+        `start_run` starts a run (trigger "event") in the same transaction, so a crash can never leave
+        the keywords imported and the requested run not started; a refused start is logged with its reason.
+        """
         unique, _ = dedupe(items)
         async with self._sessions.begin() as session:
-            if await repo.get_site(session, site_id) is None:
+            site = await repo.get_site(session, site_id)
+            if site is None:
                 raise NotFoundError(f"site {site_id!r} does not exist")
             if message_id is not None and not await claim_inbox(session, INGEST_CONSUMER, message_id):
                 return None
@@ -237,6 +247,17 @@ class RunService:
                 None,
                 f"imported {imported} keywords from {source} ({len(items) - imported} duplicates)",
             )
+            if start_run:
+                try:
+                    async with session.begin_nested():
+                        await self._start_in_session(session, site, "event")
+                except ProblemError as exc:
+                    repo.log_line(session, site_id, None, None, f"event run not started: {exc.detail}", "warning")
+                except IntegrityError:
+                    active = await repo.active_run(session, site_id)
+                    reason = f"run {active.id} is {active.status}" if active else "another run started"
+                    repo.log_line(session, site_id, None, None, f"event run not started: {reason}", "warning")
+        self._outbox.committed()
         return ImportSummary(received=len(items), imported=imported, duplicates=len(items) - imported)
 
     # ------------------------------------------------------------------ configuration

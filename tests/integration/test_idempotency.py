@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
 from shared.contracts import KeywordBatchIngested, KeywordIn, Stage, StageCommand, StageResult
-from shared.db.models import AiCall, Cluster, Keyword
+from shared.db.models import ActivityLog, AiCall, Cluster, Keyword, Run
 from shared.topics import (
     CLUSTER_COMMANDS,
     COMMANDS_DLQ,
@@ -19,7 +19,16 @@ from shared.topics import (
     KEYWORDS_INGEST_DLQ,
     STAGE_RESULTS,
 )
-from tests.helpers import create_site, eventually, import_keywords, keyword_set, publish, read_topic
+from tests.helpers import (
+    configure,
+    create_site,
+    eventually,
+    import_keywords,
+    keyword_set,
+    publish,
+    read_topic,
+    wait_run,
+)
 
 
 async def site_keyword_ids(db: async_sessionmaker[AsyncSession], site: str) -> list[int]:
@@ -136,3 +145,44 @@ async def test_keyword_ingest_topic_imports_and_dead_letters_bad_batches(
     reasons = sorted(dict(r.headers)[DLQ_REASON_HEADER].decode() for r in parked)
     assert len(reasons) == 2
     assert any("invalid message" in r for r in reasons) and any("no-such-site" in r for r in reasons)
+
+
+async def test_ingest_event_can_start_a_run_and_a_refusal_is_logged(
+    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    site = create_site(api)
+    configure(api, site, stage_enabled={"2": False, "3": False, "4": False, "5": False, "6": False})
+    first = KeywordBatchIngested(site_id=site, start_run=True, keywords=[KeywordIn(keyword="tea kettle")])
+    await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, first.model_dump_json().encode(), key=site.encode())
+
+    async def event_run() -> Run | None:
+        async with db() as s:
+            return await s.scalar(select(Run).where(Run.site_id == site, Run.trigger == "event"))
+
+    run = await eventually(event_run, timeout=60)
+    assert "_event_" in run.id
+    done = wait_run(api, run.id)
+    assert done["status"] == "completed" and done["stages"][0]["items_processed"] == 1
+
+    # a second event while a run is paused: keywords are imported, the run is refused and the reason logged
+    configure(api, site, delay_between_batches_seconds=30)
+    import_keywords(api, site, [{"keyword": "green tea"}, {"keyword": "oolong tea"}])
+    configure(api, site, batch_sizes={"1": 1})
+    held = api.post(f"/sites/{site}/runs").json()["run_id"]
+    assert api.post(f"/runs/{held}/pause").status_code == 200
+    second = KeywordBatchIngested(site_id=site, start_run=True, keywords=[KeywordIn(keyword="matcha")])
+    await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, second.model_dump_json().encode(), key=site.encode())
+
+    async def refusal() -> str | None:
+        async with db() as s:
+            return await s.scalar(
+                select(ActivityLog.message).where(
+                    ActivityLog.site_id == site, ActivityLog.message.like("event run not started%")
+                )
+            )
+
+    assert f"run {held} is paused" in await eventually(refusal, timeout=60)
+    async with db() as s:
+        assert await s.scalar(select(func.count()).select_from(Run).where(Run.site_id == site)) == 2
+        assert await s.scalar(select(Keyword.id).where(Keyword.site_id == site, Keyword.keyword_norm == "matcha"))
+    api.post(f"/runs/{held}/cancel")
