@@ -141,6 +141,8 @@ async def test_concurrent_starts_across_sites_never_overdraw(
         assert wait_run(api, run_id)["status"] == "completed"
     balance = await assert_ledger_is_balance(db, account)
     assert balance == 12 - 2 * len(started)
+    summary = api.get(f"/accounts/{account}").json()  # finished runs hold nothing back any more
+    assert Decimal(summary["reserved"]) == 0 and Decimal(summary["available"]) == balance
 
 
 async def test_credit_cap_stops_the_run_at_a_batch_boundary(

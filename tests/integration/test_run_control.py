@@ -91,6 +91,10 @@ async def test_pause_mid_stage_then_resume_processes_every_item_once(
     run = start_run(api, site)
     run_id = run["run_id"]
     wait_run(api, run_id, lambda v: stage(v, 1)["batches_done"] >= 2 if v["stages"] else False, timeout=60)
+    inflight = await eventually(lambda: api.get(f"/sites/{site}/processing").json()["batches"], timeout=30)
+    known = {k["keyword"] for k in keyword_set(6, 6)}
+    assert all(b["stage"] == 1 and 1 <= len(b["items"]) <= 2 for b in inflight)
+    assert all(item["title"] in known for b in inflight for item in b["items"])
     paused = api.post(f"/runs/{run_id}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
 
@@ -188,6 +192,13 @@ async def test_per_run_limit_processes_exactly_n_and_leaves_the_rest(
     assert stage(second, 1)["items_processed"] == 10
     third = wait_run(api, start_run(api, site)["run_id"])
     assert stage(third, 1)["items_processed"] == 4 and stage(third, 1)["stopped_reason"] is None
+    page1 = api.get(f"/sites/{site}/runs", params={"size": 2}).json()
+    page2 = api.get(f"/sites/{site}/runs", params={"size": 2, "page": 2}).json()
+    assert page1["total"] == 3 and [r["run_id"] for r in page1["runs"] + page2["runs"]] == [
+        third["run_id"],
+        second["run_id"],
+        first["run_id"],
+    ]  # newest first
     await assert_each_keyword_clustered_once(db, site, 24)
 
 
