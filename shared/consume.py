@@ -11,11 +11,11 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from pydantic import BaseModel, ValidationError
 
-from shared.contracts import Stage, StageCommand
+from shared.contracts import ItemFailure, Stage, StageCommand
 from shared.kafka import dead_letter
 from shared.runtime import Runtime
 from shared.topics import COMMANDS_DLQ
-from shared.worker import Work, execute_command
+from shared.worker import BatchOutcome, Work, execute_command
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -47,7 +47,7 @@ async def parse_command(
     cmd = await parse_or_dead_letter(broker, msg, StageCommand, dlq_topic)
     if cmd is not None and cmd.stage not in stages:
         reason = f"stage {int(cmd.stage)} is not handled here (expects {sorted(int(s) for s in stages)})"
-        await dead_letter(broker, dlq_topic, msg.body, None, reason, source_topic="?")
+        await dead_letter(broker, dlq_topic, msg.body, None, reason, getattr(msg.raw_message, "topic", "?"))
         return None
     return cmd
 
@@ -64,6 +64,19 @@ async def with_infra_backoff(name: str, fn: Callable[[], Awaitable[None]]) -> No
         raise
 
 
+# After this many failed deliveries of one command, its items are reported failed (and dead-lettered) so
+# one poisonous batch cannot hold its site's partition forever. Counted per process: a restart starts over.
+MAX_COMMAND_ATTEMPTS = 5
+_failed_attempts: dict[str, int] = {}
+
+
+def _fail_all(cmd: StageCommand, reason: str) -> Work:
+    async def work(_: StageCommand) -> BatchOutcome:
+        return BatchOutcome(failures=[ItemFailure(item_id=i, reason=reason) for i in cmd.item_ids])
+
+    return work
+
+
 async def handle_stage_command(rt: Runtime, msg: KafkaMessage, stages: Collection[Stage], work: Work) -> None:
     """The whole handler of a stage worker: parse or dead-letter, then execute exactly once in effect."""
     cmd = await parse_command(rt.broker, msg, stages, COMMANDS_DLQ)
@@ -71,6 +84,19 @@ async def handle_stage_command(rt: Runtime, msg: KafkaMessage, stages: Collectio
         return
 
     async def run() -> None:
-        await execute_command(cmd, consumer=rt.name, sessions=rt.sessions, outbox=rt.outbox, work=work)
+        try:
+            await execute_command(cmd, consumer=rt.name, sessions=rt.sessions, outbox=rt.outbox, work=work)
+        except Exception as exc:
+            attempts = _failed_attempts.get(cmd.message_id, 0) + 1
+            _failed_attempts[cmd.message_id] = attempts
+            if attempts < MAX_COMMAND_ATTEMPTS:
+                raise
+            reason = f"worker error after {attempts} attempts: {type(exc).__name__}: {str(exc)[:300]}"
+            log.error("command %s (stage %s): %s; reporting its items failed", cmd.message_id, cmd.stage, reason)
+            # If the database itself is down this raises too, and the command is simply redelivered later.
+            await execute_command(
+                cmd, consumer=rt.name, sessions=rt.sessions, outbox=rt.outbox, work=_fail_all(cmd, reason)
+            )
+        _failed_attempts.pop(cmd.message_id, None)
 
     await with_infra_backoff(rt.name, run)

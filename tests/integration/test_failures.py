@@ -10,8 +10,20 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
-from shared.db.models import CreditLedger, Image, ImagePrompt, StageBatch
-from tests.helpers import configure, create_site, eventually, import_keywords, keyword_set, start_run, wait_run
+from shared.contracts import Stage, StageCommand, StageResult
+from shared.db.models import Cluster, CreditLedger, Idea, Image, ImagePrompt, StageBatch, WriterTask
+from shared.topics import COMMANDS_DLQ, STAGE_RESULTS, WRITE_COMMANDS
+from tests.helpers import (
+    configure,
+    create_site,
+    eventually,
+    import_keywords,
+    keyword_set,
+    publish,
+    read_topic,
+    start_run,
+    wait_run,
+)
 
 
 def stage(view: dict, n: int) -> dict:  # type: ignore[type-arg]
@@ -111,3 +123,72 @@ async def test_one_failing_image_does_not_fail_its_draft_or_the_stage(
     # the other images of that draft are there; the draft waits for its last image, the rest are in review
     queue = {item["draft_id"] for item in api.get(f"/sites/{site}/review-queue").json()}
     assert target.draft_id not in queue and len(queue) == len({p.draft_id for p in prompts}) - 1
+
+
+async def test_a_command_that_keeps_crashing_the_worker_is_reported_failed_and_the_partition_moves_on(
+    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    site = create_site(api)
+    async with db.begin() as s:  # a corrupt writer task: its brief lacks everything the writer needs
+        cluster = Cluster(
+            site_id=site,
+            name="corrupt",
+            name_norm="corrupt",
+            description="",
+            intent="informational",
+            centroid=b"\x00" * 16,
+            size=0,
+        )
+        s.add(cluster)
+        await s.flush()
+        idea = Idea(
+            site_id=site,
+            cluster_id=cluster.id,
+            seq=0,
+            title="t",
+            content_type="guide",
+            intent="informational",
+            primary_keyword="k",
+            secondary_keywords=[],
+            outline=[],
+            target_words=500,
+            brief="b",
+        )
+        s.add(idea)
+        await s.flush()
+        task = WriterTask(site_id=site, idea_id=idea.id, title="t", brief={"unexpected": True})
+        s.add(task)
+    bad = StageCommand(
+        account_id="default",
+        site_id=site,
+        run_id="run_test_poison",
+        stage=Stage.DRAFTS,
+        batch_seq=0,
+        item_ids=[task.id],
+    )
+    # queued right behind it on the same partition (same key): a stage-3 command for the same idea
+    behind = StageCommand(
+        account_id="default", site_id=site, run_id="run_test_poison", stage=Stage.TASKS, batch_seq=1, item_ids=[idea.id]
+    )
+    await publish(stack.kafka_bootstrap, WRITE_COMMANDS, bad.model_dump_json().encode(), key=site.encode())
+    await publish(stack.kafka_bootstrap, WRITE_COMMANDS, behind.model_dump_json().encode(), key=site.encode())
+
+    async def result() -> list[StageResult]:
+        records = await read_topic(
+            stack.kafka_bootstrap, STAGE_RESULTS, lambda r: bad.message_id.encode() in r.value, idle_seconds=0.5
+        )
+        return [StageResult.model_validate_json(r.value) for r in records]
+
+    (reported,) = await eventually(result, timeout=90)
+    assert reported.status == "failed" and reported.items_processed == 0
+    (failure,) = reported.failures
+    assert failure.item_id == task.id and "worker error after 5 attempts: KeyError" in failure.reason
+    parked = await read_topic(stack.kafka_bootstrap, COMMANDS_DLQ, lambda r: bad.message_id.encode() in r.value)
+    assert parked  # the failed items are on the dead-letter topic too
+    records = await eventually(
+        lambda: read_topic(
+            stack.kafka_bootstrap, STAGE_RESULTS, lambda r: behind.message_id.encode() in r.value, idle_seconds=0.5
+        )
+    )
+    after = StageResult.model_validate_json(records[0].value)
+    assert after.items_skipped == 1 and not after.failures  # processed after the poisonous one (task existed)
