@@ -99,6 +99,11 @@ def period_of(now: datetime) -> str:
     return f"{now:%Y-%m}"
 
 
+def monthly_key(account_id: Any, period: str) -> Any:
+    """The ledger key of an account's monthly grant; works on a str or on the `Account.id` column."""
+    return "grant:monthly:" + account_id + ":" + period
+
+
 async def replenish(session: AsyncSession, account_id: str, now: datetime) -> bool:
     """Grant the plan's monthly credits for the period of `now`: exactly once per account and period."""
     account = await lock_account(session, account_id)

@@ -24,7 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -190,7 +190,19 @@ class RunService:
         """Monthly grants for every account with a plan allowance; exactly once per account and period."""
         now = now or utcnow()
         async with self._sessions() as session:
-            ids = list((await session.scalars(select(Account.id).where(Account.monthly_credits > 0))).all())
+            # Only accounts still missing this period's grant: the ticker asks every few seconds.
+            ids = list(
+                (
+                    await session.scalars(
+                        select(Account.id).where(
+                            Account.monthly_credits > 0,
+                            ~exists().where(
+                                CreditLedger.idempotency_key == credits.monthly_key(Account.id, credits.period_of(now))
+                            ),
+                        )
+                    )
+                ).all()
+            )
         granted = 0
         for account_id in ids:
             async with self._sessions.begin() as session:
