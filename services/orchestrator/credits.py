@@ -113,7 +113,7 @@ async def replenish(session: AsyncSession, account_id: str, now: datetime) -> bo
     return await grant(
         session,
         account,
-        f"grant:monthly:{account.id}:{period}",
+        monthly_key(account.id, period),
         account.monthly_credits,
         {"reason": "monthly replenishment", "plan": account.plan, "period": period},
     )
