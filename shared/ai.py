@@ -36,6 +36,7 @@ from shared.settings import Settings
 T = TypeVar("T", bound=BaseModel)
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,  # our own wall-clock limit per attempt (the SDK's timeout is per network phase)
     openai.APITimeoutError,
     openai.APIConnectionError,
     openai.RateLimitError,
@@ -47,6 +48,7 @@ class AiError(Exception):
     """A model call that failed for good; `reason` is what the item failure records."""
 
     def __init__(self, reason: str, transient: bool) -> None:
+        reason = reason if len(reason) <= 1000 else reason[:997] + "..."  # provider bodies can be whole pages
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
@@ -129,13 +131,16 @@ class AiClient:
             async for attempt in retrying:
                 with attempt:
                     record.attempts += 1
-                    async with self._slots:
+                    async with self._slots, asyncio.timeout(self._s.ai_timeout_seconds):
                         return await fn(*args, **kwargs)
         except TRANSIENT_ERRORS as exc:
-            record.ok, record.error = False, f"transient error after {record.attempts} attempts: {exc}"
+            detail = str(exc)[:500] or type(exc).__name__
+            record.ok, record.error = False, f"transient error after {record.attempts} attempts: {detail}"
             raise AiError(record.error, transient=True) from exc
-        except openai.APIError as exc:
-            record.ok, record.error = False, f"provider refused the request: {exc}"
+        except (openai.LengthFinishReasonError, openai.ContentFilterFinishReasonError):
+            raise  # structured() decides: re-ask after a cut-off answer, give up on a content filter
+        except openai.OpenAIError as exc:
+            record.ok, record.error = False, f"provider refused the request: {str(exc)[:500]}"
             raise AiError(record.error, transient=False) from exc
         finally:
             record.ms += int((time.perf_counter() - started) * 1000)
@@ -158,6 +163,9 @@ class AiClient:
                     response_format=schema,
                     temperature=temperature,
                 )
+            except openai.ContentFilterFinishReasonError as exc:
+                record.ok, record.error = False, "the provider's content filter stopped the answer"
+                raise AiError(f"{purpose}: {record.error}", transient=False) from exc
             except (ValidationError, ValueError, openai.LengthFinishReasonError) as exc:
                 record.ok, record.error = False, f"invalid structured output: {str(exc)[:500]}"
                 last_problem = record.error

@@ -52,22 +52,37 @@ async def parse_command(
     return cmd
 
 
-async def with_infra_backoff(name: str, fn: Callable[[], Awaitable[None]]) -> None:
-    """Run a handler body; on an unexpected error wait before re-raising so the nack is not a hot loop."""
+# A message whose handling keeps failing is retried after a back-off (never in a hot loop) a bounded
+# number of times, then handed to `on_exhausted` (dead letter, or failed items reported), so one
+# poisonous record cannot hold its partition forever. Counted per process: a restart starts over.
+MAX_ATTEMPTS = 5
+_failed_attempts: dict[str, int] = {}
+
+
+async def bounded(
+    name: str, key: str, fn: Callable[[], Awaitable[None]], on_exhausted: Callable[[str], Awaitable[None]]
+) -> None:
     try:
         await fn()
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
-    except Exception:
-        log.exception("%s: handler failed on infrastructure; redelivering after %.0fs", name, INFRA_BACKOFF_SECONDS)
-        await asyncio.sleep(INFRA_BACKOFF_SECONDS)
-        raise
-
-
-# After this many failed deliveries of one command, its items are reported failed (and dead-lettered) so
-# one poisonous batch cannot hold its site's partition forever. Counted per process: a restart starts over.
-MAX_COMMAND_ATTEMPTS = 5
-_failed_attempts: dict[str, int] = {}
+    except Exception as exc:
+        attempts = _failed_attempts.get(key, 0) + 1
+        _failed_attempts[key] = attempts
+        if attempts < MAX_ATTEMPTS:
+            log.exception(
+                "%s: message %s failed (attempt %d); redelivering after %.0fs",
+                name,
+                key,
+                attempts,
+                INFRA_BACKOFF_SECONDS,
+            )
+            await asyncio.sleep(INFRA_BACKOFF_SECONDS)
+            raise
+        reason = f"failed {attempts} times: {type(exc).__name__}: {str(exc)[:300]}"
+        log.error("%s: message %s %s; giving up on it", name, key, reason)
+        await on_exhausted(reason)  # if this fails too (database down), the message is simply redelivered
+    _failed_attempts.pop(key, None)
 
 
 def _fail_all(cmd: StageCommand, reason: str) -> Work:
@@ -84,19 +99,16 @@ async def handle_stage_command(rt: Runtime, msg: KafkaMessage, stages: Collectio
         return
 
     async def run() -> None:
-        try:
-            await execute_command(cmd, consumer=rt.name, sessions=rt.sessions, outbox=rt.outbox, work=work)
-        except Exception as exc:
-            attempts = _failed_attempts.get(cmd.message_id, 0) + 1
-            _failed_attempts[cmd.message_id] = attempts
-            if attempts < MAX_COMMAND_ATTEMPTS:
-                raise
-            reason = f"worker error after {attempts} attempts: {type(exc).__name__}: {str(exc)[:300]}"
-            log.error("command %s (stage %s): %s; reporting its items failed", cmd.message_id, cmd.stage, reason)
-            # If the database itself is down this raises too, and the command is simply redelivered later.
-            await execute_command(
-                cmd, consumer=rt.name, sessions=rt.sessions, outbox=rt.outbox, work=_fail_all(cmd, reason)
-            )
-        _failed_attempts.pop(cmd.message_id, None)
+        await execute_command(cmd, consumer=rt.name, sessions=rt.sessions, outbox=rt.outbox, work=work)
 
-    await with_infra_backoff(rt.name, run)
+    async def report_failed(reason: str) -> None:
+        # The items are reported failed to the orchestrator (and copied to the dead-letter topic).
+        await execute_command(
+            cmd,
+            consumer=rt.name,
+            sessions=rt.sessions,
+            outbox=rt.outbox,
+            work=_fail_all(cmd, f"worker error: {reason}"),
+        )
+
+    await bounded(rt.name, cmd.message_id, run, report_failed)

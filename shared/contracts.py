@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from shared import prompts
+from shared.text import normalise
 
 
 def new_message_id() -> str:
@@ -69,8 +70,16 @@ class KeywordIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     keyword: KeywordText
-    volume: int | None = Field(default=None, ge=0)
+    volume: int | None = Field(default=None, ge=0, le=2_000_000_000)  # fits the 32-bit column
     difficulty: int | None = Field(default=None, ge=0, le=100)
+
+    @field_validator("keyword")
+    @classmethod
+    def _normalised_fits(cls, value: str) -> str:
+        # The dedup key is the normalised form, which can be longer (NFKC, casefold: "ß" → "ss").
+        if len(normalise(value)) > 200:
+            raise ValueError("keyword is longer than 200 characters once normalised")
+        return value
 
 
 class KeywordBatchIngested(Message):

@@ -13,7 +13,7 @@ from datetime import timedelta
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import utcnow
@@ -78,7 +78,7 @@ class OutboxRelay:
     """Publishes a producer's outbox rows in id order, then marks them sent (at-least-once).
 
     A crash between publish and mark re-sends the row on restart; consumers drop the duplicate by
-    `message_id`. Rows are claimed with SKIP LOCKED so several replicas can relay side by side.
+    `message_id`. Replicas take turns per producer (an advisory lock), which keeps rows in id order.
     """
 
     def __init__(
@@ -106,6 +106,10 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         async with self._sessions.begin() as session:
+            # One relay per producer at a time (replicas take turns), so rows go out in id order and one
+            # site's messages keep their order; the lock ends with the transaction.
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(self._producer)))):
+                return 0
             rows = (
                 await session.scalars(
                     select(OutboxMessage)

@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8700, ge=1, le=65535)
     inflight_batches_per_run: int = Field(default=4, ge=1, le=100)
-    stage_deadline_seconds: float = Field(default=900.0, gt=0)
+    # From release to result, queueing behind other batches on the site's partition included.
+    stage_deadline_seconds: float = Field(default=3600.0, gt=0)
     tick_seconds: float = Field(default=2.0, gt=0)
     default_account_credits: str = "100000"
     # JSON of services.orchestrator.costs.CostTable fields, e.g. {"words_per_credit": 400}; unset = defaults.

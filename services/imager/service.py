@@ -157,9 +157,12 @@ class ImagerService:
                 return exc
             except (ValueError, OSError) as exc:
                 return AiError(f"provider returned an unreadable image: {exc}", transient=False)
-            stored = await asyncio.to_thread(
-                self._storage.put, f"{cmd.site_id}/{p.draft_id}/{p.position}-{p.id}.png", data
-            )
+            try:
+                stored = await asyncio.to_thread(
+                    self._storage.put, f"{cmd.site_id}/{p.draft_id}/{p.position}-{p.id}.png", data
+                )
+            except OSError as exc:  # e.g. a full disk: this image fails, the batch's other items stand
+                return AiError(f"could not store the image: {exc}", transient=True)
             return {
                 "site_id": cmd.site_id,
                 "prompt_id": p.id,

@@ -25,7 +25,17 @@ ACTIVE = [RunStatus.RUNNING.value, RunStatus.PAUSED.value]
 
 
 async def lock_account(session: AsyncSession, account_id: str) -> Account | None:
-    return await session.scalar(select(Account).where(Account.id == account_id).with_for_update())
+    """The account row, locked and re-read (the session may hold a copy read before the lock).
+
+    FOR NO KEY UPDATE, not FOR UPDATE: inserting a run or ledger row takes FOR KEY SHARE on the account
+    through the foreign key, and FOR UPDATE would deadlock two transactions that each hold one.
+    """
+    return await session.scalar(
+        select(Account)
+        .where(Account.id == account_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
 
 
 async def held_by_active_runs(session: AsyncSession, account_id: str) -> Decimal:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from faststream.kafka.annotations import KafkaMessage
 
 from services.orchestrator.service import NotFoundError, RunService
-from shared.consume import parse_or_dead_letter, with_infra_backoff
+from shared.consume import bounded, parse_or_dead_letter
 from shared.contracts import KeywordBatchIngested, StageResult
 from shared.kafka import dead_letter
 from shared.runtime import Runtime
@@ -22,13 +22,17 @@ def make_result_handler(rt: Runtime, runs: RunService) -> Handler:
         if result is None:
             return
 
+        async def park(reason: str) -> None:
+            await dead_letter(rt.broker, RESULTS_DLQ, msg.body, result.site_id.encode(), reason, STAGE_RESULTS)
+
         async def run() -> None:
             try:
                 await runs.on_result(result)
             except NotFoundError as exc:
-                await dead_letter(rt.broker, RESULTS_DLQ, msg.body, result.site_id.encode(), exc.detail, STAGE_RESULTS)
+                await park(exc.detail)
 
-        await with_infra_backoff("orchestrator.results", run)
+        # A result that can never be recorded is parked; its batch then meets its stage deadline, visibly.
+        await bounded("orchestrator.results", result.message_id, run, park)
 
     return on_stage_result
 
@@ -39,16 +43,17 @@ def make_ingest_handler(rt: Runtime, runs: RunService) -> Handler:
         if batch is None:
             return
 
+        async def park(reason: str) -> None:
+            await dead_letter(rt.broker, KEYWORDS_INGEST_DLQ, msg.body, batch.site_id.encode(), reason, KEYWORDS_INGEST)
+
         async def run() -> None:
             try:
                 await runs.import_keywords(
                     batch.site_id, batch.keywords, f"kafka:{batch.source}", batch.message_id, batch.start_run
                 )
             except NotFoundError as exc:
-                await dead_letter(
-                    rt.broker, KEYWORDS_INGEST_DLQ, msg.body, batch.site_id.encode(), exc.detail, KEYWORDS_INGEST
-                )
+                await park(exc.detail)
 
-        await with_infra_backoff("orchestrator.ingest", run)
+        await bounded("orchestrator.ingest", batch.message_id, run, park)
 
     return on_keyword_batch

@@ -71,7 +71,10 @@ async def insert_keywords(session: AsyncSession, site_id: str, items: list[Keywo
 
 
 async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
-    return await session.scalar(select(Run).where(Run.id == run_id).with_for_update())
+    """The run row, locked (FOR NO KEY UPDATE: batches and results reference it) and re-read."""
+    return await session.scalar(
+        select(Run).where(Run.id == run_id).with_for_update(key_share=True).execution_options(populate_existing=True)
+    )
 
 
 async def active_run(session: AsyncSession, site_id: str) -> Run | None:
@@ -98,6 +101,7 @@ async def pending_batches(session: AsyncSession, run_id: str, stage: int, limit:
         .order_by(StageBatch.seq)
         .limit(limit)
         .with_for_update()
+        .execution_options(populate_existing=True)
     )
     return list((await session.scalars(stmt)).all())
 
@@ -113,7 +117,7 @@ async def cancel_pending_batches(session: AsyncSession, run_id: str) -> int:
 
 
 async def stage_result(session: AsyncSession, run_id: str, stage: int) -> StageRunResult | None:
-    return await session.get(StageRunResult, (run_id, stage), with_for_update=True)
+    return await session.get(StageRunResult, (run_id, stage), with_for_update=True, populate_existing=True)
 
 
 def log_line(
@@ -169,7 +173,7 @@ async def config_row(session: AsyncSession, site_id: str, lock: bool = False) ->
         .on_conflict_do_nothing()
     )
     stmt = select(SiteConfigRow).where(SiteConfigRow.site_id == site_id)
-    row = await session.scalar(stmt.with_for_update() if lock else stmt)
+    row = await session.scalar(stmt.with_for_update().execution_options(populate_existing=True) if lock else stmt)
     assert row is not None
     return row
 

@@ -73,7 +73,7 @@ class ReviewService:
             draft = await session.get(Draft, draft_id)
             if draft is None:
                 raise NotFoundError(f"draft {draft_id} does not exist")
-            existing = await session.get(ReviewDecision, draft_id, with_for_update=True)
+            existing = await session.get(ReviewDecision, draft_id, with_for_update=True, populate_existing=True)
             if existing is not None:
                 raise ConflictError(f"draft {draft_id} was already {existing.decision}", decision=existing.decision)
             if not await self._images_complete(session, draft_id):
@@ -84,7 +84,7 @@ class ReviewService:
 
     async def publish(self, draft_id: int) -> dict[str, Any]:
         async with self._sessions.begin() as session:
-            existing = await session.get(ReviewDecision, draft_id, with_for_update=True)
+            existing = await session.get(ReviewDecision, draft_id, with_for_update=True, populate_existing=True)
             if existing is None:
                 if await session.get(Draft, draft_id) is None:
                     raise NotFoundError(f"draft {draft_id} does not exist")

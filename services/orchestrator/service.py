@@ -24,6 +24,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -344,24 +345,16 @@ class RunService:
         return run
 
     async def _start_in_session(self, session: AsyncSession, site: Site, trigger: str) -> Run:
-        """Create and advance a run inside the caller's transaction (API or scheduler)."""
-        account = await credits.lock_account(session, site.account_id)
-        assert account is not None
+        """Create and advance a run inside the caller's transaction (API, scheduler or ingest event).
+
+        The run row goes in first and the account is locked after: every other path locks run then
+        account, and the one-active-run index may make this insert wait on a transaction that holds a run
+        of this site, so taking the account lock first could deadlock with it.
+        """
         config = SiteConfig.model_validate((await repo.config_row(session, site.id)).config)
         plan = RunPlan.from_config(config)
         counts = await pipeline.pending_counts(session, site.id)
         est: Estimate = estimate(counts, plan, self._costs)
-        free = await credits.available(session, account)
-        if free < est.required:
-            raise InsufficientCreditsError(
-                f"not enough credits: this run is estimated at {est.total}, starting needs {est.required} "
-                f"(1.2 × estimate) and the account has {free} available",
-                estimate=str(est.total),
-                required=str(est.required),
-                balance=str(account.credit_balance),
-                available=str(free),
-                shortfall=str(est.required - free),
-            )
         run = Run(
             id=new_run_id(trigger),
             site_id=site.id,
@@ -382,6 +375,19 @@ class RunService:
         )
         session.add(run)
         await session.flush()  # the one-active-run index speaks here, not at commit
+        account = await credits.lock_account(session, site.account_id)
+        assert account is not None
+        free = await credits.available(session, account) + run.reserved_credits  # not counting this run's hold
+        if free < est.required:  # raising rolls the run back with the transaction (or savepoint)
+            raise InsufficientCreditsError(
+                f"not enough credits: this run is estimated at {est.total}, starting needs {est.required} "
+                f"(1.2 × estimate) and the account has {free} available",
+                estimate=str(est.total),
+                required=str(est.required),
+                balance=str(account.credit_balance),
+                available=str(free),
+                shortfall=str(est.required - free),
+            )
         self._event(
             session,
             run,
@@ -419,8 +425,8 @@ class RunService:
             sr = await repo.stage_result(session, run.id, run.current_stage) if run.current_stage else None
             if target is RunStatus.PAUSED:
                 run.paused_at = now
-                if sr is not None and sr.status == "running":
-                    sr.stopped_reason = "paused"
+                if sr is not None and sr.status == "running" and sr.stopped_reason is None:
+                    sr.stopped_reason = "paused"  # a limit or budget reason already there stays
                 self._event(
                     session,
                     run,
@@ -463,7 +469,7 @@ class RunService:
             if batch_run is None:  # rolls the inbox claim back; the handler dead-letters the record
                 raise NotFoundError(f"result {result.message_id} names unknown command {result.command_id}")
             run = await repo.lock_run(session, batch_run)
-            batch = await session.get(StageBatch, result.command_id, with_for_update=True)
+            batch = await session.get(StageBatch, result.command_id, with_for_update=True, populate_existing=True)
             assert run is not None and batch is not None  # foreign key: a batch always has its run
             cost = self._costs.credits(result.usage)
             charged = Decimal(0)
@@ -531,33 +537,61 @@ class RunService:
         return True
 
     # ------------------------------------------------------------------ timers
-    async def tick(self) -> None:
-        """Expire overdue batches and nudge running runs (delays elapse here); safe from any replica."""
+    async def tick(self, page: int = 500) -> None:
+        """Expire overdue batches and nudge running runs (delays elapse here); safe from any replica.
+
+        Every running run is visited, page by page; a failure on one run is logged and does not keep the
+        others from their turn.
+        """
         deadline = utcnow() - timedelta(seconds=self._settings.stage_deadline_seconds)
-        async with self._sessions() as session:
-            run_ids = list(
-                (await session.scalars(select(Run.id).where(Run.status == RunStatus.RUNNING.value).limit(500))).all()
-            )
-        for run_id in run_ids:
-            async with self._sessions.begin() as session:
-                run = await session.scalar(select(Run).where(Run.id == run_id).with_for_update(skip_locked=True))
-                if run is None or run.status != RunStatus.RUNNING.value:
-                    continue
-                overdue = (
-                    await session.scalars(
-                        select(StageBatch)
-                        .where(
-                            StageBatch.run_id == run_id,
-                            StageBatch.status == "released",
-                            StageBatch.released_at < deadline,
+        after = ""
+        while True:
+            async with self._sessions() as session:
+                run_ids = list(
+                    (
+                        await session.scalars(
+                            select(Run.id)
+                            .where(Run.status == RunStatus.RUNNING.value, Run.id > after)
+                            .order_by(Run.id)
+                            .limit(page)
                         )
-                        .with_for_update()
+                    ).all()
+                )
+            for run_id in run_ids:
+                try:
+                    await self._tick_run(run_id, deadline)
+                except Exception:
+                    log.exception("tick of run %s failed; the next tick tries again", run_id)
+            if len(run_ids) < page:
+                return
+            after = run_ids[-1]
+
+    async def _tick_run(self, run_id: str, deadline: datetime) -> None:
+        async with self._sessions.begin() as session:
+            run = await session.scalar(
+                select(Run)
+                .where(Run.id == run_id)
+                .with_for_update(skip_locked=True, key_share=True)
+                .execution_options(populate_existing=True)
+            )
+            if run is None or run.status != RunStatus.RUNNING.value:
+                return
+            overdue = (
+                await session.scalars(
+                    select(StageBatch)
+                    .where(
+                        StageBatch.run_id == run_id,
+                        StageBatch.status == "released",
+                        StageBatch.released_at < deadline,
                     )
-                ).all()
-                for batch in overdue:
-                    await self._expire(session, run, batch)
-                await self._advance(session, run)
-            self._outbox.committed()
+                    .with_for_update()
+                    .execution_options(populate_existing=True)
+                )
+            ).all()
+            for batch in overdue:
+                await self._expire(session, run, batch)
+            await self._advance(session, run)
+        self._outbox.committed()
 
     async def schedule_due(self, now: datetime | None = None) -> list[str]:
         """Start runs for due schedules; a site with an active run is skipped with the reason recorded.
@@ -575,10 +609,17 @@ class RunService:
                     .order_by(SiteConfigRow.next_run_at)
                     .limit(1)
                     .with_for_update(skip_locked=True)
+                    .execution_options(populate_existing=True)
                 )
                 if row is None:
                     return started
-                config = SiteConfig.model_validate(row.config)
+                try:
+                    config = SiteConfig.model_validate(row.config)
+                except ValidationError as exc:  # a stored config that no longer validates must not block others
+                    row.is_enabled, row.next_run_at = False, None
+                    row.last_schedule_note = f"schedule disabled at {now.isoformat()}: invalid config: {exc}"[:2000]
+                    repo.log_line(session, row.site_id, None, None, row.last_schedule_note, "error")
+                    continue
                 row.next_run_at = next_run_at(config, now)
                 site = await repo.get_site(session, row.site_id)
                 assert site is not None
@@ -590,8 +631,14 @@ class RunService:
                 try:
                     async with session.begin_nested():
                         run = await self._start_in_session(session, site, "scheduled")
-                except (InsufficientCreditsError, IntegrityError) as exc:
-                    reason = exc.detail if isinstance(exc, ProblemError) else "another run started at the same moment"
+                except Exception as exc:  # the schedule has moved on either way; the reason is recorded
+                    reason = (
+                        exc.detail
+                        if isinstance(exc, ProblemError)
+                        else "another run started at the same moment"
+                        if isinstance(exc, IntegrityError)
+                        else f"{type(exc).__name__}: {exc}"
+                    )
                     row.last_schedule_note = f"skipped at {now.isoformat()}: {reason}"
                     repo.log_line(session, site.id, None, None, f"scheduled run {row.last_schedule_note}", "warning")
                     continue
@@ -798,7 +845,7 @@ class RunService:
             self._event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): nothing pending")
 
     async def _finish_stage(self, session: AsyncSession, run: Run, stage: Stage) -> bool:
-        """Close the stage; False when it failed as a whole (nothing done, something failed): the run fails."""
+        """Close the stage; False when the stage failed as a whole and with it the run."""
         sr = await repo.stage_result(session, run.id, stage)
         if sr is None or sr.status != "running":
             return True
@@ -806,7 +853,11 @@ class RunService:
         sr.status, sr.finished_at = "completed", now
         sr.seconds = round((now - sr.started_at).total_seconds(), 3)
         sr.partial = sr.partial or sr.items_failed > 0
-        if sr.items_failed and not sr.items_processed and not sr.items_skipped:
+        # Item failures a worker reported leave the stage partial and the run goes on with what exists
+        # (failed items stay pending for the next run). Only a stage where nothing was done because its
+        # results never came (workers down: batches expired) fails the run, visibly.
+        expired = (await repo.batch_status_counts(session, run.id, stage)).get("failed", 0)
+        if expired and not sr.items_processed and not sr.items_skipped:
             first = sr.failures[0]["reason"] if sr.failures else "unknown"
             sr.status, sr.stopped_reason = "failed", "failed"
             run.status, run.completed_at, run.stopped_reason = RunStatus.FAILED.value, now, "failed"

@@ -134,3 +134,18 @@ async def test_invalid_model_output_is_retried_then_fails_only_its_item(
         )
     assert len(calls) == 3 and all("invalid structured output" in (c.error or "") for c in calls)
     assert pending == 1  # reported, not dropped: the next run tries it again
+
+
+async def test_a_stage_whose_items_all_fail_leaves_the_run_completed_and_partial(
+    api: httpx.Client, malformed_for: str
+) -> None:
+    site = create_site(api)
+    import_keywords(api, site, [{"keyword": f"{malformed_for} gadget"}])
+    configure(api, site, stage_enabled=CLUSTER_ONLY)
+    view = wait_run(api, start_run(api, site)["run_id"])
+    s1 = stage(view, 1)
+    # the worker answered (item failures), so the run goes on; only missing answers fail a run
+    assert view["status"] == "completed" and view["error_message"] is None
+    assert s1["status"] == "completed" and s1["partial"] and s1["items_failed"] == 1
+    again = wait_run(api, start_run(api, site)["run_id"])  # the failed item is tried again, not lost
+    assert stage(again, 1)["items_in"] == 1

@@ -182,7 +182,7 @@ async def test_a_command_that_keeps_crashing_the_worker_is_reported_failed_and_t
     (reported,) = await eventually(result, timeout=90)
     assert reported.status == "failed" and reported.items_processed == 0
     (failure,) = reported.failures
-    assert failure.item_id == task.id and "worker error after 5 attempts: KeyError" in failure.reason
+    assert failure.item_id == task.id and "worker error: failed 5 times: KeyError" in failure.reason
     parked = await read_topic(stack.kafka_bootstrap, COMMANDS_DLQ, lambda r: bad.message_id.encode() in r.value)
     assert parked  # the failed items are on the dead-letter topic too
     records = await eventually(

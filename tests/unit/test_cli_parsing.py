@@ -18,19 +18,45 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def stage(n: int, created: int = 0, processed: int = 0, **kw: Any) -> dict[str, Any]:
-    return {"stage": n, "label": f"s{n}", "status": "completed", "items_in": processed,
-            "items_processed": processed, "items_created": created, "credits": "1.5", "started_at": T0.isoformat(),
-            **kw}
+    return {
+        "stage": n,
+        "label": f"s{n}",
+        "status": "completed",
+        "items_in": processed,
+        "items_processed": processed,
+        "items_created": created,
+        "credits": "1.5",
+        "started_at": T0.isoformat(),
+        **kw,
+    }
 
 
 def test_headline_counts_come_from_created_and_review_processed() -> None:
-    run = RunInfo.model_validate({
-        "run_id": "r", "site_id": "s", "status": "completed",
-        "stages": [stage(1, 50, 300), stage(2, 50, 50), stage(3, 48, 50), stage(4, 47, 48), stage(5, 94, 47),
-                   stage(6, 90, 94), stage(7, 0, 47)],
-    })
-    assert headline_counts(run) == {"clusters": 50, "ideas": 50, "tasks": 48, "drafts": 47, "image prompts": 94,
-                                    "images": 90, "ready for review": 47}
+    run = RunInfo.model_validate(
+        {
+            "run_id": "r",
+            "site_id": "s",
+            "status": "completed",
+            "stages": [
+                stage(1, 50, 300),
+                stage(2, 50, 50),
+                stage(3, 48, 50),
+                stage(4, 47, 48),
+                stage(5, 94, 47),
+                stage(6, 90, 94),
+                stage(7, 0, 47),
+            ],
+        }
+    )
+    assert headline_counts(run) == {
+        "clusters": 50,
+        "ideas": 50,
+        "tasks": 48,
+        "drafts": 47,
+        "image prompts": 94,
+        "images": 90,
+        "ready for review": 47,
+    }
 
 
 def test_headline_counts_of_a_run_that_stopped_early_are_zero_for_later_stages() -> None:
@@ -50,8 +76,9 @@ def test_stage_seconds_running_finished_and_cancelled_without_seconds() -> None:
     assert stage_seconds(running, now=T0 + timedelta(seconds=12)) == 12
     done = StageInfo.model_validate(stage(1, seconds=3.5, finished_at=(T0 + timedelta(seconds=4)).isoformat()))
     assert stage_seconds(done) == 3.5
-    stopped = StageInfo.model_validate(stage(1, status="stopped", seconds=0,
-                                             finished_at=(T0 + timedelta(seconds=7)).isoformat()))
+    stopped = StageInfo.model_validate(
+        stage(1, status="stopped", seconds=0, finished_at=(T0 + timedelta(seconds=7)).isoformat())
+    )
     assert stage_seconds(stopped) == 7
 
 
@@ -64,7 +91,9 @@ def test_format_detail_variants() -> None:
 
 def test_keywords_from_json_accepts_wrapped_lists_and_strings() -> None:
     assert keywords_from_json({"keywords": [{"keyword": "a", "volume": 3}, "b"]}) == [
-        {"keyword": "a", "volume": 3}, {"keyword": "b"}]
+        {"keyword": "a", "volume": 3},
+        {"keyword": "b"},
+    ]
     assert keywords_from_json(["x"]) == [{"keyword": "x"}]
     with pytest.raises(ValueError, match="expected"):
         keywords_from_json({"rows": []})
@@ -118,8 +147,10 @@ def test_import_file_routes_csv_and_json(tmp_path: Path) -> None:
     with _client(handler) as client:
         assert client.import_keywords_file("s", tmp_path / "k.json").imported == 1
         assert client.import_keywords_file("s", tmp_path / "k.csv").received == 1
-    assert seen == [("/api/v1/sites/s/keywords", "application/json"),
-                    ("/api/v1/sites/s/keywords/csv", "multipart/form-data")]
+    assert seen == [
+        ("/api/v1/sites/s/keywords", "application/json"),
+        ("/api/v1/sites/s/keywords/csv", "multipart/form-data"),
+    ]
 
 
 def test_credits_parse_as_decimal() -> None:

@@ -68,3 +68,11 @@ def test_normalisation_folds_case_whitespace_and_unicode_forms() -> None:
     assert normalise("Straße") == normalise("STRASSE")
     kept, dropped = dedupe([KeywordIn(keyword="Café"), KeywordIn(keyword="cafe\u0301"), KeywordIn(keyword="tea")])
     assert [k.keyword for k in kept] == ["Café", "tea"] and dropped == 1
+
+
+def test_keyword_fields_fit_their_columns() -> None:
+    with pytest.raises(ValueError, match="once normalised"):
+        KeywordIn(keyword="ß" * 101)  # 101 characters, 202 once casefolded
+    with pytest.raises(ValueError, match="less than or equal"):
+        KeywordIn(keyword="x", volume=3_000_000_000)
+    assert KeywordIn(keyword="ß" * 100).keyword == "ß" * 100
