@@ -44,6 +44,16 @@ class FailedItems(StageResult):
 Work = Callable[[StageCommand], Awaitable[BatchOutcome]]
 
 
+# A result must fit one Kafka record (1 MB by default) even for a 1000-item batch that failed whole.
+MAX_REASON = 300
+
+
+def short(failure: ItemFailure) -> ItemFailure:
+    if len(failure.reason) <= MAX_REASON:
+        return failure
+    return failure.model_copy(update={"reason": failure.reason[: MAX_REASON - 3] + "..."})
+
+
 def result_status(items_in: int, failures: int) -> ResultStatus:
     if failures == 0:
         return ResultStatus.OK
@@ -84,7 +94,7 @@ async def execute_command(
             items_processed=outcome.processed,
             items_created=outcome.created,
             items_skipped=outcome.skipped,
-            failures=outcome.failures,
+            failures=[short(f) for f in outcome.failures],
             usage=outcome.usage,
             seconds=round(time.perf_counter() - started, 3),
             worker=consumer,
