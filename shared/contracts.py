@@ -151,6 +151,12 @@ class ItemFailure(BaseModel):
     reason: str = Field(max_length=2000)
     permanent: bool = True
 
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> object:
+        # A reason quotes what failed (a provider's error page, say): keep its start, never fail on length.
+        return value[:1997] + "..." if isinstance(value, str) and len(value) > 2000 else value
+
 
 class ImageUsage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
