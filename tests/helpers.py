@@ -35,6 +35,15 @@ TOPICS = [
 ]
 
 
+# Stage switches for tests that only need keywords clustered.
+CLUSTERING_ONLY = {"2": False, "3": False, "4": False, "5": False, "6": False}
+
+
+def stage(view: dict[str, Any], n: int) -> dict[str, Any]:
+    """Stage `n`'s result in a run view from the API."""
+    return dict(next(s for s in view["stages"] if s["stage"] == n))
+
+
 def keyword_set(n_topics: int = 8, per_topic: int = 8) -> list[dict[str, Any]]:
     out = []
     for head, mods in TOPICS[:n_topics]:

@@ -713,14 +713,12 @@ class RunService:
         for batch in await repo.pending_batches(session, run.id, stage, free):
             projected = run.total_credits_used + in_flight_cost + batch.estimate
             if cap and projected > cap:
-                run.stopped_reason = "budget"
-                self._event(
+                self._halt_for_budget(
                     session,
                     run,
                     stage,
-                    "budget",
                     f"run credit cap {cap} reached (used {run.total_credits_used}, in flight "
-                    f"{in_flight_cost}, next batch ~{batch.estimate}); stopping at this batch boundary",
+                    f"{in_flight_cost}, next batch ~{batch.estimate})",
                 )
                 return
             if stage_share is not None and sr is not None:
@@ -738,17 +736,15 @@ class RunService:
                     )
                     return
             if not await self._reserve(session, run, projected):
-                run.stopped_reason = "budget"
-                self._event(
-                    session,
-                    run,
-                    stage,
-                    "budget",
-                    "account balance cannot cover the next batch; stopping at this batch boundary",
-                )
+                self._halt_for_budget(session, run, stage, "account balance cannot cover the next batch")
                 return
             self._release(session, run, batch, plan)
             in_flight_cost += batch.estimate
+
+    def _halt_for_budget(self, session: AsyncSession, run: Run, stage: Stage, why: str) -> None:
+        """Release nothing more; once in-flight batches are back, `_advance` ends the run (`_stop_for_budget`)."""
+        run.stopped_reason = "budget"
+        self._event(session, run, stage, "budget", f"{why}; stopping at this batch boundary")
 
     async def _reserve(self, session: AsyncSession, run: Run, projected: Decimal) -> bool:
         """Make sure the run's reservation covers `projected` spend, growing it from free credits."""

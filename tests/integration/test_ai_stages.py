@@ -13,13 +13,15 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import AiCall, Cluster, Draft, Idea, Keyword, WriterTask
-from tests.helpers import configure, create_site, import_keywords, start_run, wait_run
-
-CLUSTER_ONLY = {"2": False, "3": False, "4": False, "5": False, "6": False}
-
-
-def stage(view: dict, n: int) -> dict:  # type: ignore[type-arg]
-    return next(s for s in view["stages"] if s["stage"] == n)
+from tests.helpers import (
+    CLUSTERING_ONLY,
+    configure,
+    create_site,
+    import_keywords,
+    stage,
+    start_run,
+    wait_run,
+)
 
 
 async def clusters_of(db: async_sessionmaker[AsyncSession], site: str) -> dict[str, int | None]:
@@ -35,7 +37,7 @@ async def test_clusters_merge_across_batches_and_runs_without_duplicates(
     first = ["coffee grinder burr", "mortgage rates today", "coffee grinder manual", "mortgage rates 30 year fixed"]
     import_keywords(api, site, [{"keyword": k} for k in first])
     # batches of one keyword: related keywords can only meet through the site's existing clusters
-    configure(api, site, batch_sizes={"1": 1}, stage_enabled=CLUSTER_ONLY)
+    configure(api, site, batch_sizes={"1": 1}, stage_enabled=CLUSTERING_ONLY)
     run1 = wait_run(api, start_run(api, site)["run_id"])
     assert stage(run1, 1)["batches_done"] == 4 and stage(run1, 1)["items_processed"] == 4
     after1 = await clusters_of(db, site)
@@ -112,7 +114,7 @@ async def test_invalid_model_output_is_retried_then_fails_only_its_item(
     site = create_site(api)
     good = ["dog training puppy", "dog training crate", "indoor plants low light"]
     import_keywords(api, site, [{"keyword": k} for k in [*good, f"{malformed_for} widget"]])
-    configure(api, site, stage_enabled=CLUSTER_ONLY)
+    configure(api, site, stage_enabled=CLUSTERING_ONLY)
     view = wait_run(api, start_run(api, site)["run_id"])
     s1 = stage(view, 1)
     assert view["status"] == "completed"  # the stage completed with a partial flag, the run went on
@@ -141,7 +143,7 @@ async def test_a_stage_whose_items_all_fail_leaves_the_run_completed_and_partial
 ) -> None:
     site = create_site(api)
     import_keywords(api, site, [{"keyword": f"{malformed_for} gadget"}])
-    configure(api, site, stage_enabled=CLUSTER_ONLY)
+    configure(api, site, stage_enabled=CLUSTERING_ONLY)
     view = wait_run(api, start_run(api, site)["run_id"])
     s1 = stage(view, 1)
     # the worker answered (item failures), so the run goes on; only missing answers fail a run

@@ -21,6 +21,7 @@ from shared.delivery import Outbox
 from shared.settings import Settings
 from shared.topics import STAGE_RESULTS
 from tests.helpers import (
+    CLUSTERING_ONLY,
     configure,
     eventually,
     import_keywords,
@@ -29,8 +30,6 @@ from tests.helpers import (
     read_topic,
     wait_run,
 )
-
-ONLY_CLUSTERING = {"2": False, "3": False, "4": False, "5": False, "6": False}
 
 
 def new_account(api: httpx.Client, credits: str, monthly: str = "0") -> str:
@@ -93,7 +92,7 @@ async def test_a_replayed_stage_result_is_charged_once(
     account = new_account(api, "1000")
     site = site_of(api, account)
     import_keywords(api, site, keyword_set(2, 5))
-    configure(api, site, stage_enabled=ONLY_CLUSTERING)
+    configure(api, site, stage_enabled=CLUSTERING_ONLY)
     run = wait_run(api, api.post(f"/sites/{site}/runs").json()["run_id"])
     used = Decimal(run["total_credits_used"])
     assert used == 2  # 10 keywords at 1 credit per 5
@@ -128,7 +127,7 @@ async def test_concurrent_starts_across_sites_never_overdraw(
     sites = [site_of(api, account) for _ in range(20)]
     for i, site in enumerate(sites):
         import_keywords(api, site, [{"keyword": f"{k['keyword']} site{i}"} for k in keyword_set(2, 5)])
-        configure(api, site, stage_enabled=ONLY_CLUSTERING)
+        configure(api, site, stage_enabled=CLUSTERING_ONLY)
 
     with ThreadPoolExecutor(20) as pool:
         responses = list(pool.map(lambda s: api.post(f"/sites/{s}/runs"), sites))

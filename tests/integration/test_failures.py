@@ -21,13 +21,10 @@ from tests.helpers import (
     keyword_set,
     publish,
     read_topic,
+    stage,
     start_run,
     wait_run,
 )
-
-
-def stage(view: dict, n: int) -> dict:  # type: ignore[type-arg]
-    return next(s for s in view["stages"] if s["stage"] == n)
 
 
 def restart_orchestrator(stack: Stack, **env: str | None) -> None:

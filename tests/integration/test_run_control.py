@@ -26,6 +26,7 @@ from tests.helpers import (
     import_keywords,
     keyword_set,
     slow_provider,
+    stage,
     start_run,
     wait_run,
 )
@@ -36,10 +37,6 @@ def slow(fake: httpx.Client) -> Iterator[None]:
     slow_provider(fake, 250)
     yield
     slow_provider(fake, 0)
-
-
-def stage(view: dict, n: int) -> dict:  # type: ignore[type-arg]
-    return next(s for s in view["stages"] if s["stage"] == n)
 
 
 async def batch_counts(db: async_sessionmaker[AsyncSession], run_id: str, stage_no: int) -> dict[str, int]:

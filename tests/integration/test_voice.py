@@ -12,10 +12,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db.models import AiCall
-from tests.helpers import configure, create_site, import_keywords, keyword_set, start_run, wait_run
+from tests.helpers import (
+    CLUSTERING_ONLY,
+    configure,
+    create_site,
+    import_keywords,
+    keyword_set,
+    start_run,
+    wait_run,
+)
 
 CLUSTER_AND_IDEAS = {"3": False, "4": False, "5": False, "6": False}
-ONLY_CLUSTERING = {"2": False, **CLUSTER_AND_IDEAS}
 
 IDEAS_OVERRIDE = (
     "Cluster: $cluster_name ($cluster_intent)\nKeywords: $keywords\nNumber of items: $ideas_per_cluster\n"
@@ -94,7 +101,7 @@ async def test_brand_notes_reach_every_system_prompt(
 ) -> None:
     marker = f"BRAND-{uuid.uuid4().hex[:10]}"
     site = create_site(api)
-    configure(api, site, options=voice(brand_notes=f"Sign as {marker}."), stage_enabled=ONLY_CLUSTERING)
+    configure(api, site, options=voice(brand_notes=f"Sign as {marker}."), stage_enabled=CLUSTERING_ONLY)
     import_keywords(api, site, keyword_set(1, 4))
     assert provider.post("/config", json={"malformed_if_prompt_contains": marker}).status_code == 200
     run_id = start_run(api, site)["run_id"]
