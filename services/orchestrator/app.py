@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from faststream import AckPolicy, FastStream
+from faststream import AckPolicy
 
 from services.orchestrator import api
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
@@ -60,10 +60,3 @@ def create_app() -> FastAPI:
     app = FastAPI(title="contentline orchestrator", version="1", lifespan=lifespan)
     api.install(app, runs, queries, ReviewService(rt.sessions))
     return app
-
-
-def asyncapi_app() -> FastStream:
-    """The orchestrator's Kafka side alone, for `faststream docs gen`."""
-    rt = Runtime.create("orchestrator")
-    wire(rt)
-    return FastStream(rt.broker)

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orchestrator.config import SiteConfig
 from shared.contracts import KeywordIn, RunStatus
 from shared.db.models import (
-    Account,
     ActivityLog,
     Cluster,
     Draft,
@@ -29,14 +28,6 @@ from shared.db.models import (
     WriterTask,
 )
 from shared.text import normalise
-
-
-async def ensure_account(session: AsyncSession, account_id: str, name: str, credits: Decimal) -> None:
-    await session.execute(
-        insert(Account)
-        .values(id=account_id, name=name, credit_balance=credits, monthly_credits=credits)
-        .on_conflict_do_nothing()
-    )
 
 
 async def get_site(session: AsyncSession, site_id: str) -> Site | None:
@@ -104,16 +95,6 @@ async def pending_batches(session: AsyncSession, run_id: str, stage: int, limit:
         .execution_options(populate_existing=True)
     )
     return list((await session.scalars(stmt)).all())
-
-
-async def cancel_pending_batches(session: AsyncSession, run_id: str) -> int:
-    result = await session.execute(
-        update(StageBatch)
-        .where(StageBatch.run_id == run_id, StageBatch.status == "pending")
-        .values(status="cancelled")
-        .returning(StageBatch.id)
-    )
-    return len(result.all())
 
 
 async def stage_result(session: AsyncSession, run_id: str, stage: int) -> StageRunResult | None:
@@ -195,11 +176,12 @@ async def last_release(session: AsyncSession, run_id: str, stage: int) -> dateti
     )
 
 
-async def skip_pending_batches(session: AsyncSession, run_id: str, stage: int | None = None) -> int:
+async def close_pending_batches(session: AsyncSession, run_id: str, status: str, stage: int | None = None) -> int:
+    """Mark a run's unreleased batches (of one stage, or all) `cancelled` or `skipped`; returns how many."""
     stmt = update(StageBatch).where(StageBatch.run_id == run_id, StageBatch.status == "pending")
     if stage is not None:
         stmt = stmt.where(StageBatch.stage == stage)
-    return len((await session.execute(stmt.values(status="skipped").returning(StageBatch.id))).all())
+    return len((await session.execute(stmt.values(status=status).returning(StageBatch.id))).all())
 
 
 async def item_titles(session: AsyncSession, stage: int, ids: list[int]) -> dict[int, str]:

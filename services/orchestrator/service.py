@@ -444,7 +444,7 @@ class RunService:
             else:
                 run.cancelled_at = now
                 run.stopped_reason = "cancelled"
-                dropped = await repo.cancel_pending_batches(session, run.id)
+                dropped = await repo.close_pending_batches(session, run.id, "cancelled")
                 if sr is not None and sr.status == "running":
                     sr.status, sr.partial, sr.stopped_reason, sr.finished_at = "stopped", True, "cancelled", now
                     sr.seconds = round((now - sr.started_at).total_seconds(), 3)
@@ -724,7 +724,7 @@ class RunService:
             if stage_share is not None and sr is not None:
                 _, stage_in_flight = await repo.inflight(session, run.id, stage)
                 if sr.credits + stage_in_flight + batch.estimate > stage_share:
-                    skipped = await repo.skip_pending_batches(session, run.id, stage)
+                    skipped = await repo.close_pending_batches(session, run.id, "skipped", stage)
                     sr.stopped_reason, sr.partial = "budget", True
                     self._event(
                         session,
@@ -759,7 +759,7 @@ class RunService:
         return True
 
     async def _stop_for_budget(self, session: AsyncSession, run: Run, stage: Stage) -> None:
-        skipped = await repo.skip_pending_batches(session, run.id)
+        skipped = await repo.close_pending_batches(session, run.id, "skipped")
         sr = await repo.stage_result(session, run.id, stage)
         now = utcnow()
         if sr is not None and sr.status == "running":
