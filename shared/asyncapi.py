@@ -12,7 +12,7 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared import topics as t
-from shared.contracts import KeywordBatchIngested, RunEvent, StageCommand, StageResult
+from shared.contracts import ArticlePublished, KeywordBatchIngested, RunEvent, StageCommand, StageResult
 
 broker = KafkaBroker("kafka:9092", description="contentline event backbone; every message keyed by site id")
 
@@ -26,6 +26,7 @@ CONSUMED = (
 )
 PUBLISHED_ONLY = (
     (t.RUN_EVENTS, RunEvent, "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed."),
+    (t.ARTICLES_PUBLISHED, ArticlePublished, "Published articles (approved, then published through the API)."),
     (t.KEYWORDS_INGEST_DLQ, bytes, "Unusable ingest records as received; reason in header x-dead-letter-reason."),
     (t.COMMANDS_DLQ, bytes, "Unparseable commands (reason header) and copies of results with failed items."),
     (t.RESULTS_DLQ, bytes, "Unparseable stage results as received; reason in header x-dead-letter-reason."),

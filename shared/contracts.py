@@ -232,3 +232,43 @@ class RunEvent(Message):
     status: RunStatus
     event: str
     detail: str = ""
+
+
+class PublishedImage(BaseModel):
+    """One generated image of a published article, by reference to the media store (no bytes on Kafka)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    placement: str
+    alt_text: str
+    caption: str
+    path: str  # key in the media store (local files now; an S3-compatible store later)
+    mime: str
+    width: int
+    height: int
+    size_bytes: int
+    checksum_sha256: str
+
+
+class ArticlePublished(Message):
+    """An approved draft a person published: everything a CMS connector needs to put it live.
+
+    Written to the outbox in the transaction that records the decision, so exactly one event exists per
+    published draft (delivered at least once; consumers drop duplicates by `message_id`).
+    """
+
+    schema_version: Literal[1] = 1
+    site_id: str
+    run_id: str | None
+    draft_id: int
+    title: str
+    slug: str
+    meta_title: str
+    meta_description: str
+    body_markdown: str
+    body_html: str
+    word_count: int
+    quality_score: int
+    images: list[PublishedImage]
+    published_at: datetime
+

@@ -15,6 +15,7 @@ STAGE_RESULTS: Final = "contentline.stage.results"
 COMMANDS_DLQ: Final = "contentline.stage.commands.dlq"
 RESULTS_DLQ: Final = "contentline.stage.results.dlq"
 RUN_EVENTS: Final = "contentline.run.events"
+ARTICLES_PUBLISHED: Final = "contentline.articles.published"  # the review gate's output, for CMS connectors
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
     1: CLUSTER_COMMANDS,
@@ -36,6 +37,7 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     COMMANDS_DLQ,
     RESULTS_DLQ,
     RUN_EVENTS,
+    ARTICLES_PUBLISHED,
 )
 
 # Header that carries the reason on every dead-letter record.

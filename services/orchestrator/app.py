@@ -58,5 +58,5 @@ def create_app() -> FastAPI:
             await rt.on_shutdown()
 
     app = FastAPI(title="contentline orchestrator", version="1", lifespan=lifespan)
-    api.install(app, runs, queries, ReviewService(rt.sessions))
+    api.install(app, runs, queries, ReviewService(rt.sessions, rt.outbox))
     return app

@@ -2,10 +2,12 @@
 
 A draft is decided once (approve or reject, with a note); only an approved draft can be published.
 Decisions are the orchestrator's own rows; drafts and images stay untouched (their owners write them).
+Publishing puts an `ArticlePublished` event on the outbox in the same transaction, for CMS connectors.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import select
@@ -13,15 +15,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orchestrator import repository as repo
 from services.orchestrator.service import ConflictError, NotFoundError
-from shared.contracts import utcnow
+from shared.contracts import ArticlePublished, PublishedImage, utcnow
 from shared.db.models import Draft, Image, ImagePrompt, ReviewDecision
+from shared.delivery import Outbox
+from shared.topics import ARTICLES_PUBLISHED
 
 Decision = Literal["approved", "rejected"]
 
 
 class ReviewService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox) -> None:
         self._sessions = sessions
+        self._outbox = outbox
 
     async def draft(self, draft_id: int) -> dict[str, Any]:
         async with self._sessions() as session:
@@ -92,8 +97,49 @@ class ReviewService:
             if existing.decision != "approved":
                 raise ConflictError(f"draft {draft_id} is {existing.decision}; only approved drafts are published")
             existing.decision, existing.decided_at = "published", utcnow()
+            event = await self._published_event(session, draft_id, existing.decided_at)
+            self._outbox.add(session, ARTICLES_PUBLISHED, event.site_id, event)
             repo.log_line(session, existing.site_id, None, 7, f"draft {draft_id} published")
+        self._outbox.committed()
         return await self.draft(draft_id)
+
+    @staticmethod
+    async def _published_event(session: AsyncSession, draft_id: int, published_at: datetime) -> ArticlePublished:
+        draft = await session.get_one(Draft, draft_id)
+        rows = await session.execute(
+            select(ImagePrompt, Image)
+            .join(Image, Image.prompt_id == ImagePrompt.id)
+            .where(ImagePrompt.draft_id == draft_id)
+            .order_by(ImagePrompt.position)
+        )
+        return ArticlePublished(
+            site_id=draft.site_id,
+            run_id=draft.run_id,
+            draft_id=draft.id,
+            title=draft.title,
+            slug=draft.slug,
+            meta_title=draft.meta_title,
+            meta_description=draft.meta_description,
+            body_markdown=draft.body_markdown,
+            body_html=draft.body_html,
+            word_count=draft.word_count,
+            quality_score=draft.quality_score,
+            images=[
+                PublishedImage(
+                    placement=prompt.placement,
+                    alt_text=prompt.alt_text,
+                    caption=prompt.caption,
+                    path=image.path,
+                    mime=image.mime,
+                    width=image.width,
+                    height=image.height,
+                    size_bytes=image.size_bytes,
+                    checksum_sha256=image.checksum_sha256,
+                )
+                for prompt, image in rows.tuples()
+            ],
+            published_at=published_at,
+        )
 
     @staticmethod
     async def _images_complete(session: AsyncSession, draft_id: int) -> bool:

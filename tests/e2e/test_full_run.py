@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
+from shared.contracts import ArticlePublished
 from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, Keyword, WriterTask
-from tests.helpers import create_site, import_keywords, keyword_set, start_run, wait_run
+from shared.topics import ARTICLES_PUBLISHED
+from tests.helpers import create_site, eventually, import_keywords, keyword_set, read_topic, start_run, wait_run
 
 pytestmark = pytest.mark.e2e
 
@@ -106,8 +108,27 @@ async def test_run_takes_keywords_to_review_gate(
     assert approved.status_code == 200 and approved.json()["decision"] == "approved"
     assert api.post(f"/drafts/{first}/review", json={"decision": "rejected"}).status_code == 409
     assert api.post(f"/drafts/{first}/publish").json()["decision"] == "published"
+    assert api.post(f"/drafts/{first}/publish").status_code == 409  # published once: no second event
     assert api.post(f"/drafts/{second}/review", json={"decision": "rejected", "note": "off topic"}).status_code == 200
     assert api.post(f"/drafts/{second}/publish").status_code == 409
     assert api.post(f"/drafts/{second}/review", json={"decision": "maybe"}).status_code == 422
     remaining = {item["draft_id"] for item in api.get(f"/sites/{site}/review-queue").json()}
     assert len(remaining) == n_drafts - 2 and first not in remaining and second not in remaining
+
+    # Publishing put exactly one ArticlePublished event on the topic, keyed by site, with the whole article.
+    records = await eventually(
+        lambda: read_topic(stack.kafka_bootstrap, ARTICLES_PUBLISHED, lambda r: r.key == site.encode())
+    )
+    events = [ArticlePublished.model_validate_json(r.value) for r in records]
+    assert [e.draft_id for e in events] == [first]
+    article = events[0]
+    assert (article.title, article.slug, article.body_html, article.meta_description) == (
+        detail["title"],
+        detail["slug"],
+        detail["body_html"],
+        detail["meta_description"],
+    )
+    assert article.run_id == view["run_id"] and article.word_count == detail["word_count"]
+    assert [(i.placement, i.path, i.checksum_sha256) for i in article.images] == [
+        (img["placement"], img["path"], img["checksum_sha256"]) for img in detail["images"]
+    ]
