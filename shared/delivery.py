@@ -6,8 +6,9 @@ No Kafka imports here: the relay that moves outbox rows to Kafka lives in `share
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,3 +57,36 @@ class Outbox:
     def committed(self) -> None:
         if self._on_commit is not None:
             self._on_commit()
+
+
+def parked_view(row: OutboxMessage) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "producer": row.producer,
+        "topic": row.topic,
+        "key": row.key,
+        "message_id": row.message_id,
+        "send_attempts": row.send_attempts,
+        "last_error": row.last_error,
+        "created_at": row.created_at,
+        "parked_at": row.parked_at,
+    }
+
+
+async def parked_outbox(session: AsyncSession, limit: int) -> list[dict[str, Any]]:
+    """Outbox rows the broker refused for good, oldest first (their payload stays in the table)."""
+    rows = await session.scalars(
+        select(OutboxMessage).where(OutboxMessage.parked_at.is_not(None)).order_by(OutboxMessage.id).limit(limit)
+    )
+    return [parked_view(row) for row in rows]
+
+
+async def unpark_outbox(session: AsyncSession, row_id: int) -> dict[str, Any] | None:
+    """Hand a parked row back to its producer's relay with a fresh attempt count; None if not parked."""
+    row = await session.scalar(
+        update(OutboxMessage)
+        .where(OutboxMessage.id == row_id, OutboxMessage.parked_at.is_not(None))
+        .values(parked_at=None, send_attempts=0)
+        .returning(OutboxMessage)
+    )
+    return parked_view(row) if row is not None else None

@@ -6,12 +6,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 from faststream.kafka import KafkaBroker
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -67,6 +74,21 @@ async def dead_letter(
     log.warning("dead-lettered a record from %s: %s", source_topic, reason[:300])
 
 
+# The broker refuses these for this record whatever the timing: retrying cannot help until someone acts.
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError, InvalidTopicError, TopicAuthorizationFailedError)
+PARK_AFTER_ATTEMPTS = 5
+
+
+def refused_for_good(exc: BaseException) -> bool:
+    """True for a record the broker will not take (too large, bad topic, not allowed) or that cannot be
+    serialised; False for an outage (connection, timeout, leader moves): those are retried without limit."""
+    return isinstance(exc, REFUSED_FOR_GOOD) or not isinstance(exc, KafkaError | OSError | TimeoutError)
+
+
+class RelayBackoff(Exception):
+    """The broker is unreachable or busy; what was sent is marked, the rest waits for the next round."""
+
+
 @dataclass(frozen=True)
 class Retention:
     outbox_hours: float = 24.0
@@ -79,6 +101,8 @@ class OutboxRelay:
 
     A crash between publish and mark re-sends the row on restart; consumers drop the duplicate by
     `message_id`. Replicas take turns per producer (an advisory lock), which keeps rows in id order.
+    A row the broker refuses for good (too large, bad topic) is parked after PARK_AFTER_ATTEMPTS rounds,
+    so it cannot block the rows behind it; an outage parks nothing.
     """
 
     def __init__(
@@ -113,7 +137,11 @@ class OutboxRelay:
             rows = (
                 await session.scalars(
                     select(OutboxMessage)
-                    .where(OutboxMessage.producer == self._producer, OutboxMessage.published_at.is_(None))
+                    .where(
+                        OutboxMessage.producer == self._producer,
+                        OutboxMessage.published_at.is_(None),
+                        OutboxMessage.parked_at.is_(None),
+                    )
                     .order_by(OutboxMessage.id)
                     .limit(self._batch)
                     .with_for_update(skip_locked=True)
@@ -121,22 +149,64 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            pending = [
-                await self._broker.publish(
-                    row.payload,
-                    topic=row.topic,
-                    key=row.key.encode(),
-                    headers={"message_id": row.message_id},
-                    correlation_id=row.message_id,
-                    no_confirm=True,
+            errors = await self._send(rows)
+            sent = [row.id for row, error in zip(rows, errors, strict=True) if error is None]
+            if sent:
+                await session.execute(
+                    update(OutboxMessage).where(OutboxMessage.id.in_(sent)).values(published_at=utcnow())
                 )
-                for row in rows
-            ]
-            await asyncio.gather(*pending)  # every record acknowledged by the broker before we mark it
-            await session.execute(
-                update(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows])).values(published_at=utcnow())
-            )
-            return len(rows)
+            outage: BaseException | None = None
+            for row, error in zip(rows, errors, strict=True):
+                if error is None:
+                    continue
+                if not refused_for_good(error):
+                    outage = error
+                    continue
+                row.send_attempts += 1
+                row.last_error = f"{type(error).__name__}: {error}"[:2000]
+                if row.send_attempts >= PARK_AFTER_ATTEMPTS:
+                    row.parked_at = utcnow()
+                    log.error(
+                        "parked outbox row %s (topic %s, key %s, message %s) after %d refusals: %s",
+                        row.id,
+                        row.topic,
+                        row.key,
+                        row.message_id,
+                        row.send_attempts,
+                        row.last_error,
+                    )
+        if outage is not None:
+            raise RelayBackoff(str(outage)) from outage
+        return len(sent)
+
+    async def _send(self, rows: Sequence[OutboxMessage]) -> list[BaseException | None]:
+        """Hand every row to the producer, then wait for the broker's acks: one error (or None) per row."""
+        pending: list[Awaitable[object] | BaseException] = []
+        for row in rows:
+            try:
+                pending.append(
+                    await self._broker.publish(
+                        row.payload,
+                        topic=row.topic,
+                        key=row.key.encode(),
+                        headers={"message_id": row.message_id},
+                        correlation_id=row.message_id,
+                        no_confirm=True,
+                    )
+                )
+            except Exception as exc:  # refused before sending, e.g. larger than the producer's request limit
+                pending.append(exc)
+
+        async def settle(item: Awaitable[object] | BaseException) -> BaseException | None:
+            if isinstance(item, BaseException):
+                return item
+            try:
+                await item
+            except Exception as exc:
+                return exc
+            return None
+
+        return list(await asyncio.gather(*(settle(p) for p in pending)))
 
     async def prune(self) -> tuple[int, int]:
         """Delete this producer's sent outbox rows and its inbox rows past their retention."""
@@ -173,7 +243,11 @@ class OutboxRelay:
                 sent = await self.relay_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # broker or DB hiccup: keep the rows, back off, try again
+            except RelayBackoff as exc:
+                log.warning("outbox relay: broker unavailable (%s); retrying", exc)
+                await asyncio.sleep(self._poll)
+                continue
+            except Exception:  # DB hiccup: keep the rows, back off, try again
                 log.exception("outbox relay failed; retrying")
                 await asyncio.sleep(self._poll)
                 continue

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.orchestrator.config import DEFAULT_SHARES, SiteConfig, SiteConfigPatch
 from services.orchestrator.importing import ImportError_, parse_csv
+from services.orchestrator.operations import OutboxOperations
 from services.orchestrator.review import ReviewService
 from services.orchestrator.service import ProblemError, RunQueries, RunService
 from services.orchestrator.views import ActivityView, RunView
@@ -92,7 +93,7 @@ def problem_handler(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content={"detail": exc.detail, **exc.extra})
 
 
-def build_router(runs: RunService, queries: RunQueries, review: ReviewService) -> APIRouter:
+def build_router(runs: RunService, queries: RunQueries, review: ReviewService, ops: OutboxOperations) -> APIRouter:
     api = APIRouter(prefix="/api/v1")
 
     @api.post("/sites", status_code=status.HTTP_201_CREATED)
@@ -256,11 +257,19 @@ def build_router(runs: RunService, queries: RunQueries, review: ReviewService) -
     async def publish(draft_id: int) -> dict[str, Any]:
         return await review.publish(draft_id)
 
+    @api.get("/ops/outbox/parked")
+    async def parked_outbox(limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+        return await ops.parked(limit)
+
+    @api.post("/ops/outbox/{row_id}/retry")
+    async def retry_outbox(row_id: int) -> dict[str, Any]:
+        return await ops.retry(row_id)
+
     return api
 
 
-def install(app: FastAPI, runs: RunService, queries: RunQueries, review: ReviewService) -> None:
-    app.include_router(build_router(runs, queries, review))
+def install(app: FastAPI, runs: RunService, queries: RunQueries, review: ReviewService, ops: OutboxOperations) -> None:
+    app.include_router(build_router(runs, queries, review, ops))
     app.add_exception_handler(ProblemError, problem_handler)
 
     @app.get("/health")

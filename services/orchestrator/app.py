@@ -11,6 +11,7 @@ from faststream import AckPolicy
 from services.orchestrator import api
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
 from services.orchestrator.handlers import make_ingest_handler, make_result_handler
+from services.orchestrator.operations import OutboxOperations
 from services.orchestrator.review import ReviewService
 from services.orchestrator.scheduler import Ticker
 from services.orchestrator.service import RunQueries, RunService
@@ -58,5 +59,5 @@ def create_app() -> FastAPI:
             await rt.on_shutdown()
 
     app = FastAPI(title="contentline orchestrator", version="1", lifespan=lifespan)
-    api.install(app, runs, queries, ReviewService(rt.sessions, rt.outbox))
+    api.install(app, runs, queries, ReviewService(rt.sessions, rt.outbox), OutboxOperations(rt.sessions))
     return app

@@ -362,7 +362,15 @@ class OutboxMessage(Base):
     """Transactional outbox: written with the result it announces, relayed to Kafka by its producer."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_unpublished", "producer", "id", postgresql_where=text("published_at IS NULL")),)
+    __table_args__ = (
+        Index(
+            "ix_outbox_unpublished",
+            "producer",
+            "id",
+            postgresql_where=text("published_at IS NULL AND parked_at IS NULL"),
+        ),
+        Index("ix_outbox_parked", "id", postgresql_where=text("parked_at IS NOT NULL")),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     producer: Mapped[str] = mapped_column(String(60))
     topic: Mapped[str] = mapped_column(String(200))
@@ -371,3 +379,8 @@ class OutboxMessage(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     created_at: Mapped[datetime] = _now()
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A row the broker keeps refusing (e.g. too large) is parked, not retried forever: the relay moves on
+    # and the row stays here, listed by the orchestrator's API, until an operator retries it.
+    send_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
