@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaMessage
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import ItemFailure, Stage, StageCommand
+from shared.delivery import count_attempt, forget_attempts, note_attempt_failed
 from shared.kafka import dead_letter
 from shared.runtime import Runtime
 from shared.topics import COMMANDS_DLQ
@@ -54,35 +59,71 @@ async def parse_command(
 
 # A message whose handling keeps failing is retried after a back-off (never in a hot loop) a bounded
 # number of times, then handed to `on_exhausted` (dead letter, or failed items reported), so one
-# poisonous record cannot hold its partition forever. Counted per process: a restart starts over.
+# poisonous record cannot hold its partition forever. The count lives in the database (delivery_attempts)
+# and is taken before the work starts: restarts, rebalances and a message that kills its process all count.
+# Outages (database or broker unreachable) are not the message's fault: they are retried without limit.
 MAX_ATTEMPTS = 5
-_failed_attempts: dict[str, int] = {}
+
+
+def is_outage(exc: BaseException) -> bool:
+    """True when the failure is the infrastructure's (connection lost, timeout), not the message's."""
+    if isinstance(exc, OSError | TimeoutError | KafkaConnectionError | KafkaTimeoutError | NodeNotReadyError):
+        return True
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    )
 
 
 async def bounded(
-    name: str, key: str, fn: Callable[[], Awaitable[None]], on_exhausted: Callable[[str], Awaitable[None]]
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    key: str,
+    fn: Callable[[], Awaitable[None]],
+    on_exhausted: Callable[[str], Awaitable[None]],
 ) -> None:
+    try:
+        attempts, last_error = await count_attempt(sessions, name, key)
+    except Exception:  # the database is unreachable: nothing can be done or counted, redeliver later
+        log.exception("%s: cannot count an attempt on %s; redelivering after %.0fs", name, key, INFRA_BACKOFF_SECONDS)
+        await asyncio.sleep(INFRA_BACKOFF_SECONDS)
+        raise
+    if attempts > MAX_ATTEMPTS:  # earlier deliveries failed, or died without a word (crash, OOM kill)
+        why = last_error or "the handler never finished (its process died while handling the message)"
+        reason = f"gave up after {attempts - 1} attempts: {why}"
+        log.error("%s: message %s: %s", name, key, reason)
+        await on_exhausted(reason)  # if this fails too (database down), the message is simply redelivered
+        await _forget(sessions, name, key)
+        return
     try:
         await fn()
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception as exc:
-        attempts = _failed_attempts.get(key, 0) + 1
-        _failed_attempts[key] = attempts
-        if attempts < MAX_ATTEMPTS:
+        error = f"{type(exc).__name__}: {str(exc)[:300]}"
+        outage = is_outage(exc)
+        if outage or attempts < MAX_ATTEMPTS:
+            with contextlib.suppress(Exception):  # the reason is a courtesy; the count already stands
+                await note_attempt_failed(sessions, name, key, error, counts=not outage)
             log.exception(
-                "%s: message %s failed (attempt %d); redelivering after %.0fs",
+                "%s: message %s failed (%s); redelivering after %.0fs",
                 name,
                 key,
-                attempts,
+                "outage, not counted" if outage else f"attempt {attempts} of {MAX_ATTEMPTS}",
                 INFRA_BACKOFF_SECONDS,
             )
             await asyncio.sleep(INFRA_BACKOFF_SECONDS)
             raise
-        reason = f"failed {attempts} times: {type(exc).__name__}: {str(exc)[:300]}"
+        reason = f"failed {attempts} times: {error}"
         log.error("%s: message %s %s; giving up on it", name, key, reason)
-        await on_exhausted(reason)  # if this fails too (database down), the message is simply redelivered
-    _failed_attempts.pop(key, None)
+        await on_exhausted(reason)
+    await _forget(sessions, name, key)
+
+
+async def _forget(sessions: async_sessionmaker[AsyncSession], name: str, key: str) -> None:
+    try:
+        await forget_attempts(sessions, name, key)
+    except Exception:  # a leftover count is pruned with the inbox; the work itself is committed
+        log.warning("%s: could not clear the attempt count of %s", name, key, exc_info=True)
 
 
 def _fail_all(cmd: StageCommand, reason: str) -> Work:
@@ -111,4 +152,4 @@ async def handle_stage_command(rt: Runtime, msg: KafkaMessage, stages: Collectio
             work=_fail_all(cmd, f"worker error: {reason}"),
         )
 
-    await bounded(rt.name, cmd.message_id, run, report_failed)
+    await bounded(rt.sessions, rt.name, cmd.message_id, run, report_failed)

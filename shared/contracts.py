@@ -271,4 +271,3 @@ class ArticlePublished(Message):
     quality_score: int
     images: list[PublishedImage]
     published_at: datetime
-

@@ -8,12 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import Message
-from shared.db.models import InboxMessage, OutboxMessage
+from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
 
 
 async def already_processed(session: AsyncSession, consumer: str, message_id: str) -> bool:
@@ -90,3 +90,45 @@ async def unpark_outbox(session: AsyncSession, row_id: int) -> dict[str, Any] | 
         .returning(OutboxMessage)
     )
     return parked_view(row) if row is not None else None
+
+
+async def count_attempt(
+    sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str
+) -> tuple[int, str | None]:
+    """Count one more start on a message, committed before the work begins; returns (attempts, last error)."""
+    stmt = (
+        insert(DeliveryAttempt)
+        .values(consumer=consumer, message_id=message_id, attempts=1)
+        .on_conflict_do_update(
+            index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
+            set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
+        )
+        .returning(DeliveryAttempt.attempts, DeliveryAttempt.last_error)
+    )
+    async with sessions.begin() as session:
+        attempts, last_error = (await session.execute(stmt)).one()
+    return int(attempts), last_error
+
+
+async def note_attempt_failed(
+    sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str, error: str, counts: bool
+) -> None:
+    """Keep the reason; an attempt that failed on an outage (not the message's fault) is given back."""
+    values: dict[str, Any] = {"last_error": error[:2000], "updated_at": func.now()}
+    if not counts:
+        values["attempts"] = func.greatest(DeliveryAttempt.attempts - 1, 0)
+    async with sessions.begin() as session:
+        await session.execute(
+            update(DeliveryAttempt)
+            .where(DeliveryAttempt.consumer == consumer, DeliveryAttempt.message_id == message_id)
+            .values(**values)
+        )
+
+
+async def forget_attempts(sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str) -> None:
+    async with sessions.begin() as session:
+        await session.execute(
+            delete(DeliveryAttempt).where(
+                DeliveryAttempt.consumer == consumer, DeliveryAttempt.message_id == message_id
+            )
+        )

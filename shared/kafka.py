@@ -24,7 +24,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import utcnow
-from shared.db.models import InboxMessage, OutboxMessage
+from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
 from shared.topics import ALL_TOPICS, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ class OutboxRelay:
         return list(await asyncio.gather(*(settle(p) for p in pending)))
 
     async def prune(self) -> tuple[int, int]:
-        """Delete this producer's sent outbox rows and its inbox rows past their retention."""
+        """Delete this producer's sent outbox rows, its inbox rows and stale attempt counts past retention."""
         now = utcnow()
         async with self._sessions.begin() as session:
             sent = await session.execute(
@@ -223,6 +223,13 @@ class OutboxRelay:
                 delete(InboxMessage).where(
                     InboxMessage.consumer.startswith(self._producer),
                     InboxMessage.processed_at < now - timedelta(days=self._retention.inbox_days),
+                )
+            )
+            # Counts left by a consumer that lost its message for good (normally each row is cleared at once).
+            await session.execute(
+                delete(DeliveryAttempt).where(
+                    DeliveryAttempt.consumer.startswith(self._producer),
+                    DeliveryAttempt.updated_at < now - timedelta(days=self._retention.inbox_days),
                 )
             )
         return int(getattr(sent, "rowcount", 0) or 0), int(getattr(seen, "rowcount", 0) or 0)

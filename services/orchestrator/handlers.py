@@ -32,7 +32,7 @@ def make_result_handler(rt: Runtime, runs: RunService) -> Handler:
                 await park(exc.detail)
 
         # A result that can never be recorded is parked; its batch then meets its stage deadline, visibly.
-        await bounded("orchestrator.results", result.message_id, run, park)
+        await bounded(rt.sessions, "orchestrator.results", result.message_id, run, park)
 
     return on_stage_result
 
@@ -54,6 +54,6 @@ def make_ingest_handler(rt: Runtime, runs: RunService) -> Handler:
             except NotFoundError as exc:
                 await park(exc.detail)
 
-        await bounded("orchestrator.ingest", batch.message_id, run, park)
+        await bounded(rt.sessions, "orchestrator.ingest", batch.message_id, run, park)
 
     return on_keyword_batch

@@ -358,6 +358,18 @@ class InboxMessage(Base):
     processed_at: Mapped[datetime] = _now()
 
 
+class DeliveryAttempt(Base):
+    """How often a consumer has started on a message that has not finished yet: survives restarts and
+    rebalances, so a message that keeps failing (or keeps killing its process) is given up on for good."""
+
+    __tablename__ = "delivery_attempts"
+    consumer: Mapped[str] = mapped_column(String(100), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _now()
+
+
 class OutboxMessage(Base):
     """Transactional outbox: written with the result it announces, relayed to Kafka by its producer."""
 
