@@ -1,0 +1,24 @@
+"""delivery core: stored results for re-asked commands, worker concurrency (issues 12, 13)
+
+A slot reserved so that work on several issues can land in any order without re-chaining Alembic.
+Until its issue lands it changes nothing.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-12-01 15:00:00
+"""
+
+from collections.abc import Sequence
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
