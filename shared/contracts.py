@@ -77,8 +77,11 @@ class KeywordIn(BaseModel):
     @classmethod
     def _normalised_fits(cls, value: str) -> str:
         # The dedup key is the normalised form, which can be longer (NFKC, casefold: "ß" → "ss").
-        if len(normalise(value)) > 200:
+        norm = normalise(value)
+        if len(norm) > 200:
             raise ValueError("keyword is longer than 200 characters once normalised")
+        if not norm:  # only zero-width/format characters: nothing a reader would see
+            raise ValueError("keyword has no visible characters")
         return value
 
 

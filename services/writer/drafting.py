@@ -11,14 +11,14 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import markdown as md
 from pydantic import BaseModel, Field
 
 from services.writer import quality
 from shared import prompts
 from shared.ai import AiClient, Usage
 from shared.contracts import StageOptions
-from shared.text import slugify, word_count
+from shared.safe_html import inert_markdown, render_markdown
+from shared.text import one_line, slugify, word_count
 
 
 class FaqItem(BaseModel):
@@ -101,7 +101,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         "draft-frame",
         usage,
     )
-    faq_md = "\n\n".join(f"### {q.question.strip()}\n\n{q.answer.strip()}" for q in frame.faq)
+    faq_md = "\n\n".join(f"### {one_line(q.question)}\n\n{q.answer.strip()}" for q in frame.faq)
     used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)
     per_section = max(60, (target - used) // max(1, len(sections)))
 
@@ -122,7 +122,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             usage,
         )
         body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
-        return f"## {s.heading}\n\n{body}"
+        return f"## {one_line(s.heading)}\n\n{body}"
 
     bodies = await asyncio.gather(*(section(s) for s in sections))
     title = brief["title"]
@@ -145,13 +145,14 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         primary_keyword=brief["primary_keyword"],
         banned_words=options.banned_words,
     )
+    stored_markdown = inert_markdown(body_markdown)  # keyword and model text carry no live markup out of here
     row = {
         "title": title,
         "slug": slugify(title),
         "meta_title": meta_title,
         "meta_description": meta_description,
-        "body_markdown": body_markdown,
-        "body_html": md.markdown(body_markdown, extensions=["extra"]),
+        "body_markdown": stored_markdown,
+        "body_html": render_markdown(stored_markdown),
         "word_count": words,
         "target_words": target,
         "quality_score": q.score,
