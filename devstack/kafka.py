@@ -1,10 +1,12 @@
 """A real local Apache Kafka broker (KRaft, single combined broker+controller node), no Docker.
 
-The broker's runtime classpath is resolved once from Maven Central with ``mvn`` (see
-``assets/kafka-pom.xml``) into a per-user cache; each start gets a freshly formatted data dir
-and runs the JVM detached in its own session, so it outlives the process that started it (the
-CLI's ``up``/``down``) and a terminal Ctrl-C does not reach it. Stdlib only on purpose: this
-module has to work before the project's own dependencies are installed.
+The broker's runtime classpath (and that of Kafka's own command-line tools) is resolved once from
+Maven Central with ``mvn`` (see ``assets/kafka-pom.xml``) into a per-user cache; each start gets a
+freshly formatted data dir and runs the JVM detached in its own session, so it outlives the process
+that started it (the CLI's ``up``/``down``) and a terminal Ctrl-C does not reach it. Next to the
+broker's state, ``bin/`` holds wrappers for Kafka's tools (``kafka-topics``,
+``kafka-consumer-groups``, ...) preset to this broker (``devstack/kafka_tools.py``). Stdlib only on
+purpose: this module has to work before the project's own dependencies are installed.
 """
 
 from __future__ import annotations
@@ -42,14 +44,18 @@ _MAIN_CLASS = "kafka.Kafka"
 
 
 def jar_cache_dir() -> Path:
-    """Where the broker's jars live: $CONTENTLINE_CACHE_DIR or ~/.cache/contentline."""
+    """Where the broker's jars live: $CONTENTLINE_CACHE_DIR or ~/.cache/contentline.
+
+    One directory per pom content: checkouts with different poms (branches, older clones) share the
+    cache without re-resolving in turn, and a new pom never replaces the jars of a broker that runs.
+    """
     base = os.environ.get("CONTENTLINE_CACHE_DIR")
     root = Path(base).expanduser() if base else Path.home() / ".cache" / "contentline"
-    return root / f"kafka-{KAFKA_VERSION}" / "libs"
+    return root / f"kafka-{KAFKA_VERSION}" / f"libs-{_pom_digest()[:16]}"
 
 
 def _pom_digest() -> str:
-    # The marker records which pom produced the jars, so editing the pom invalidates the cache.
+    # The marker records which pom produced the jars: a directory is only used once it is complete.
     return hashlib.sha256(_POM.read_bytes()).hexdigest()
 
 
@@ -131,14 +137,14 @@ def ensure_kafka_jars(quiet: bool = True) -> Path:
                 f"-DoutputDirectory={out}",
             ]
             code, tail = _run_capturing_tail(cmd, quiet)
-            main_jar = out / f"kafka_2.13-{KAFKA_VERSION}.jar"
-            if code != 0 or not main_jar.is_file():
+            expected = [out / f"kafka_2.13-{KAFKA_VERSION}.jar", out / f"kafka-tools-{KAFKA_VERSION}.jar"]
+            if code != 0 or not all(jar.is_file() for jar in expected):
                 raise RuntimeError(
                     f"Resolving Kafka {KAFKA_VERSION} jars with Maven failed (exit code {code}).\n"
                     f"Command: {' '.join(cmd)}\n--- mvn output (tail) ---\n{tail}"
                 )
             (out / _MARKER).write_text(digest + "\n")
-            if libs.exists():  # stale: incomplete, or resolved from an older pom
+            if libs.exists():  # an interrupted earlier attempt (no marker)
                 shutil.rmtree(libs)
             out.rename(libs)
         finally:
@@ -237,6 +243,11 @@ class KafkaProcess:
     pid: int
     state_dir: Path
     _popen: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def bin_dir(self) -> Path:
+        """Kafka's CLI tools preset to this broker (see devstack.kafka_tools)."""
+        return self.state_dir / "bin"
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after `timeout` seconds. Safe to call twice."""
@@ -343,7 +354,7 @@ def _heap_mib(heap: str) -> float | None:
     return int(match.group(1)) * scale
 
 
-def _java() -> str:
+def java_executable() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
@@ -440,7 +451,7 @@ def start_kafka(
         raise RuntimeError(f"Cannot start Kafka: port(s) {busy} on 127.0.0.1 are in use.")
 
     libs = ensure_kafka_jars()
-    java = _java()
+    java = java_executable()
     data_dir = state_dir / "data"
     shutil.rmtree(data_dir, ignore_errors=True)
     # One run per log file, so the tail quoted in errors is about this run.
@@ -448,6 +459,10 @@ def start_kafka(
         (state_dir / name).unlink(missing_ok=True)
     props = state_dir / "server.properties"
     props.write_text(_server_properties(data_dir, port, controller_port))
+    # Kafka's own CLI tools, preset to this broker (a late import: kafka_tools builds on this module).
+    from devstack.kafka_tools import write_tool_wrappers
+
+    write_tool_wrappers(state_dir / "bin", f"127.0.0.1:{port}", libs)
 
     # KRaft refuses to start on an unformatted dir; static controller.quorum.voters means no
     # --standalone flag.
