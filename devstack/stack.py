@@ -199,6 +199,8 @@ class Stack:
         if self.wordpress is None:
             self.wordpress = local_wp.start_wordpress(self.state_dir / "wordpress", free_port(), free_port())
             self._stoppers.append(self.wordpress.stop)
+            log.info("WordPress %s at %s in %.1fs", self.wordpress.version, self.wordpress.url,
+                     self.wordpress.start_seconds)  # fmt: skip
         return self.wordpress
 
     def start_all(self) -> None:

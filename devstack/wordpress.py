@@ -209,6 +209,7 @@ class WordPressProcess:
     subscriber_app_password: str = field(default="", repr=False)  # a user who may not publish
     version: str = ""
     state_dir: Path = Path()
+    start_seconds: float = 0.0  # database, install and server, apt excluded
     _php: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
     _db: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
 
@@ -366,7 +367,8 @@ def start_wordpress(state_dir: Path, port: int, db_port: int, ready_timeout: flo
     Whatever an earlier session left under ``state_dir`` is stopped and wiped first.
     """
     ensure_wordpress_installed()  # apt may take minutes; not counted in ready_timeout
-    deadline = time.monotonic() + ready_timeout
+    started = time.monotonic()
+    deadline = started + ready_timeout
     paths = _Paths(state_dir.resolve())
     stop_wordpress_from_state_dir(paths.state)
     shutil.rmtree(paths.state, ignore_errors=True)
@@ -423,4 +425,5 @@ def start_wordpress(state_dir: Path, port: int, db_port: int, ready_timeout: flo
         with contextlib.suppress(Exception):
             wp.stop()  # don't leak a half-started server
         raise RuntimeError(f"local WordPress under {paths.state} failed to start: {exc}") from exc
+    wp.start_seconds = round(time.monotonic() - started, 1)
     return wp

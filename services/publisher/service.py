@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
 
@@ -114,8 +115,24 @@ class PublisherService:
 
     async def give_up(self, cmd: PublishCommand, reason: str) -> PublishResult | None:
         """The command failed too often (see shared.consume.bounded): the draft fails, the reason recorded."""
-        outcome = Outcome(PublicationState.FAILED, reason=f"publisher gave up: {reason}", permanent=False)
+        async with self._sessions() as session:
+            pub = await session.scalar(select(Publication).where(Publication.draft_id == cmd.draft_id))
+        if pub is not None and pub.state == PublicationState.PUBLISHED:  # another command got there: keep it
+            outcome = self._already(pub)
+        else:
+            outcome = Outcome(PublicationState.FAILED, reason=f"publisher gave up: {reason}", permanent=False)
         return await self._commit(cmd, outcome, time.perf_counter())
+
+    @staticmethod
+    def _already(pub: Publication) -> Outcome:
+        return Outcome(
+            PublicationState.PUBLISHED,
+            remote_post_id=pub.remote_post_id,
+            url=pub.url,
+            remote_status=remote_status(pub.remote_status),
+            already_published=True,
+            notes=list(pub.notes or []),
+        )
 
     async def _commit(self, cmd: PublishCommand, outcome: Outcome, started: float) -> PublishResult | None:
         async with self._sessions.begin() as session:
@@ -172,14 +189,7 @@ class PublisherService:
                     return Outcome(PublicationState.FAILED, reason=ctx)
                 pub = await repo.start(session, cmd)
             if pub.state == PublicationState.PUBLISHED:
-                return Outcome(
-                    PublicationState.PUBLISHED,
-                    remote_post_id=pub.remote_post_id,
-                    url=pub.url,
-                    remote_status=remote_status(pub.remote_status),
-                    already_published=True,
-                    notes=list(pub.notes or []),
-                )
+                return self._already(pub)
             try:
                 return await self._publish(ctx, pub, cmd)
             except WordPressError as exc:

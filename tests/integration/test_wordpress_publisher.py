@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
 from devstack.wordpress import WordPressProcess
-from services.publisher.connection import check_connection
+from services.publisher.connection import check_connection, check_site
 from shared import secrets
 from shared.contracts import PublicationStatusChanged, PublishCommand, PublishResult
 from shared.db.models import (
@@ -40,6 +40,7 @@ from shared.db.models import (
     WordPressConnection,
     WriterTask,
 )
+from shared.settings import Settings
 from shared.topics import PUBLICATION_STATUS, PUBLISH_COMMANDS, PUBLISH_RESULTS
 from tests.helpers import eventually, publish, read_topic
 
@@ -190,11 +191,26 @@ async def result_of(stack: Stack, command_id: str) -> PublishResult:
     return found[0]
 
 
-async def publication(db: async_sessionmaker[AsyncSession], draft_id: int) -> Publication:
+async def publication_or_none(db: async_sessionmaker[AsyncSession], draft_id: int) -> Publication | None:
     async with db() as s:
-        pub = await s.scalar(select(Publication).where(Publication.draft_id == draft_id))
+        return await s.scalar(select(Publication).where(Publication.draft_id == draft_id))
+
+
+async def publication(db: async_sessionmaker[AsyncSession], draft_id: int) -> Publication:
+    pub = await publication_or_none(db, draft_id)
     assert pub is not None
     return pub
+
+
+async def set_connection(db: async_sessionmaker[AsyncSession], site_id: str, **values: Any) -> None:
+    async with db.begin() as s:
+        await s.execute(update(WordPressConnection).where(WordPressConnection.site_id == site_id).values(**values))
+
+
+def closed_address() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
 
 
 async def marked_posts(rest: httpx.AsyncClient, seeded: Seeded) -> list[dict[str, Any]]:
@@ -355,31 +371,42 @@ async def test_wrong_credentials_fail_the_draft_with_wordpress_reason_and_the_ne
     assert await marked_posts(rest, bad) == []
 
     # The same site, fixed: the publisher kept consuming its partition and publishes the next draft.
-    async with db.begin() as s:
-        await s.execute(
-            update(WordPressConnection)
-            .where(WordPressConnection.site_id == site_id)
-            .values(app_password_encrypted=secrets.encrypt(wordpress.app_password, SecretStr(stack.secret_key)))
-        )
+    await set_connection(
+        db, site_id, app_password_encrypted=secrets.encrypt(wordpress.app_password, SecretStr(stack.secret_key))
+    )
     good = await seed_draft(db, stack, account_id, site_id)
     cmd = good.command()
     await send(stack, cmd)
     assert (await result_of(stack, cmd.message_id)).state == "published"
 
 
+async def test_an_unreachable_site_is_retried_and_publishes_once_it_answers(
+    stack: Stack, wordpress: WordPressProcess, rest: httpx.AsyncClient, db: async_sessionmaker[AsyncSession]
+) -> None:
+    account_id, site_id = await seed_site(db, stack, wordpress)
+    closed = closed_address()
+    await set_connection(db, site_id, base_url=closed)
+    seeded = await seed_draft(db, stack, account_id, site_id)
+    cmd = seeded.command()
+    await send(stack, cmd)
+
+    async def waiting() -> Publication | None:
+        pub = await publication_or_none(db, seeded.draft_id)
+        return pub if pub is not None and pub.state == "scheduled" else None
+
+    pub = await eventually(waiting, timeout=90)
+    assert pub.last_error.startswith("will retry: cannot connect to the site")
+    await set_connection(db, site_id, base_url=wordpress.url)  # the site is back
+    result = await result_of(stack, cmd.message_id)
+    assert result.state == "published" and len(await marked_posts(rest, seeded)) == 1
+
+
 async def test_a_user_who_may_not_publish_fails_with_wordpress_reason(
     stack: Stack, wordpress: WordPressProcess, db: async_sessionmaker[AsyncSession]
 ) -> None:
     account_id, site_id = await seed_site(db, stack, wordpress)
-    async with db.begin() as s:
-        await s.execute(
-            update(WordPressConnection)
-            .where(WordPressConnection.site_id == site_id)
-            .values(
-                username=wordpress.subscriber_user,
-                app_password_encrypted=secrets.encrypt(wordpress.subscriber_app_password, SecretStr(stack.secret_key)),
-            )
-        )
+    password = secrets.encrypt(wordpress.subscriber_app_password, SecretStr(stack.secret_key))
+    await set_connection(db, site_id, username=wordpress.subscriber_user, app_password_encrypted=password)
     seeded = await seed_draft(db, stack, account_id, site_id)
     cmd = seeded.command()
     await send(stack, cmd)
@@ -432,10 +459,20 @@ async def test_trash_then_delete_in_wordpress_show_on_the_publication_and_nothin
 
 
 # ---------------------------------------------------------------------- test connection
-async def test_connection_check_says_what_is_wrong_in_one_line(stack: Stack, wordpress: WordPressProcess) -> None:
+async def test_connection_check_says_what_is_wrong_in_one_line(
+    stack: Stack, wordpress: WordPressProcess, db: async_sessionmaker[AsyncSession]
+) -> None:
     ok = await check_connection(wordpress.url, wordpress.admin_user, wordpress.app_password)
     assert ok.ok and ok.problem == "" and ok.marker_plugin and not ok.seo_fields
     assert ok.roles == ["administrator"] and ok.site_name
+
+    _, site_id = await seed_site(db, stack, wordpress)  # the stored connection, its password decrypted
+    settings = Settings(database_url=stack.database_url, secret_key=SecretStr(stack.secret_key))
+    assert (await check_site(db, settings, site_id)).ok
+    assert (await check_site(db, Settings(secret_key=SecretStr(secrets.new_key())), site_id)).problem == (
+        "the stored password cannot be decrypted with CONTENTLINE_SECRET_KEY "
+        "(was it encrypted with a key that has since been dropped?)"
+    )
 
     wrong = await check_connection(wordpress.url, wordpress.admin_user, WRONG_PASSWORD)
     code, message = await wordpress_refusal(wordpress)
@@ -447,8 +484,6 @@ async def test_connection_check_says_what_is_wrong_in_one_line(stack: Stack, wor
     not_wordpress = await check_connection(stack.fake_url, "admin", "x")
     assert not not_wordpress.ok and "no WordPress REST API" in not_wordpress.problem
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    closed = closed_address()
     down = await check_connection(closed, "admin", "x", request_seconds=5)
     assert not down.ok and down.problem.startswith(f"{closed} is not reachable: cannot connect")
