@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, stop_after_delay
@@ -35,7 +36,7 @@ from services.publisher import repository as repo
 from services.publisher.connection import may_not_publish
 from services.publisher.wordpress import RetryPolicy, WordPressClient, WordPressError, backoff
 from shared.contracts import CategoryMapping, PublicationState, PublishCommand, PublishResult, RemoteStatus, TagMapping
-from shared.db.models import Publication
+from shared.db.models import Publication, WordPressConnection
 from shared.delivery import Outbox, already_processed, claim_inbox
 from shared.secrets import SecretError, reveal
 from shared.settings import Settings
@@ -225,11 +226,12 @@ class PublisherService:
                     "(restore it in WordPress, or delete it for good to publish anew)"
                 )
 
+            category_mapping, tag_mapping = self._mappings(conn)
             placed = await self._media(wp, ctx, pub, has_marker, outcome)
             categories = await self._term_ids(
-                wp, "categories", content.categories_for(CategoryMapping(**conn.category_mapping), ctx.cluster_name)
+                wp, "categories", content.categories_for(category_mapping, ctx.cluster_name)
             )
-            tags = await self._term_ids(wp, "tags", content.tags_for(TagMapping(**conn.tag_mapping), ctx.keywords))
+            tags = await self._term_ids(wp, "tags", content.tags_for(tag_mapping, ctx.keywords))
             seo, seo_note = content.seo_meta(meta_keys, draft.meta_title, draft.meta_description)
             if seo_note:
                 outcome.notes.append(seo_note)
@@ -264,6 +266,14 @@ class PublisherService:
         return outcome
 
     # ------------------------------------------------------------------ steps
+    @staticmethod
+    def _mappings(conn: WordPressConnection) -> tuple[CategoryMapping, TagMapping]:
+        try:
+            return CategoryMapping(**conn.category_mapping), TagMapping(**conn.tag_mapping)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            raise PermanentFailure(f"the site's category or tag mapping is invalid: {problems}") from exc
+
     def _post_finder(
         self, wp: WordPressClient, ctx: repo.PublishContext, pub: Publication, has_marker: bool, my_id: int
     ) -> Callable[[], Awaitable[dict[str, Any] | None]]:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.publisher import content
 from services.publisher.content import PlacedImage
+from services.publisher.service import PermanentFailure, PublisherService
 from shared.contracts import CategoryMapping, TagMapping
+from shared.db.models import WordPressConnection
 
 BODY = "<p>Intro.</p>\n<h2>One</h2>\n<p>a</p>\n<h2>Two</h2>\n<p>b</p>\n<h2>Conclusion</h2>\n<p>c</p>"
 
@@ -93,3 +97,11 @@ def test_seo_fields_of_yoast_or_rank_math_else_a_note() -> None:
 def test_markers_name_the_site_and_the_object() -> None:
     assert content.draft_marker("s1", 42) == "draft:s1:42"
     assert content.image_marker("s1", 7) == "image:s1:7"
+
+
+def test_an_invalid_stored_mapping_fails_the_draft_naming_the_field() -> None:
+    conn = WordPressConnection(category_mapping={"default": "Guides", "colour": 1}, tag_mapping={})
+    with pytest.raises(PermanentFailure) as caught:
+        PublisherService._mappings(conn)
+    assert str(caught.value).startswith("the site's category or tag mapping is invalid: default: Input should be")
+    assert "colour: Extra inputs are not permitted" in str(caught.value)
