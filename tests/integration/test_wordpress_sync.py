@@ -63,10 +63,14 @@ async def test_trash_then_delete_in_wordpress_show_on_the_publication_and_nothin
     pub = await publication(db, seeded.draft_id)
     assert pub.state == "published" and pub.url is not None  # the address it had stays on record
 
-    records = await read_topic(stack.kafka_bootstrap, PUBLICATION_STATUS, lambda r: r.key == site_id.encode())
-    events = [PublicationStatusChanged.model_validate_json(r.value) for r in records]
-    assert [(e.previous_status, e.remote_status) for e in events] == [("publish", "trash"), ("trash", "deleted")]
-    assert {(e.draft_id, e.remote_post_id, e.account_id) for e in events} == {(seeded.draft_id, post_id, account_id)}
+    async def events() -> list[PublicationStatusChanged]:
+        records = await read_topic(stack.kafka_bootstrap, PUBLICATION_STATUS, lambda r: r.key == site_id.encode())
+        found = [PublicationStatusChanged.model_validate_json(r.value) for r in records]
+        return found if len(found) >= 2 else []  # the outbox relay may still be on its way with the second
+
+    changes = await eventually(events, timeout=60, interval=1)
+    assert [(e.previous_status, e.remote_status) for e in changes] == [("publish", "trash"), ("trash", "deleted")]
+    assert {(e.draft_id, e.remote_post_id, e.account_id) for e in changes} == {(seeded.draft_id, post_id, account_id)}
 
     again = seeded.command()
     await send(stack, again)
