@@ -28,6 +28,7 @@ from rich.table import Table
 
 from devstack import kafka as local_kafka
 from devstack import postgres as local_pg
+from devstack import wordpress as local_wp
 from devstack.stack import ROOT, SERVICES, Stack, free_port
 
 DEMO_DIR = Path(".stack/demo")
@@ -92,6 +93,8 @@ def _stop_leftovers(state_dir: Path) -> None:
         local_kafka.stop_kafka_from_pidfile(state_dir / "kafka")
     with contextlib.suppress(Exception):
         local_pg.stop_postgres_from_state_dir(state_dir / "postgres")
+    with contextlib.suppress(Exception):
+        local_wp.stop_wordpress_from_state_dir(state_dir / "wordpress")
 
 
 def _raise_interrupt(signum: int, _frame: FrameType | None) -> None:

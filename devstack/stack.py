@@ -1,4 +1,5 @@
-"""The whole contentline stack on one machine: Kafka, PostgreSQL, the fake AI provider, five services.
+"""The whole contentline stack on one machine: Kafka, PostgreSQL, the fake AI provider, six services, and on
+request a real WordPress (Debian's package with a private MariaDB, see devstack.wordpress).
 
 Where Kafka and PostgreSQL come from (one decision, used by the demo and the test fixture):
 1. `CONTENTLINE_STACK_KAFKA` + `CONTENTLINE_STACK_DATABASE_URL` point at running servers → use them;
@@ -10,6 +11,7 @@ It never gives up quietly: a server that cannot be had raises with the reason.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -25,11 +27,13 @@ from typing import Any
 
 from devstack import kafka as local_kafka
 from devstack import postgres as local_pg
+from devstack import wordpress as local_wp
 from devstack.containers import docker_available, start_containers
 
 log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parents[1]
-WORKERS = ("clusterer", "ideator", "writer", "imager")
+# The publisher starts without any WordPress: it reads each site's connection when a publish command comes.
+WORKERS = ("clusterer", "ideator", "writer", "imager", "publisher")
 SERVICES = ("orchestrator", *WORKERS)
 
 
@@ -61,6 +65,9 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     fake_port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Start a local WordPress with the stack (start_all); tests start it on demand with start_wordpress().
+    with_wordpress: bool = False
+    wordpress: local_wp.WordPressProcess | None = None
     kafka_bootstrap: str = ""
     database_url: str = ""
     infra_source: str = ""
@@ -81,6 +88,17 @@ class Stack:
 
     def log_path(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
+
+    @property
+    def secret_key(self) -> str:
+        """CONTENTLINE_SECRET_KEY of this stack's services (encrypts stored WordPress passwords): a Fernet key
+        made once per state dir, so the rows encrypted with it stay readable across restarts."""
+        key_file = self.state_dir / "secret.key"
+        if not key_file.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            key_file.touch(mode=0o600)
+            key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
+        return key_file.read_text().strip()
 
     # ---------------------------------------------------------------- infrastructure
     def start_infra(self) -> None:
@@ -129,6 +147,7 @@ class Stack:
             "CONTENTLINE_DATABASE_URL": self.database_url,
             "CONTENTLINE_API_PORT": str(self.api_port),
             "CONTENTLINE_MEDIA_DIR": str(self.media_dir),
+            "CONTENTLINE_SECRET_KEY": self.secret_key,
             "CONTENTLINE_TICK_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
         }
@@ -175,8 +194,19 @@ class Stack:
             proc.kill()
             proc.wait(10)
 
+    def start_wordpress(self) -> local_wp.WordPressProcess:
+        """The local WordPress (started once, stopped with the stack): url, admin user, application password."""
+        if self.wordpress is None:
+            self.wordpress = local_wp.start_wordpress(self.state_dir / "wordpress", free_port(), free_port())
+            self._stoppers.append(self.wordpress.stop)
+            log.info("WordPress %s at %s in %.1fs", self.wordpress.version, self.wordpress.url,
+                     self.wordpress.start_seconds)  # fmt: skip
+        return self.wordpress
+
     def start_all(self) -> None:
         self.start_infra()
+        if self.with_wordpress:
+            self.start_wordpress()
         self.start_fake_ai()
         for name in SERVICES:
             self.start_service(name)
@@ -187,6 +217,7 @@ class Stack:
         while self._stoppers:
             with contextlib.suppress(Exception):
                 self._stoppers.pop()()
+        self.wordpress = None
 
     def __enter__(self) -> Stack:
         return self

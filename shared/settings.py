@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     # Outbox relay: a new row wakes the relay at once; the poll is the safety net after a crash.
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
 
+    # Encrypts stored credentials (WordPress application passwords): Fernet keys, comma-separated, newest first.
+    # The first encrypts, every one decrypts, so a key is rotated without downtime (README: Publishing).
+    secret_key: SecretStr = SecretStr("")
+
+    # Publisher: WordPress calls, and the status sync that re-reads every published post this often.
+    wordpress_timeout_seconds: float = Field(default=30.0, gt=0)
+    wordpress_max_attempts: int = Field(default=4, ge=1, le=10)  # transient errors (timeouts, 429, 5xx)
+    wordpress_retry_budget_seconds: float = Field(default=60.0, gt=0)
+    publisher_sync_seconds: float = Field(default=300.0, gt=0)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

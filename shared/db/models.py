@@ -396,3 +396,73 @@ class OutboxMessage(Base):
     send_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------- orchestrator: WordPress connections (issue 14)
+class WordPressConnection(Base):
+    """A site's WordPress: written by the orchestrator's API, read by the publisher.
+
+    The application password is stored Fernet-encrypted (shared.secrets, key CONTENTLINE_SECRET_KEY) or as a
+    reference to where it lives (`env:NAME`, `file:/path`); exactly one of the two. Never returned or logged.
+    """
+
+    __tablename__ = "wordpress_connections"
+    __table_args__ = (
+        CheckConstraint("(app_password_encrypted IS NULL) <> (app_password_ref IS NULL)", name="one_password_source"),
+        CheckConstraint("default_post_status IN ('publish', 'draft', 'pending', 'private')", name="post_status"),
+    )
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(500))
+    username: Mapped[str] = mapped_column(String(200))
+    app_password_encrypted: Mapped[str | None] = mapped_column(Text)
+    app_password_ref: Mapped[str | None] = mapped_column(String(500))
+    default_post_status: Mapped[str] = mapped_column(String(20), default="publish", server_default="publish")
+    category_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
+    tag_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- publisher
+class Publication(Base):
+    """One per draft sent to WordPress: the remote post and where publishing stands (PublicationState)."""
+
+    __tablename__ = "publications"
+    __table_args__ = (
+        CheckConstraint("state IN ('scheduled', 'publishing', 'published', 'failed')", name="state"),
+        Index("ix_publications_site_state", "site_id", "state"),
+        # The status sync's work list: published posts not known to be gone, by when they are due.
+        Index(
+            "ix_publications_sync_due",
+            "next_sync_at",
+            postgresql_where=text("state = 'published' AND remote_status IS DISTINCT FROM 'deleted'"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"), unique=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    command_id: Mapped[str | None] = mapped_column(String(64))  # the command that last worked on it
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    remote_post_id: Mapped[int | None] = mapped_column(BigInteger)
+    remote_status: Mapped[str | None] = mapped_column(String(20))  # RemoteStatus
+    url: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PublicationMedia(Base):
+    """An image of a publication uploaded to the site's media library; recorded right after each upload."""
+
+    __tablename__ = "publication_media"
+    publication_id: Mapped[int] = mapped_column(ForeignKey("publications.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    remote_media_id: Mapped[int] = mapped_column(BigInteger)
+    source_url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
