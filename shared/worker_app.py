@@ -28,6 +28,7 @@ def worker_app(rt: Runtime, topic: str, handler: Handler, *, key_ordered: bool =
         name=rt.name,
         max_in_flight=rt.settings.ai_max_concurrency,
         key_ordered=key_ordered,
+        retry_seconds=0.1,  # the handler has already backed off (shared.consume.bounded) before it raises
         revoke_seconds=REVOKE_WAIT_SECONDS,
     )
 
