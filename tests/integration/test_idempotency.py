@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -135,14 +136,16 @@ async def test_keyword_ingest_topic_imports_and_dead_letters_bad_batches(
             return list((await s.scalars(select(Keyword.keyword_norm).where(Keyword.site_id == site))).all())
 
     assert sorted(await eventually(imported, timeout=60)) == ["espresso machine", "milk frother"]
-    parked = await eventually(
-        lambda: read_topic(
+
+    async def both_parked() -> list[Any] | None:  # the two are handled one after the other: wait for both
+        got = await read_topic(
             stack.kafka_bootstrap,
             KEYWORDS_INGEST_DLQ,
             lambda r: r.value == bad_json or unknown_site.message_id.encode() in r.value,
-        ),
-        timeout=30,
-    )
+        )
+        return got if len(got) >= 2 else None
+
+    parked = await eventually(both_parked, timeout=30)
     reasons = sorted(dict(r.headers)[DLQ_REASON_HEADER].decode() for r in parked)
     assert len(reasons) == 2
     assert any("invalid message" in r for r in reasons) and any("no-such-site" in r for r in reasons)
