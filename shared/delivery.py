@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -29,11 +29,6 @@ def command_key(command: StageCommand) -> str:
     keeps its id, so it lands on the partition of its first delivery.
     """
     return command.site_id if command.stage is Stage.CLUSTER else command.message_id
-
-
-async def already_processed(session: AsyncSession, consumer: str, message_id: str) -> bool:
-    stmt = select(exists().where(InboxMessage.consumer == consumer, InboxMessage.message_id == message_id))
-    return bool(await session.scalar(stmt))
 
 
 @dataclass(frozen=True)
