@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.ai import AiClient
 from shared.db.session import make_engine, make_sessionmaker
-from shared.delivery import Outbox
+from shared.delivery import Exclusive, Outbox
 from shared.kafka import OutboxRelay, ensure_topics, make_broker
 from shared.logs import setup_logging
 from shared.settings import Settings, get_settings
@@ -26,12 +26,15 @@ class Runtime:
     relay: OutboxRelay
     outbox: Outbox
     ai: AiClient
+    exclusive: Exclusive = field(default_factory=Exclusive)
 
     @classmethod
-    def create(cls, name: str, settings: Settings | None = None) -> Runtime:
+    def create(cls, name: str, settings: Settings | None = None, *, pre_ping: bool = True) -> Runtime:
+        """`pre_ping=False` for a process whose database use is all on the consumers' hot path (workers):
+        a dropped connection then fails one attempt as an outage instead of costing a round trip each time."""
         settings = settings or get_settings()
         setup_logging(settings.log_level, name)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pre_ping=pre_ping)
         sessions = make_sessionmaker(engine)
         broker = make_broker(settings.kafka_bootstrap, client_id=f"contentline-{name}")
         relay = OutboxRelay(broker, sessions, producer=name, poll_seconds=settings.outbox_poll_seconds)

@@ -15,6 +15,7 @@ from services.orchestrator.operations import OutboxOperations
 from services.orchestrator.review import ReviewService
 from services.orchestrator.scheduler import Ticker
 from services.orchestrator.service import RunQueries, RunService
+from shared.kafka import CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST, STAGE_RESULTS
 
@@ -35,6 +36,7 @@ def wire(rt: Runtime) -> tuple[RunService, RunQueries]:
             auto_offset_reset="earliest",
             max_poll_interval_ms=10 * 60 * 1000,
             title=f"orchestrator:{topic}",
+            **CONSUMER_TUNING,  # fetch wait in tens of ms (shared.kafka)
         )(handler)
     return runs, RunQueries(rt.sessions)
 

@@ -356,6 +356,8 @@ class InboxMessage(Base):
     consumer: Mapped[str] = mapped_column(String(60), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = _now()
+    # What a worker answered (the StageResult payload): a command asked again gets the same message back.
+    result: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class DeliveryAttempt(Base):
