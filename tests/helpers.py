@@ -177,3 +177,16 @@ def slow_provider(fake: httpx.Client, latency_ms: int) -> None:
     """Every model call takes `latency_ms`: runs last long enough to pause or cancel mid-stage."""
     r = fake.post("/config", json={"latency_ms": latency_ms})
     assert r.status_code == 200, r.text
+
+
+def app_operations(prefix: str = "/api/v1") -> list[tuple[str, str, str]]:
+    """(method, path, route kind) of every operation the orchestrator serves under `prefix`, from its route
+    table (the app is built in-process; nothing is started)."""
+    from services.orchestrator.app import create_app
+    from services.orchestrator.web.routing import api_routes, route_kind
+
+    out = []
+    for route in api_routes(create_app().routes):
+        if route.path.startswith(prefix):
+            out.extend((method, route.path, route_kind(route) or "unclassified") for method in sorted(route.methods))
+    return out

@@ -10,11 +10,13 @@ checks each kind's promise (tests/integration/test_tenancy.py), so an unclassifi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from enum import StrEnum
 from typing import Any
 
 from fastapi import APIRouter, Security
+from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from services.orchestrator.web import problems
 from services.orchestrator.web.auth import account_caller, any_caller, operator_caller
@@ -71,3 +73,17 @@ class KindRouter(APIRouter):
         kwargs["responses"] = problems.responses(*sorted(statuses)) | (kwargs.get("responses") or {})
         kwargs["openapi_extra"] = {KIND_KEY: self.kind.value} | (kwargs.get("openapi_extra") or {})
         super().add_api_route(path, endpoint, **kwargs)
+
+
+def api_routes(routes: Iterable[BaseRoute]) -> Iterator[APIRoute]:
+    """Every APIRoute of a route table, also inside included routers (FastAPI keeps those as branches)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if isinstance(inner, APIRouter):
+            yield from api_routes(inner.routes)
+
+
+def route_kind(route: APIRoute) -> str | None:
+    return (route.openapi_extra or {}).get(KIND_KEY)
