@@ -32,7 +32,8 @@ from services.orchestrator.sites.router import KeywordsIn
 from services.orchestrator.sites.service import SiteService
 from services.orchestrator.web import openapi, problems
 from services.orchestrator.web.auth import Authenticator
-from services.orchestrator.web.routing import KIND_KEY, RouteKind
+from services.orchestrator.web.limits import BodyLimit
+from services.orchestrator.web.routing import KIND_KEY, RouteKind, api_routes
 from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST, STAGE_RESULTS
 
@@ -88,11 +89,12 @@ def create_app() -> FastAPI:
         title="contentline orchestrator",
         version="1",
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
         description="Every /api/v1 route needs `Authorization: Bearer <key>`: an account key, or the operator "
         "key for operator routes (see each operation's `x-route-kind`). Errors are RFC 9457 problem details.",
     )
     app.state.authenticator = Authenticator(operator_key, accounts.authenticate)
+    for docs_route in api_routes(app.routes):  # /docs, /redoc and the OAuth2 redirect page: public
+        docs_route.openapi_extra = {KIND_KEY: RouteKind.PUBLIC.value}
     for router in (
         *accounts_router.build(accounts),
         *sites_router.build(sites),
@@ -107,5 +109,6 @@ def create_app() -> FastAPI:
         return {"status": "ok"}
 
     problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     openapi.install(app, [problems.Problem, KeywordsIn])
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, HTTPException, Query, Request, UploadFile, status
@@ -188,10 +189,17 @@ def build(sites: SiteService) -> list[APIRouter]:
         name = _upload_name(file)
         try:
             parsed = await asyncio.to_thread(parse_csv, data)  # CPU work off the event loop
-        except ImportError_ as exc:
+        except (ImportError_, csv.Error, ValueError) as exc:  # the file as a whole: nothing is imported
             raise RequestValidationError(
-                [{"type": "csv", "loc": ("file",), "msg": f"cannot import {name}: {exc}"}]
+                [{"type": "csv", "loc": ("file",), "msg": f"cannot import {name}: {str(exc)[:300]}"}]
             ) from None
+        unstorable = [
+            {"type": "csv", "loc": ("file", f"keyword {n + 1}"), "msg": f"{k.keyword[:40]!r} {problem}"}
+            for n, k in enumerate(parsed.keywords)
+            if (problem := describe_bad_char(k.keyword))
+        ]
+        if unstorable:  # all or nothing: a file with text the database cannot hold imports no row
+            raise RequestValidationError(unstorable[:100])
         rejected = [RejectedRow(line=p.line, reason=p.reason) for p in parsed.problems]
         if not parsed.keywords:
             raise RequestValidationError(
