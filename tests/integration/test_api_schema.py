@@ -42,7 +42,7 @@ def live_schema(stack: Stack, operator: httpx.Client) -> Iterator[Any]:
     operator.put("/budget-shares", json={"shares": before})
 
 
-@pytest.mark.parametrize(("method", "path", "kind"), app_operations(), ids=lambda v: str(v))
+@pytest.mark.parametrize(("method", "path", "kind"), app_operations(), ids=str)
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=str)
 def test_operation_conforms_to_the_openapi(
     live_schema: Any, method: str, path: str, kind: str, mode: GenerationMode, tenant: Tenant, operator: httpx.Client

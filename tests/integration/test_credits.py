@@ -11,20 +11,20 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
-from services.orchestrator.accounts.service import AccountService
-from services.orchestrator.runs.service import held_by_active_runs
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from devstack.stack import Stack
+from services.orchestrator.accounts.service import AccountService
+from services.orchestrator.runs.service import held_by_active_runs
 from shared.contracts import StageResult
 from shared.db.models import Account, CreditLedger, Run
 from shared.topics import STAGE_RESULTS
 from tests.helpers import (
     CLUSTERING_ONLY,
     Tenant,
-    create_site,
     configure,
+    create_site,
     eventually,
     import_keywords,
     keyword_set,

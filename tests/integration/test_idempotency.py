@@ -169,7 +169,9 @@ async def test_ingest_event_can_start_a_run_and_a_refusal_is_logged(
 ) -> None:
     site = create_site(api)
     configure(api, site, stage_enabled={"2": False, "3": False, "4": False, "5": False, "6": False})
-    first = KeywordBatchIngested(account_id=tenant.account_id, site_id=site, start_run=True, keywords=[KeywordIn(keyword="tea kettle")])
+    first = KeywordBatchIngested(
+        account_id=tenant.account_id, site_id=site, start_run=True, keywords=[KeywordIn(keyword="tea kettle")]
+    )
     await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, first.model_dump_json().encode(), key=site.encode())
 
     async def event_run() -> Run | None:
@@ -187,7 +189,9 @@ async def test_ingest_event_can_start_a_run_and_a_refusal_is_logged(
     configure(api, site, batch_sizes={"1": 1})
     held = api.post(f"/sites/{site}/runs").json()["run_id"]
     assert api.post(f"/runs/{held}/pause").status_code == 200
-    second = KeywordBatchIngested(account_id=tenant.account_id, site_id=site, start_run=True, keywords=[KeywordIn(keyword="matcha")])
+    second = KeywordBatchIngested(
+        account_id=tenant.account_id, site_id=site, start_run=True, keywords=[KeywordIn(keyword="matcha")]
+    )
     await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, second.model_dump_json().encode(), key=site.encode())
 
     async def refusal() -> str | None:
