@@ -1,5 +1,6 @@
 """`contentline`: drive the orchestrator's REST API from a terminal.
 
+    export CONTENTLINE_API_KEY=cl_...           # or a config file, see contentline_cli/config.py
     contentline site create "My site" --domain example.com
     contentline keywords import SITE_ID keywords.csv
     contentline run start SITE_ID --follow
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -28,7 +30,8 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.table import Table
 from rich.text import Text
 
-from contentline_cli.client import DEFAULT_API_URL, ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
+from contentline_cli import config
+from contentline_cli.client import ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
 
 # Stage numbers and labels as the API reports them (shared.contracts.Stage); kept here so the CLI
 # needs nothing but the HTTP API.
@@ -387,34 +390,138 @@ app.add_typer(site_app, name="site")
 app.add_typer(keywords_app, name="keywords")
 app.add_typer(run_app, name="run")
 
-ApiOption = Annotated[str, typer.Option("--api", envvar="CONTENTLINE_API_URL", help="Orchestrator base URL.")]
+ApiOption = Annotated[str | None, typer.Option(
+    "--api", help="Orchestrator base URL (else CONTENTLINE_API_URL, the config file, a local stack, or "
+                  f"{config.DEFAULT_API_URL}).")]
 TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Stop following after this many seconds.")]
 IntervalOption = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")]
+account_app = typer.Typer(no_args_is_help=True, help="Accounts and credits (create and grant need the operator key).")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys of an account: list, create (shown once), revoke.")
+app.add_typer(account_app, name="account")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
-def _root(ctx: typer.Context, api: ApiOption = DEFAULT_API_URL) -> None:
+def _root(ctx: typer.Context, api: ApiOption = None) -> None:
     ctx.obj = api
 
 
 @contextlib.contextmanager
 def _client(ctx: typer.Context) -> Iterator[ContentlineClient]:
     """A client for the command; API and file errors become a readable message and exit code 1."""
-    api = ctx.find_root().obj or DEFAULT_API_URL
     try:
-        with ContentlineClient(api) as client:
+        conn = config.resolve(ctx.find_root().obj)
+        with ContentlineClient(conn.api_url, api_key=conn.api_key) as client:
             yield client
     except ApiError as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
+        for error in (exc.extra.get("errors") or [])[:MAX_REJECTED_SHOWN]:
+            if isinstance(error, dict):
+                err_console.print(f"  {error.get('field', '?')}: {error.get('reason', '')}")
         rejected = exc.extra.get("rejected")
         if isinstance(rejected, list):
             for row in rejected[:MAX_REJECTED_SHOWN]:
                 if isinstance(row, dict):
                     err_console.print(f"  line {row.get('line', '?')}: {row.get('reason', '')}")
+        if exc.status == 401:
+            err_console.print("  (set CONTENTLINE_API_KEY or CONTENTLINE_API_KEY_FILE, or api_key_file in "
+                              f"{config.CONFIG_PATH}; an operator creates accounts and their first key)")
         raise typer.Exit(EXIT_FAILED) from None
     except (OSError, ValueError) as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(EXIT_FAILED) from None
+
+
+def _account_id(client: ContentlineClient, account: str | None) -> str:
+    """The account a command is about: the given one (the operator may name any), else the key's own."""
+    if account:
+        return account
+    me = client.me()
+    if me.account_id is None:
+        raise ValueError("the operator key belongs to no account: name one with --account")
+    return me.account_id
+
+
+AccountOption = Annotated[str | None, typer.Option("--account", help="Account id (default: the key's own).")]
+
+
+@app.command("whoami")
+def whoami(ctx: typer.Context) -> None:
+    """Which account (or the operator) the configured key belongs to."""
+    with _client(ctx) as client:
+        me = client.me()
+    console.print("operator" if me.kind == "operator" else f"account [cyan]{me.account_id}[/] (key {me.key_id})")
+
+
+@account_app.command("show")
+def account_show(ctx: typer.Context, account: AccountOption = None) -> None:
+    """Balance, what active runs hold back, and what is available."""
+    with _client(ctx) as client:
+        info = client.account(_account_id(client, account))
+    console.print(f"[bold]{info.name}[/] ({info.account_id}, plan {info.plan}): balance {_credits(info.balance)}, "
+                  f"reserved {_credits(info.reserved)}, available {_credits(info.available)}")
+
+
+@account_app.command("create")
+def account_create(
+    ctx: typer.Context, name: str,
+    credits: Annotated[Decimal, typer.Option(help="Initial credits.")] = Decimal(0),
+    monthly: Annotated[Decimal, typer.Option(help="Credits granted every month.")] = Decimal(0),
+    account_id: Annotated[str | None, typer.Option("--id", help="Account id (default: generated).")] = None,
+) -> None:
+    """(operator) Create an account; its first API key is printed once on stdout — store it now."""
+    with _client(ctx) as client:
+        made = client.create_account(name, credits, monthly, account_id)
+    err_console.print(f"Created account [cyan]{made.account.account_id}[/] with key {made.api_key.prefix}…; "
+                      "the key below is shown this once:")
+    print(made.api_key.key)
+
+
+@account_app.command("grant")
+def account_grant(
+    ctx: typer.Context, account_id: str, amount: Decimal,
+    reason: Annotated[str, typer.Option(help="Why (stored in the ledger).")] = "operator grant",
+    idempotency_key: Annotated[str | None, typer.Option(help="Reuse to retry safely (default: new).")] = None,
+) -> None:
+    """(operator) Grant credits (a negative amount takes them back); once per idempotency key."""
+    key = idempotency_key or f"cli-{uuid.uuid4().hex}"
+    with _client(ctx) as client:
+        answer = client.adjust_credits(account_id, amount, reason, key)
+    entry = answer.get("entry", {})
+    console.print(f"{account_id}: {entry.get('amount')} credits, balance now {entry.get('balance_after')} "
+                  f"(idempotency key {key})")
+
+
+@keys_app.command("list")
+def keys_list(ctx: typer.Context, account: AccountOption = None) -> None:
+    """The account's keys (never their secrets)."""
+    with _client(ctx) as client:
+        keys = client.keys(_account_id(client, account))
+    table = Table(box=box.SIMPLE_HEAD)
+    for column in ("id", "name", "prefix", "created", "last used", "revoked"):
+        table.add_column(column)
+    for k in keys:
+        table.add_row(k.id, k.name, k.prefix, f"{k.created_at:%Y-%m-%d %H:%M}",
+                      f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
+                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(ctx: typer.Context, name: str, account: AccountOption = None) -> None:
+    """Create a key; the key is printed once on stdout — store it now."""
+    with _client(ctx) as client:
+        key = client.create_key(_account_id(client, account), name)
+    err_console.print(f"Created key {key.id} ({key.prefix}…); shown this once:")
+    print(key.key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(ctx: typer.Context, key_id: str, account: AccountOption = None) -> None:
+    """Revoke a key at once."""
+    with _client(ctx) as client:
+        key = client.revoke_key(_account_id(client, account), key_id)
+    console.print(f"key {key.id} ({key.name}) revoked at {key.revoked_at}")
 
 
 @site_app.command("create")
