@@ -43,7 +43,7 @@ async def queue_rows(session: AsyncSession, account_id: str, draft_ids: list[int
             await session.execute(
                 select(Image.draft_id, func.count()).where(Image.draft_id.in_(draft_ids)).group_by(Image.draft_id)
             )
-        ).tuples()
+        ).all()
     )
     prompts = dict(
         (
@@ -52,7 +52,7 @@ async def queue_rows(session: AsyncSession, account_id: str, draft_ids: list[int
                 .where(ImagePrompt.draft_id.in_(draft_ids))
                 .group_by(ImagePrompt.draft_id)
             )
-        ).tuples()
+        ).all()
     )
     drafts = (
         await session.scalars(
