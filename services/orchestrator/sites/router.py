@@ -12,7 +12,7 @@ from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from services.orchestrator.config import SiteConfig, SiteConfigPatch
-from services.orchestrator.importing import ImportError_, parse_csv
+from services.orchestrator.importing import ImportError_, ParsedImport, parse_csv
 from services.orchestrator.safetext import describe_bad_char
 from services.orchestrator.sites.service import SiteService
 from services.orchestrator.web.auth import TenantCaller
@@ -127,6 +127,17 @@ def _upload_name(file: UploadFile) -> str:
     return name[:80] or "upload"
 
 
+def _parse_upload(data: bytes) -> tuple[ParsedImport, list[dict[str, Any]]]:
+    """The parsed file and the keywords in it the database cannot store (run in a worker thread)."""
+    parsed = parse_csv(data)
+    unstorable = [
+        {"type": "csv", "loc": ("file", f"keyword {n + 1}"), "msg": f"{k.keyword[:40]!r} {problem}"}
+        for n, k in enumerate(parsed.keywords)
+        if (problem := describe_bad_char(k.keyword))
+    ]
+    return parsed, unstorable
+
+
 CSV_SCHEMA = {"type": "string"}
 KEYWORDS_BODY = {
     "requestBody": {
@@ -188,16 +199,11 @@ def build(sites: SiteService) -> list[APIRouter]:
             raise HTTPException(413, f"file larger than {MAX_UPLOAD_BYTES} bytes")
         name = _upload_name(file)
         try:
-            parsed = await asyncio.to_thread(parse_csv, data)  # CPU work off the event loop
+            parsed, unstorable = await asyncio.to_thread(_parse_upload, data)  # CPU work off the event loop
         except (ImportError_, csv.Error, ValueError) as exc:  # the file as a whole: nothing is imported
             raise RequestValidationError(
                 [{"type": "csv", "loc": ("file",), "msg": f"cannot import {name}: {str(exc)[:300]}"}]
             ) from None
-        unstorable = [
-            {"type": "csv", "loc": ("file", f"keyword {n + 1}"), "msg": f"{k.keyword[:40]!r} {problem}"}
-            for n, k in enumerate(parsed.keywords)
-            if (problem := describe_bad_char(k.keyword))
-        ]
         if unstorable:  # all or nothing: a file with text the database cannot hold imports no row
             raise RequestValidationError(unstorable[:100])
         rejected = [RejectedRow(line=p.line, reason=p.reason) for p in parsed.problems]
