@@ -13,10 +13,8 @@ Exit codes: 0 ok / run completed, 1 API error or run failed/cancelled, 2 follow 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -31,7 +29,18 @@ from rich.table import Table
 from rich.text import Text
 
 from contentline_cli import config
+from contentline_cli.accounts import account_app, keys_app, whoami
 from contentline_cli.client import ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
+from contentline_cli.session import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PAUSED,
+    EXIT_TIMEOUT,
+    MAX_REJECTED_SHOWN,
+    client_for,
+    console,
+    err_console,
+)
 
 # Stage numbers and labels as the API reports them (shared.contracts.Stage); kept here so the CLI
 # needs nothing but the HTTP API.
@@ -49,13 +58,6 @@ REVIEW_STAGE = 7
 # What each stage's `items_created` counts.
 CREATED_NOUNS: dict[int, str] = {1: "clusters", 2: "ideas", 3: "tasks", 4: "drafts", 5: "image prompts", 6: "images"}
 
-EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_PAUSED = 0, 1, 2, 3
-MAX_REJECTED_SHOWN = 10
-
-console = Console(highlight=False)
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = 120  # logs and pipes: room for the summary table instead of the 80-column default
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class FollowAbortedError(Exception):
@@ -395,133 +397,11 @@ ApiOption = Annotated[str | None, typer.Option(
                   f"{config.DEFAULT_API_URL}).")]
 TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Stop following after this many seconds.")]
 IntervalOption = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")]
-account_app = typer.Typer(no_args_is_help=True, help="Accounts and credits (create and grant need the operator key).")
-keys_app = typer.Typer(no_args_is_help=True, help="API keys of an account: list, create (shown once), revoke.")
-app.add_typer(account_app, name="account")
-app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
 def _root(ctx: typer.Context, api: ApiOption = None) -> None:
     ctx.obj = api
-
-
-@contextlib.contextmanager
-def _client(ctx: typer.Context) -> Iterator[ContentlineClient]:
-    """A client for the command; API and file errors become a readable message and exit code 1."""
-    try:
-        conn = config.resolve(ctx.find_root().obj)
-        with ContentlineClient(conn.api_url, api_key=conn.api_key) as client:
-            yield client
-    except ApiError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        for error in (exc.extra.get("errors") or [])[:MAX_REJECTED_SHOWN]:
-            if isinstance(error, dict):
-                err_console.print(f"  {error.get('field', '?')}: {error.get('reason', '')}")
-        rejected = exc.extra.get("rejected")
-        if isinstance(rejected, list):
-            for row in rejected[:MAX_REJECTED_SHOWN]:
-                if isinstance(row, dict):
-                    err_console.print(f"  line {row.get('line', '?')}: {row.get('reason', '')}")
-        if exc.status == 401:
-            err_console.print("  (set CONTENTLINE_API_KEY or CONTENTLINE_API_KEY_FILE, or api_key_file in "
-                              f"{config.CONFIG_PATH}; an operator creates accounts and their first key)")
-        raise typer.Exit(EXIT_FAILED) from None
-    except (OSError, ValueError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
-
-
-def _account_id(client: ContentlineClient, account: str | None) -> str:
-    """The account a command is about: the given one (the operator may name any), else the key's own."""
-    if account:
-        return account
-    me = client.me()
-    if me.account_id is None:
-        raise ValueError("the operator key belongs to no account: name one with --account")
-    return me.account_id
-
-
-AccountOption = Annotated[str | None, typer.Option("--account", help="Account id (default: the key's own).")]
-
-
-@app.command("whoami")
-def whoami(ctx: typer.Context) -> None:
-    """Which account (or the operator) the configured key belongs to."""
-    with _client(ctx) as client:
-        me = client.me()
-    console.print("operator" if me.kind == "operator" else f"account [cyan]{me.account_id}[/] (key {me.key_id})")
-
-
-@account_app.command("show")
-def account_show(ctx: typer.Context, account: AccountOption = None) -> None:
-    """Balance, what active runs hold back, and what is available."""
-    with _client(ctx) as client:
-        info = client.account(_account_id(client, account))
-    console.print(f"[bold]{info.name}[/] ({info.account_id}, plan {info.plan}): balance {_credits(info.balance)}, "
-                  f"reserved {_credits(info.reserved)}, available {_credits(info.available)}")
-
-
-@account_app.command("create")
-def account_create(
-    ctx: typer.Context, name: str,
-    credits: Annotated[Decimal, typer.Option(help="Initial credits.")] = Decimal(0),
-    monthly: Annotated[Decimal, typer.Option(help="Credits granted every month.")] = Decimal(0),
-    account_id: Annotated[str | None, typer.Option("--id", help="Account id (default: generated).")] = None,
-) -> None:
-    """(operator) Create an account; its first API key is printed once on stdout — store it now."""
-    with _client(ctx) as client:
-        made = client.create_account(name, credits, monthly, account_id)
-    err_console.print(f"Created account [cyan]{made.account.account_id}[/] with key {made.api_key.prefix}…; "
-                      "the key below is shown this once:")
-    print(made.api_key.key)
-
-
-@account_app.command("grant")
-def account_grant(
-    ctx: typer.Context, account_id: str, amount: Decimal,
-    reason: Annotated[str, typer.Option(help="Why (stored in the ledger).")] = "operator grant",
-    idempotency_key: Annotated[str | None, typer.Option(help="Reuse to retry safely (default: new).")] = None,
-) -> None:
-    """(operator) Grant credits (a negative amount takes them back); once per idempotency key."""
-    key = idempotency_key or f"cli-{uuid.uuid4().hex}"
-    with _client(ctx) as client:
-        answer = client.adjust_credits(account_id, amount, reason, key)
-    entry = answer.get("entry", {})
-    console.print(f"{account_id}: {entry.get('amount')} credits, balance now {entry.get('balance_after')} "
-                  f"(idempotency key {key})")
-
-
-@keys_app.command("list")
-def keys_list(ctx: typer.Context, account: AccountOption = None) -> None:
-    """The account's keys (never their secrets)."""
-    with _client(ctx) as client:
-        keys = client.keys(_account_id(client, account))
-    table = Table(box=box.SIMPLE_HEAD)
-    for column in ("id", "name", "prefix", "created", "last used", "revoked"):
-        table.add_column(column)
-    for k in keys:
-        table.add_row(k.id, k.name, k.prefix, f"{k.created_at:%Y-%m-%d %H:%M}",
-                      f"{k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "-",
-                      f"{k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "")
-    console.print(table)
-
-
-@keys_app.command("create")
-def keys_create(ctx: typer.Context, name: str, account: AccountOption = None) -> None:
-    """Create a key; the key is printed once on stdout — store it now."""
-    with _client(ctx) as client:
-        key = client.create_key(_account_id(client, account), name)
-    err_console.print(f"Created key {key.id} ({key.prefix}…); shown this once:")
-    print(key.key)
-
-
-@keys_app.command("revoke")
-def keys_revoke(ctx: typer.Context, key_id: str, account: AccountOption = None) -> None:
-    """Revoke a key at once."""
-    with _client(ctx) as client:
-        key = client.revoke_key(_account_id(client, account), key_id)
-    console.print(f"key {key.id} ({key.name}) revoked at {key.revoked_at}")
 
 
 @site_app.command("create")
@@ -530,7 +410,7 @@ def site_create(
     domain: Annotated[str | None, typer.Option(help="The site's domain, e.g. example.com.")] = None,
 ) -> None:
     """Create a site; prints its id on stdout."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         site = create_site(client, name, domain, out=err_console)
     print(site.id)
 
@@ -538,7 +418,7 @@ def site_create(
 @site_app.command("show")
 def site_show(ctx: typer.Context, site_id: str) -> None:
     """Show a site and its current run, if any."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         site = client.get_site(site_id)
         current = client.current_run(site_id)
     console.print(f"[bold]{site.name}[/] {site.domain or ''}  id [cyan]{site.id}[/]  account {site.account_id}")
@@ -552,7 +432,7 @@ def keywords_import(
                                          help="CSV/TSV planner export, or .json")],
 ) -> None:
     """Import keywords from a CSV export (Keyword,Volume,…) or a JSON file ({"keywords": [...]} or a list)."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         import_keywords(client, site_id, file)
 
 
@@ -563,7 +443,7 @@ def run_start(
     timeout: TimeoutOption = 600.0, interval: IntervalOption = 0.5,
 ) -> None:
     """Start a run over everything pending for the site; prints the run id."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         run = start_run(client, site_id, out=err_console)
         if not follow:
             print(run.run_id)
@@ -576,7 +456,7 @@ def run_start(
 def run_follow(ctx: typer.Context, run_id: str, timeout: TimeoutOption = 600.0,
                interval: IntervalOption = 0.5) -> None:
     """Show live per-stage progress until the run stops running, then the summary."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         code = follow_and_summarise(client, run_id, timeout=timeout, interval=interval)
     raise typer.Exit(code)
 
@@ -584,13 +464,13 @@ def run_follow(ctx: typer.Context, run_id: str, timeout: TimeoutOption = 600.0,
 @run_app.command("show")
 def run_show(ctx: typer.Context, run_id: str) -> None:
     """Print the run's per-stage results and headline counts."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         run = client.get_run(run_id)
     print_summary(run)
 
 
 def _transition(ctx: typer.Context, run_id: str, verb: str) -> None:
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         action = {"pause": client.pause_run, "resume": client.resume_run, "cancel": client.cancel_run}[verb]
         run = action(run_id)
     console.print(f"run [cyan]{run.run_id}[/] is now [{_status_style(run.status)}]{run.status}[/]")
@@ -618,7 +498,7 @@ def run_cancel(ctx: typer.Context, run_id: str) -> None:
 def run_activity(ctx: typer.Context, run_id: str,
                  limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest entries to show.")] = 30) -> None:
     """The run's activity log (stage transitions, failures, warnings)."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         entries = client.activity(run_id, limit)
     for entry in entries:
         style = {"warning": "yellow", "error": "red"}.get(entry.level, "")
@@ -628,3 +508,8 @@ def run_activity(ctx: typer.Context, run_id: str,
 
 def main() -> None:
     app(prog_name="contentline")
+
+
+app.add_typer(account_app, name="account")
+app.add_typer(keys_app, name="keys")
+app.command("whoami")(whoami)
