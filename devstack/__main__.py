@@ -155,6 +155,12 @@ def _count_files(directory: Path) -> int:
     return sum(1 for p in directory.rglob("*") if p.is_file()) if directory.is_dir() else 0
 
 
+def _print_keys(operator_file: Path, account_id: str | None, key_file: Path) -> None:
+    """Where the keys are (files readable by this user only); never the keys themselves."""
+    console.print(f"[bold]Keys:[/] operator key in {operator_file}; account {account_id or 'demo'}'s API key in "
+                  f"{key_file.resolve()} (for the CLI: export CONTENTLINE_API_KEY_FILE={key_file.resolve()})")
+
+
 # ---------------------------------------------------------------------- demo
 @app.command()
 def demo(
@@ -165,6 +171,7 @@ def demo(
 ) -> None:
     """Start everything, run the example keywords through all 7 stages, print the summary, stop everything."""
     from contentline_cli.app import create_site, follow_and_summarise, import_keywords, start_run
+    from contentline_cli.bootstrap import create_first_account, ensure_operator_key
     from contentline_cli.client import ApiError, ContentlineClient
 
     _check_real_ai(real_ai)
@@ -174,7 +181,10 @@ def demo(
     shutil.rmtree(state_dir, ignore_errors=True)
 
     t0 = time.monotonic()
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai)
+    secrets_dir = state_dir / "secrets"
+    operator_file = ensure_operator_key(secrets_dir).resolve()
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai,
+                  extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
     code = 1
     try:
         with _interrupts_as_keyboardinterrupt():
@@ -187,7 +197,9 @@ def demo(
             console.print(f"[bold]Infrastructure:[/] {stack.infra_source} (Kafka {stack.kafka_bootstrap}); {ai}")
             console.print(f"[bold]Stack up in {startup:.1f}s[/]; API at {stack.api_url}")
 
-            with ContentlineClient(stack.api_url) as client:
+            account_id, key_file = create_first_account(stack.api_url, secrets_dir)
+            _print_keys(operator_file, account_id, key_file)
+            with ContentlineClient(stack.api_url, api_key=key_file.read_text().strip()) as client:
                 try:
                     site = create_site(client, "Demo site", "demo.example.com")
                     import_keywords(client, site.id, keywords)
@@ -284,7 +296,12 @@ def up(
     port = api_port if _port_free(api_port) else free_port()
     if port != api_port:
         err.print(f"[yellow]Port {api_port} is taken; the API gets port {port}.[/]")
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port)
+    from contentline_cli.bootstrap import create_first_account, ensure_operator_key
+
+    secrets_dir = state_dir / "secrets"
+    operator_file = ensure_operator_key(secrets_dir).resolve()
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port,
+                  extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
     t0 = time.monotonic()
     try:
         with _interrupts_as_keyboardinterrupt(), console.status("Starting Kafka, PostgreSQL, fake AI and services…"):
@@ -295,6 +312,8 @@ def up(
         _stop_stack(stack)
         raise typer.Exit(1) from None
 
+    account_id, key_file = create_first_account(stack.api_url, secrets_dir)
+    key_file = key_file.resolve()
     pids = {name: proc.pid for name, proc in stack.procs.items()}
     env = {
         "CONTENTLINE_API_URL": stack.api_url,
@@ -304,6 +323,7 @@ def up(
         # Make the test fixture / another Stack reuse these servers instead of starting its own.
         "CONTENTLINE_STACK_KAFKA": stack.kafka_bootstrap,
         "CONTENTLINE_STACK_DATABASE_URL": stack.database_url,
+        "CONTENTLINE_API_KEY_FILE": str(key_file),  # the CLI's key (a path: no secret in this output)
     }
     if not real_ai:
         env |= {"OPENAI_BASE_URL": f"{stack.fake_url}/v1", "OPENAI_API_KEY": "fake-key"}
@@ -313,10 +333,13 @@ def up(
         "kafka_bootstrap": stack.kafka_bootstrap, "database_url": stack.database_url,
         "state_dir": str(state_dir.resolve()), "media_dir": str(stack.media_dir.resolve()),
         "logs_dir": str((state_dir / "logs").resolve()), "pids": pids, "env": env,
+        "keys": {"operator_key_file": str(operator_file), "account_key_file": str(key_file),
+                 "account_id": account_id},
     }
     (state_dir / STATE_FILE).write_text(json.dumps(record, indent=2) + "\n")
     console.print(f"[bold green]Stack up[/] in {time.monotonic() - t0:.1f}s "
                   f"(infrastructure: {stack.infra_source}); state in {state_dir / STATE_FILE}")
+    _print_keys(operator_file, account_id, key_file)
     console.print(f"Logs in {state_dir / 'logs'}. Use it with:\n")
     for key, value in env.items():
         print(f"export {key}='{value}'")

@@ -89,6 +89,8 @@ class KeywordBatchIngested(Message):
     """Upstream systems publish keyword batches for a site onto `contentline.keywords.ingest`."""
 
     schema_version: Literal[1] = 1
+    # The account the producer acts for: a batch for a site of another account is dead-lettered (issue 9).
+    account_id: str = Field(min_length=1, max_length=64)
     site_id: str = Field(min_length=1, max_length=64)
     source: str = Field(default="upstream", max_length=100)
     keywords: list[KeywordIn] = Field(min_length=1, max_length=10_000)

@@ -49,7 +49,11 @@ class Settings(BaseSettings):
     # From release to result, queueing behind other batches on the site's partition included.
     stage_deadline_seconds: float = Field(default=3600.0, gt=0)
     tick_seconds: float = Field(default=2.0, gt=0)
-    default_account_credits: str = "100000"
+    # The operator key (create accounts, move credits, global budget shares, /ops): the key itself, or a
+    # file that holds it (a Docker or Kubernetes secret). Never logged. Without one, operator routes
+    # answer 401 to everyone. Account keys live in the database (only their hashes).
+    operator_key: SecretStr | None = None
+    operator_key_file: Path | None = None
     # JSON of services.orchestrator.costs.CostTable fields, e.g. {"words_per_credit": 400}; unset = defaults.
     cost_table_json: str | None = None
     run_log_dir: Path | None = None  # also write each run's activity log to <dir>/<run_id>.log

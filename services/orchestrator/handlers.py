@@ -6,7 +6,8 @@ from collections.abc import Awaitable, Callable
 
 from faststream.kafka.annotations import KafkaMessage
 
-from services.orchestrator.service import NotFoundError, RunService
+from services.orchestrator.errors import NotFoundError, ProblemError
+from services.orchestrator.runs.service import RunService
 from shared.consume import Record, bounded, dead_letter_record, parse_record
 from shared.contracts import KeywordBatchIngested, StageResult
 from shared.runtime import Runtime
@@ -51,10 +52,8 @@ def make_ingest_handler(rt: Runtime, runs: RunService) -> Handler:
 
         async def run() -> None:
             try:
-                await runs.import_keywords(
-                    batch.site_id, batch.keywords, f"kafka:{batch.source}", batch.message_id, batch.start_run
-                )
-            except NotFoundError as exc:
+                await runs.ingest(batch)
+            except ProblemError as exc:  # unknown site, another account's site, unstorable text
                 await park(exc.detail)
 
         await bounded(rt.sessions, INGEST, batch.message_id, run, park)

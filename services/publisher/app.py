@@ -8,9 +8,12 @@ from faststream import AckPolicy, FastStream
 from services.publisher.handlers import make_handler
 from services.publisher.service import PublisherService
 from services.publisher.sync import StatusSync
+from shared.kafka import CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import PUBLISH_COMMANDS
-from shared.worker_app import MAX_POLL_INTERVAL_MS
+
+# A command is minutes of remote calls at worst (uploads, retries with back-off): well inside this.
+MAX_POLL_INTERVAL_MS = 30 * 60 * 1000
 
 
 def create_app() -> FastStream:
@@ -26,6 +29,7 @@ def create_app() -> FastStream:
         max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         max_poll_records=1,  # each record is minutes of remote calls at worst
         title=f"{rt.name}:{PUBLISH_COMMANDS}",
+        **CONSUMER_TUNING,
     )(make_handler(rt, service))
     return FastStream(
         rt.broker,

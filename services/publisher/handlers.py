@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from faststream.kafka.annotations import KafkaMessage
 
 from services.publisher.service import PublisherService
-from shared.consume import bounded, parse_or_dead_letter
+from shared.consume import Record, bounded, parse_record
 from shared.contracts import PublishCommand
 from shared.runtime import Runtime
 from shared.topics import PUBLISH_DLQ
@@ -15,7 +15,7 @@ from shared.topics import PUBLISH_DLQ
 
 def make_handler(rt: Runtime, service: PublisherService) -> Callable[[KafkaMessage], Awaitable[None]]:
     async def on_publish_command(msg: KafkaMessage) -> None:
-        cmd = await parse_or_dead_letter(rt.broker, msg, PublishCommand, PUBLISH_DLQ)
+        cmd = await parse_record(rt.broker, rt.sessions, rt.name, Record.of(msg), PublishCommand, PUBLISH_DLQ)
         if cmd is None:
             return
 

@@ -37,7 +37,7 @@ from services.publisher.connection import may_not_publish
 from services.publisher.wordpress import RetryPolicy, WordPressClient, WordPressError, backoff
 from shared.contracts import CategoryMapping, PublicationState, PublishCommand, PublishResult, RemoteStatus, TagMapping
 from shared.db.models import Publication, WordPressConnection
-from shared.delivery import Outbox, already_processed, claim_inbox
+from shared.delivery import Outbox, claim_inbox, processed
 from shared.secrets import SecretError, reveal
 from shared.settings import Settings
 from shared.topics import PUBLISH_RESULTS
@@ -107,7 +107,7 @@ class PublisherService:
     async def handle(self, cmd: PublishCommand) -> PublishResult | None:
         """Publish the command's draft exactly once in effect; None for a duplicate delivery."""
         async with self._sessions() as session:
-            if await already_processed(session, self._worker, cmd.message_id):
+            if await processed(session, self._worker, cmd.message_id) is not None:
                 log.info("duplicate publish command %s (draft %s) skipped", cmd.message_id, cmd.draft_id)
                 return None
         started = time.perf_counter()

@@ -73,6 +73,29 @@ class Site(Base):
     created_at: Mapped[datetime] = _now()
 
 
+class ApiKey(Base):
+    """An account's API key. Only the SHA-256 of the whole key is stored; `id` is its public prefix."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GlobalBudgetShare(Base):
+    """The operator's default budget share per AI function (percent of a run's credit cap); sites may override."""
+
+    __tablename__ = "budget_shares"
+    __table_args__ = (CheckConstraint("percent BETWEEN 0 AND 100", name="percent_range"),)
+    function: Mapped[str] = mapped_column(String(40), primary_key=True)
+    percent: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _now()
+
+
 class SiteConfigRow(Base):
     """The site's automation config (validated JSON, see services.orchestrator.config) + schedule state."""
 

@@ -34,17 +34,19 @@ from shared.kafka import (
     SOURCE_PARTITION_HEADER,
 )
 from shared.topics import DLQ_REASON_HEADER, KEYWORDS_INGEST, KEYWORDS_INGEST_DLQ
-from tests.helpers import create_site, eventually, read_topic
+from tests.helpers import Tenant, create_site, eventually, read_topic
 
 INGEST_CONSUMER = "orchestrator.ingest"
 
 
-def keyword_batch(site_id: str, keywords: list[str]) -> KeywordBatchIngested:
-    """Every valid ingest batch of these tests is built here (one place to add fields such as account_id)."""
-    return KeywordBatchIngested(site_id=site_id, source="dlq-test", keywords=[KeywordIn(keyword=k) for k in keywords])
+def keyword_batch(account_id: str, site_id: str, keywords: list[str]) -> KeywordBatchIngested:
+    """Every valid ingest batch of these tests is built here."""
+    return KeywordBatchIngested(
+        account_id=account_id, site_id=site_id, source="dlq-test", keywords=[KeywordIn(keyword=k) for k in keywords]
+    )
 
 
-def huge_batch(site_id: str, n: int = 100_000) -> bytes:
+def huge_batch(account_id: str, site_id: str, n: int = 100_000) -> bytes:
     """A batch far over the 10,000-keyword limit, the size upstream systems have sent (4+ MiB raw)."""
     rng = random.Random(13)
     heads = ["running shoes", "coffee grinder", "dog training", "mortgage rates", "indoor plants", "japan travel"]
@@ -53,18 +55,20 @@ def huge_batch(site_id: str, n: int = 100_000) -> bytes:
         {"keyword": f"{rng.choice(heads)} {rng.choice(mods)} {rng.choice(mods)} {i}", "volume": rng.randint(0, 9999)}
         for i in range(n)
     ]
-    return json.dumps({"message_id": uuid.uuid4().hex, "site_id": site_id, "keywords": keywords}).encode()
+    return json.dumps(
+        {"message_id": uuid.uuid4().hex, "account_id": account_id, "site_id": site_id, "keywords": keywords}
+    ).encode()
 
 
 async def test_unusable_ingest_records_are_dead_lettered_and_the_partition_moves_on(
-    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    stack: Stack, api: httpx.Client, tenant: Tenant, db: async_sessionmaker[AsyncSession]
 ) -> None:
     site = create_site(api)
-    huge = huge_batch(site)
+    huge = huge_batch(tenant.account_id, site)
     assert len(huge) > 4 * 1024 * 1024
     garbage = random.Random(5).randbytes(3000)
     wrong_schema = json.dumps({"message_id": uuid.uuid4().hex, "site": site, "keywords": "espresso"}).encode()
-    good_bytes = keyword_batch(site, ["espresso grinder", "milk frother"]).model_dump_json().encode()
+    good_bytes = keyword_batch(tenant.account_id, site, ["espresso grinder", "milk frother"]).model_dump_json().encode()
 
     # gzip on the wire keeps the huge record under the broker's 1 MiB; the client limit is on the raw size.
     producer = AIOKafkaProducer(

@@ -89,7 +89,10 @@ async def test_replay_after_the_cause_is_fixed_takes_effect_once_even_when_repla
 ) -> None:
     account, site = f"inspect-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:16]
     batch = KeywordBatchIngested(
-        site_id=site, source="inspect-test", keywords=[KeywordIn(keyword=f"replayed keyword {i}") for i in range(3)]
+        account_id=account,
+        site_id=site,
+        source="inspect-test",
+        keywords=[KeywordIn(keyword=f"replayed keyword {i}") for i in range(3)],
     )
     await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, batch.model_dump_json().encode(), key=site.encode())
 
@@ -171,7 +174,8 @@ async def test_replay_after_the_cause_is_fixed_takes_effect_once_even_when_repla
 async def test_compressed_and_truncated_bodies_read_and_replay_correctly(stack: Stack) -> None:
     dlq = await new_topic(stack.kafka_bootstrap, partitions=1, suffix=".dlq")
     target = await new_topic(stack.kafka_bootstrap, partitions=1)
-    batch = KeywordBatchIngested(site_id="s", keywords=[KeywordIn(keyword=f"keyword number {i}") for i in range(200)])
+    keywords = [KeywordIn(keyword=f"keyword number {i}") for i in range(200)]
+    batch = KeywordBatchIngested(account_id="a", site_id="s", keywords=keywords)
     original = batch.model_dump_json().encode()
     packed = gzip.compress(original)
     digest = hashlib.sha256(original).hexdigest().encode()

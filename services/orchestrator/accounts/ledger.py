@@ -1,11 +1,9 @@
-"""Credits: accounts, reservations, the ledger, monthly replenishment.
+"""The credit ledger: every balance change is an append-only row with a unique idempotency key.
 
-The ledger is append-only and holds every balance change (grants and debits), each with a unique
-idempotency key: a debit is keyed by the command id, a monthly grant by account + period. So replays
-and racing replicas never charge or credit twice, and the ledger's sum always equals the balance.
-Reservations do not move money: an active run holds `reserved_credits - total_credits_used` of the
-account's balance, and available = balance - everything active runs hold. All of this runs with the
-account row locked, so concurrent starts of several sites of one account cannot over-commit it.
+A debit is keyed by the command id, a monthly grant by account + period, an operator adjustment by the
+caller's Idempotency-Key: replays and racing replicas never charge or credit twice, and the ledger's sum
+always equals the balance. Everything here runs with the account row locked (`lock_account`), so
+concurrent starts of several sites of one account cannot over-commit it.
 """
 
 from __future__ import annotations
@@ -14,14 +12,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.contracts import RunStatus
-from shared.db.models import Account, CreditLedger, Run
+from shared.db.models import Account, CreditLedger
 
-ACTIVE = [RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+GRANT, DEBIT, ADJUSTMENT = "grant", "debit", "adjustment"
 
 
 async def lock_account(session: AsyncSession, account_id: str) -> Account | None:
@@ -38,20 +35,7 @@ async def lock_account(session: AsyncSession, account_id: str) -> Account | None
     )
 
 
-async def held_by_active_runs(session: AsyncSession, account_id: str) -> Decimal:
-    held = await session.scalar(
-        select(func.coalesce(func.sum(func.greatest(Run.reserved_credits - Run.total_credits_used, 0)), 0)).where(
-            Run.account_id == account_id, Run.status.in_(ACTIVE)
-        )
-    )
-    return Decimal(held or 0)
-
-
-async def available(session: AsyncSession, account: Account) -> Decimal:
-    return account.credit_balance - await held_by_active_runs(session, account.id)
-
-
-async def _append(
+async def append(
     session: AsyncSession,
     account: Account,
     key: str,
@@ -59,10 +43,11 @@ async def _append(
     amount: Decimal,
     run_id: str | None,
     detail: dict[str, Any],
-) -> bool:
-    """Add a ledger row and move the balance, once per key. The account row must be locked."""
+) -> CreditLedger | None:
+    """Add a ledger row and move the balance, once per key (None: the key was used before).
+    The account row must be locked."""
     after = account.credit_balance + amount
-    row_id = await session.scalar(
+    row = await session.scalar(
         insert(CreditLedger)
         .values(
             account_id=account.id,
@@ -74,16 +59,16 @@ async def _append(
             detail=detail,
         )
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(CreditLedger.id)
+        .returning(CreditLedger)
     )
-    if row_id is None:
-        return False
+    if not isinstance(row, CreditLedger):
+        return None
     account.credit_balance = after
-    return True
+    return row
 
 
 async def grant(session: AsyncSession, account: Account, key: str, amount: Decimal, detail: dict[str, Any]) -> bool:
-    return await _append(session, account, key, "grant", amount, None, detail)
+    return await append(session, account, key, GRANT, amount, None, detail) is not None
 
 
 async def debit(
@@ -100,7 +85,7 @@ async def debit(
     charged = min(amount, max(account.credit_balance, Decimal(0)))
     if charged < amount:
         detail = detail | {"uncollected": str(amount - charged)}
-    if not await _append(session, account, key, "debit", -charged, run_id, detail):
+    if await append(session, account, key, DEBIT, -charged, run_id, detail) is None:
         return None
     return charged
 

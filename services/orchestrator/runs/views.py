@@ -1,17 +1,20 @@
-"""API read models: runs with their per-stage results, history, activity."""
+"""What the runs API answers with: runs with their per-stage results, history, activity, batches in flight."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, computed_field
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field
 
+from services.orchestrator.estimate import Estimate
 from shared.contracts import Stage
 from shared.db.models import ActivityLog, Run, StageRunResult
+
+
+class ItemFailureView(BaseModel):
+    item_id: int
+    reason: str
 
 
 class StageView(BaseModel):
@@ -24,20 +27,27 @@ class StageView(BaseModel):
     items_created: int
     items_skipped: int
     items_failed: int
-    failures: list[dict[str, Any]]
+    failures: list[ItemFailureView]
     batches_total: int
     batches_done: int
     credits: Decimal
     seconds: float
     partial: bool
     stopped_reason: str | None
-    started_at: datetime
-    finished_at: datetime | None
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
     def label(self) -> str:
         return Stage(self.stage).label
+
+
+class Progress(BaseModel):
+    items_done: int
+    items_total: int
+    percent: float
+    initial_total: int
 
 
 class RunView(BaseModel):
@@ -48,32 +58,65 @@ class RunView(BaseModel):
     status: str
     current_stage: int
     current_stage_label: str | None
-    initial_snapshot: dict[str, Any]
-    progress: dict[str, Any]
+    initial_snapshot: dict[str, Any] = Field(description="pending counts and the estimate at the start")
+    progress: Progress
     total_credits_used: Decimal
     stopped_reason: str | None
     error_message: str | None
-    started_at: datetime
-    paused_at: datetime | None
-    resumed_at: datetime | None
-    cancelled_at: datetime | None
-    completed_at: datetime | None
+    started_at: AwareDatetime
+    paused_at: AwareDatetime | None
+    resumed_at: AwareDatetime | None
+    cancelled_at: AwareDatetime | None
+    completed_at: AwareDatetime | None
     stages: list[StageView]
 
 
+class RunHistory(BaseModel):
+    total: int
+    page: int
+    size: int
+    runs: list[RunView]
+
+
 class ActivityView(BaseModel):
-    at: datetime
+    at: AwareDatetime
     stage: int | None
     level: str
     message: str
 
+    @classmethod
+    def of(cls, row: ActivityLog) -> ActivityView:
+        return cls(at=row.created_at, stage=row.stage, level=row.level, message=row.message)
 
-async def run_view(session: AsyncSession, run: Run) -> RunView:
-    results = (
-        await session.scalars(
-            select(StageRunResult).where(StageRunResult.run_id == run.id).order_by(StageRunResult.stage)
-        )
-    ).all()
+
+class BatchItem(BaseModel):
+    id: int
+    title: str
+
+
+class BatchInFlight(BaseModel):
+    command_id: str
+    stage: int
+    seq: int
+    released_at: AwareDatetime | None
+    items: list[BatchItem]
+
+
+class Processing(BaseModel):
+    site_id: str
+    run_id: str | None
+    status: str | None = None
+    stage: int | None = None
+    batches: list[BatchInFlight]
+
+
+class EstimateView(Estimate):
+    balance: Decimal
+    available: Decimal
+    sufficient: bool = Field(description="available >= required (1.2 × total)")
+
+
+def run_view(run: Run, results: list[StageRunResult]) -> RunView:
     stages = [StageView.model_validate(r) for r in results]
     # Global progress: items finished (processed + failed) over everything the stages took in.
     done = sum(s.items_processed + s.items_failed + s.items_skipped for s in stages if s.stage <= 6)
@@ -87,12 +130,12 @@ async def run_view(session: AsyncSession, run: Run) -> RunView:
         current_stage=run.current_stage,
         current_stage_label=Stage(run.current_stage).label if run.current_stage else None,
         initial_snapshot=run.initial_snapshot,
-        progress={
-            "items_done": done,
-            "items_total": total,
-            "percent": round(100 * done / total, 1) if total else 100.0,
-            "initial_total": run.initial_snapshot.get("total", 0),
-        },
+        progress=Progress(
+            items_done=done,
+            items_total=total,
+            percent=round(100 * done / total, 1) if total else 100.0,
+            initial_total=int(run.initial_snapshot.get("total", 0)),
+        ),
         total_credits_used=run.total_credits_used,
         stopped_reason=run.stopped_reason,
         error_message=run.error_message,
@@ -103,11 +146,3 @@ async def run_view(session: AsyncSession, run: Run) -> RunView:
         completed_at=run.completed_at,
         stages=stages,
     )
-
-
-async def activity(session: AsyncSession, run_id: str, stage: int | None, limit: int) -> list[ActivityView]:
-    stmt = select(ActivityLog).where(ActivityLog.run_id == run_id)
-    if stage is not None:
-        stmt = stmt.where(ActivityLog.stage == stage)
-    rows = (await session.scalars(stmt.order_by(ActivityLog.id.desc()).limit(limit))).all()
-    return [ActivityView(at=r.created_at, stage=r.stage, level=r.level, message=r.message) for r in reversed(rows)]
