@@ -100,6 +100,12 @@ def _why_not_replayable(view: DeadLetter, targets: Collection[str]) -> str | Non
     return None
 
 
+def _about_the_dead_letter(header: str) -> bool:
+    """Headers the dead-letter path added (reason, source, size, checksum, truncation, ...): a replay drops them."""
+    name = header.lower()
+    return name in _DEAD_LETTER_HEADERS or name.startswith("x-dead-letter-")
+
+
 def _letter(record: Any, body_chars: int, targets: Collection[str]) -> _Letter:
     headers = text_headers(record)
     data, body = decode_body(record.value, headers, body_chars)
@@ -119,7 +125,7 @@ def _letter(record: Any, body_chars: int, targets: Collection[str]) -> _Letter:
     why = _why_not_replayable(view, targets)
     if why is not None:
         view = view.model_copy(update={"replayable": False, "not_replayable_because": why})
-    kept = [(name, value or b"") for name, value in (record.headers or ()) if name.lower() not in _DEAD_LETTER_HEADERS]
+    kept = [(name, value or b"") for name, value in (record.headers or ()) if not _about_the_dead_letter(name)]
     return _Letter(view=view, data=data, key=record.key, headers=kept)
 
 
