@@ -10,6 +10,7 @@ It never gives up quietly: a server that cannot be had raises with the reason.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -30,7 +31,7 @@ from devstack.containers import docker_available, start_containers
 log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ("clusterer", "ideator", "writer", "imager")
-SERVICES = ("orchestrator", *WORKERS)
+SERVICES = ("orchestrator", *WORKERS, "webhooks")
 
 
 def free_port() -> int:
@@ -82,6 +83,17 @@ class Stack:
     def log_path(self, name: str) -> Path:
         return self.state_dir / "logs" / f"{name}.log"
 
+    @property
+    def secret_key(self) -> str:
+        """CONTENTLINE_SECRET_KEY of this stack's services (encrypts stored secrets): a Fernet key made once per
+        state dir, so the rows encrypted with it stay readable across restarts."""
+        key_file = self.state_dir / "secret.key"
+        if not key_file.exists():
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            key_file.touch(mode=0o600)
+            key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
+        return key_file.read_text().strip()
+
     # ---------------------------------------------------------------- infrastructure
     def start_infra(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -129,6 +141,7 @@ class Stack:
             "CONTENTLINE_DATABASE_URL": self.database_url,
             "CONTENTLINE_API_PORT": str(self.api_port),
             "CONTENTLINE_MEDIA_DIR": str(self.media_dir),
+            "CONTENTLINE_SECRET_KEY": self.secret_key,
             "CONTENTLINE_TICK_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
         }

@@ -23,13 +23,19 @@ CONSUMED = (
     (t.WRITE_COMMANDS, StageCommand, "contentline-writer", "Stage 3 (ideas → tasks) and 4 (tasks → drafts)."),
     (t.IMAGE_COMMANDS, StageCommand, "contentline-imager", "Stage 5 (drafts → prompts) and 6 (prompts → images)."),
     (t.STAGE_RESULTS, StageResult, "contentline-orchestrator", "One result per command, success or failure."),
+    (
+        t.RUN_EVENTS,
+        RunEvent,
+        "contentline-webhooks",
+        "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed (webhooks notify).",
+    ),
 )
 PUBLISHED_ONLY = (
-    (t.RUN_EVENTS, RunEvent, "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed."),
     (t.ARTICLES_PUBLISHED, ArticlePublished, "Published articles (approved, then published through the API)."),
     (t.KEYWORDS_INGEST_DLQ, bytes, "Unusable ingest records as received; reason in header x-dead-letter-reason."),
     (t.COMMANDS_DLQ, bytes, "Unparseable commands (reason header) and copies of results with failed items."),
     (t.RESULTS_DLQ, bytes, "Unparseable stage results as received; reason in header x-dead-letter-reason."),
+    (t.WEBHOOKS_DLQ, bytes, "Source events the webhooks service could not read or handle; reason in a header."),
 )
 
 

@@ -16,6 +16,7 @@ COMMANDS_DLQ: Final = "contentline.stage.commands.dlq"
 RESULTS_DLQ: Final = "contentline.stage.results.dlq"
 RUN_EVENTS: Final = "contentline.run.events"
 ARTICLES_PUBLISHED: Final = "contentline.articles.published"  # the review gate's output, for CMS connectors
+WEBHOOKS_DLQ: Final = "contentline.webhooks.dlq"  # source events the webhooks service cannot read or handle
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
     1: CLUSTER_COMMANDS,
@@ -38,6 +39,7 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     RESULTS_DLQ,
     RUN_EVENTS,
     ARTICLES_PUBLISHED,
+    WEBHOOKS_DLQ,
 )
 
 # Header that carries the reason on every dead-letter record.
