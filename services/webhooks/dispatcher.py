@@ -5,7 +5,9 @@ deliveries and nothing else.
 - Claims (repository.claim_due) take due rows with SKIP LOCKED and lease them for one attempt, so replicas
   never send one delivery at the same moment; the attempt is counted before the request goes out.
 - Bounded: at most `webhook_max_concurrency` requests in flight per process and `webhook_max_per_endpoint`
-  per endpoint; each request has a connect timeout and a hard total timeout.
+  per endpoint (per process); each request has a connect timeout and a hard total timeout. Candidates are
+  taken per endpoint and first attempts go before retries, so a dead endpoint's backlog cannot crowd out
+  the others.
 - Outcomes: 2xx → delivered. 410 Gone → the receiver says the endpoint is gone for good: the endpoint is
   disabled (with the reason) and the delivery is dead; its other deliveries wait, and resume if someone
   re-enables it. Anything else (other statuses, redirects, network errors, timeouts) → retried on the

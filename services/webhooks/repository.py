@@ -147,28 +147,34 @@ class Claimed:
     previous_secret_expires_at: datetime | None
 
 
-# Due deliveries of active endpoints, oldest first, at most `per_endpoint` in flight per endpoint (counting the
-# ones this process already has in flight), at most `limit` in all. Rows another replica is claiming are
-# skipped (SKIP LOCKED); the re-check after the lock drops rows another replica claimed and committed since.
+# Due deliveries, at most `per_endpoint` in flight per endpoint (counting those this process already has in
+# flight) and `limit` in all. Candidates are taken per active endpoint (a LATERAL probe of the due index), so a
+# dead endpoint's backlog, however long, never hides other endpoints' deliveries; first attempts go before
+# retries, then the oldest first. Rows another replica is claiming are skipped (SKIP LOCKED); the re-check after
+# the lock drops rows another replica claimed and committed since.
 _CLAIM = text(
     """
-    WITH due AS (
-        SELECT d.id, d.endpoint_id, d.next_attempt_at
-        FROM webhook_deliveries d
-        JOIN webhook_endpoints e ON e.id = d.endpoint_id AND e.is_active
-        WHERE d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
-        ORDER BY d.next_attempt_at
-        LIMIT :scan
+    WITH candidates AS (
+        SELECT due.id, due.endpoint_id, due.attempts, due.next_attempt_at
+        FROM webhook_endpoints e
+        CROSS JOIN LATERAL (
+            SELECT d.id, d.endpoint_id, d.attempts, d.next_attempt_at
+            FROM webhook_deliveries d
+            WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
+            ORDER BY d.next_attempt_at
+            LIMIT :per_endpoint
+        ) AS due
+        WHERE e.is_active
     ), ranked AS (
-        SELECT due.id, due.next_attempt_at,
-               row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at, due.id)
+        SELECT c.id, c.attempts, c.next_attempt_at,
+               row_number() OVER (PARTITION BY c.endpoint_id ORDER BY c.next_attempt_at, c.id)
                  + coalesce(busy.n, 0) AS slot
-        FROM due
+        FROM candidates c
         LEFT JOIN unnest(CAST(:busy_ids AS text[]), CAST(:busy_counts AS int[])) AS busy(endpoint_id, n)
-          ON busy.endpoint_id = due.endpoint_id
+          ON busy.endpoint_id = c.endpoint_id
     )
     SELECT d.id FROM webhook_deliveries d
-    WHERE d.id IN (SELECT id FROM ranked WHERE slot <= :per_endpoint ORDER BY next_attempt_at LIMIT :limit)
+    WHERE d.id IN (SELECT id FROM ranked WHERE slot <= :per_endpoint ORDER BY attempts, next_attempt_at LIMIT :limit)
       AND d.status IN ('pending', 'failed') AND d.next_attempt_at <= now()
     FOR UPDATE OF d SKIP LOCKED
     """
@@ -186,7 +192,6 @@ async def claim_due(
             await session.scalars(
                 _CLAIM,
                 {
-                    "scan": max(limit * 20, 200),
                     "busy_ids": list(busy),
                     "busy_counts": list(busy.values()),
                     "per_endpoint": per_endpoint,

@@ -434,7 +434,12 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
         CheckConstraint("status IN ('pending', 'delivered', 'failed', 'dead')", name="status_known"),
-        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status IN ('pending', 'failed')")),
+        Index(
+            "ix_webhook_deliveries_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'failed')"),
+        ),
         Index("ix_webhook_deliveries_endpoint_log", "endpoint_id", "id"),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

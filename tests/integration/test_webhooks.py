@@ -20,7 +20,8 @@ from devstack.stack import Stack
 from services.webhooks.errors import NotFoundError
 from services.webhooks.schemas import DeliveryStatus, DeliveryView, EndpointUpdate
 from services.webhooks.service import WebhookService
-from shared.contracts import RunStatus
+from services.webhooks.sources import from_run_event
+from shared.contracts import RunStatus, new_message_id
 from shared.topics import DLQ_REASON_HEADER, RUN_EVENTS, WEBHOOKS_DLQ
 from tests.helpers import (
     CLUSTERING_ONLY,
@@ -177,6 +178,27 @@ async def test_a_receiver_that_never_answers_delays_only_its_own_deliveries(
 
         await eventually(timed_out, timeout=30)
         assert {d.status for d in await deliveries(service, account, fine.id)} == {DeliveryStatus.DELIVERED}
+
+
+async def test_a_dead_endpoints_long_backlog_does_not_hide_other_endpoints(
+    stack: Stack, service: WebhookService, account: str, site: str, made: list[tuple[str, str]]
+) -> None:
+    with Receiver(hang=True) as dead, Receiver() as healthy:
+        stuck = await subscribe(service, account, dead, "run.stopped_budget", made=made)
+        fine = await subscribe(service, account, healthy, "run.paused", made=made)
+        # 1000 deliveries due at once for the dead endpoint, queued through the service like any source event
+        # (a burst of events, or a backlog after an outage), ahead of the healthy endpoint's one.
+        backlog = [e for _ in range(1000) for e in from_run_event(run_event(account, site, "completed",
+                   RunStatus.COMPLETED, 4))]  # fmt: skip
+        assert await service.enqueue("webhooks.test-backlog", new_message_id(), backlog) == len(backlog)
+        event = run_event(account, site)
+        started = time.monotonic()
+        await publish(stack.kafka_bootstrap, RUN_EVENTS, event.model_dump_json().encode(), key=site.encode())
+        [delivered] = await settled(service, account, fine.id)
+        assert delivered.status is DeliveryStatus.DELIVERED and time.monotonic() - started < 15
+        assert len(dead.requests) < 50  # two at a time, 2 s each: the dead endpoint got through a few only
+        page = await service.list_deliveries(account, stuck.id, DeliveryStatus.DELIVERED)
+        assert page.total == 0
 
 
 async def test_a_receiver_that_never_answers_does_not_delay_a_run(

@@ -82,7 +82,9 @@ def _upgrade_webhooks() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),
         sa.UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
     )
-    op.create_index("ix_webhook_deliveries_due", "webhook_deliveries", ["next_attempt_at"], postgresql_where=DUE)
+    op.create_index(
+        "ix_webhook_deliveries_due", "webhook_deliveries", ["endpoint_id", "next_attempt_at"], postgresql_where=DUE
+    )
     op.create_index("ix_webhook_deliveries_endpoint_log", "webhook_deliveries", ["endpoint_id", "id"])
 
 
