@@ -13,15 +13,18 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
 from devstack.stack import Stack
+from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.errors import NotFoundError
 from services.webhooks.schemas import DeliveryStatus, DeliveryView, EndpointUpdate
 from services.webhooks.service import WebhookService
 from services.webhooks.sources import from_run_event
 from shared.contracts import RunStatus, new_message_id
+from shared.settings import Settings
 from shared.topics import DLQ_REASON_HEADER, RUN_EVENTS, WEBHOOKS_DLQ
 from tests.helpers import (
     CLUSTERING_ONLY,
@@ -199,6 +202,33 @@ async def test_a_dead_endpoints_long_backlog_does_not_hide_other_endpoints(
         assert len(dead.requests) < 50  # two at a time, 2 s each: the dead endpoint got through a few only
         page = await service.list_deliveries(account, stuck.id, DeliveryStatus.DELIVERED)
         assert page.total == 0
+
+
+async def test_several_dispatchers_never_send_one_delivery_twice(
+    stack: Stack, service: WebhookService, db: async_sessionmaker[AsyncSession], account: str, site: str,
+    made: list[tuple[str, str]],
+) -> None:  # fmt: skip
+    settings = Settings(database_url=stack.database_url, secret_key=SecretStr(stack.secret_key),
+                        webhook_max_per_endpoint=8, webhook_poll_seconds=0.05)  # fmt: skip
+    with Receiver() as receiver:
+        endpoint = await subscribe(service, account, receiver, "run.failed", made=made)
+        events = [e for _ in range(150) for e in from_run_event(run_event(account, site, "failed", RunStatus.FAILED))]
+        # Two more replicas' dispatchers in this process, racing the service's own for the same rows.
+        replicas = [Dispatcher(db, settings) for _ in range(2)]
+        for replica in replicas:
+            replica.start()
+        try:
+            assert await service.enqueue("webhooks.test-replicas", new_message_id(), events) == len(events)
+            await settled(service, account, endpoint.id, n=len(events))
+        finally:
+            for replica in replicas:
+                await replica.stop()
+        ids = [r.event_id for r in receiver.requests]
+        assert len(ids) == len(set(ids)) == len(events)
+        log = await deliveries(service, account, endpoint.id)
+        assert {(d.status, d.attempts) for d in log} == {(DeliveryStatus.DELIVERED, 1)}, [
+            (d.attempts, d.last_error) for d in log if d.attempts != 1
+        ]
 
 
 async def test_a_receiver_that_never_answers_does_not_delay_a_run(

@@ -28,6 +28,11 @@ from shared.settings import Settings
 HANG_LIMIT_SECONDS = 300.0
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default listen backlog (5) refuses connections under a burst of deliveries
+
+
 @dataclass(frozen=True)
 class Received:
     headers: dict[str, str]
@@ -51,8 +56,7 @@ class Receiver:
         self._seen: dict[str, int] = {}
         self._lock = threading.Lock()
         self._release = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="webhook-receiver")
         self._thread.start()
 
