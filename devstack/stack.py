@@ -34,7 +34,7 @@ log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parents[1]
 # The publisher starts without any WordPress: it reads each site's connection when a publish command comes.
 WORKERS = ("clusterer", "ideator", "writer", "imager", "publisher")
-SERVICES = ("orchestrator", *WORKERS)
+SERVICES = ("orchestrator", *WORKERS, "webhooks")
 
 
 def free_port() -> int:
@@ -91,8 +91,8 @@ class Stack:
 
     @property
     def secret_key(self) -> str:
-        """CONTENTLINE_SECRET_KEY of this stack's services (encrypts stored WordPress passwords): a Fernet key
-        made once per state dir, so the rows encrypted with it stay readable across restarts."""
+        """CONTENTLINE_SECRET_KEY of this stack's services (encrypts stored secrets): a Fernet key made once per
+        state dir, so the rows encrypted with it stay readable across restarts."""
         key_file = self.state_dir / "secret.key"
         if not key_file.exists():
             self.state_dir.mkdir(parents=True, exist_ok=True)

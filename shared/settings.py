@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, PositiveFloat, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,22 @@ class Settings(BaseSettings):
     wordpress_max_attempts: int = Field(default=4, ge=1, le=10)  # transient errors (timeouts, 429, 5xx)
     wordpress_retry_budget_seconds: float = Field(default=60.0, gt=0)
     publisher_sync_seconds: float = Field(default=300.0, gt=0)
+    # Webhooks (services/webhooks, README: Webhooks). A failed delivery is retried after the n-th entry of the
+    # schedule (seconds, ±jitter), then every `webhook_retry_every_seconds` until `webhook_max_attempts`
+    # attempts: about 24 hours with the defaults, then the delivery is dead.
+    webhook_retry_schedule_seconds: list[PositiveFloat] = Field(
+        default=[5, 30, 120, 600, 1800, 3600], min_length=1, max_length=50
+    )
+    webhook_retry_every_seconds: float = Field(default=7200.0, gt=0)
+    webhook_max_attempts: int = Field(default=18, ge=1, le=100)
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)  # ± fraction, so retries of many do not align
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # the whole request, response included
+    webhook_max_concurrency: int = Field(default=32, ge=1, le=1000)  # requests in flight per process
+    webhook_max_per_endpoint: int = Field(default=4, ge=1, le=100)  # ... and per endpoint
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)  # new deliveries wake the dispatcher at once
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)  # a rotated-out secret still signs this long
+    webhook_log_retention_days: float = Field(default=30.0, gt=0)  # delivered and dead deliveries are kept
 
 
 @lru_cache(maxsize=1)
