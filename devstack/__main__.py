@@ -44,6 +44,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 RealAiOption = Annotated[bool, typer.Option(
     "--real-ai", help="Call the real OpenAI API (OPENAI_API_KEY / OPENAI_BASE_URL from the environment) "
                       "instead of the bundled fake.")]
+UnsafeFastDbOption = Annotated[bool, typer.Option(
+    "--unsafe-fast-db", help="Run the local PostgreSQL with fsync, synchronous_commit and full_page_writes off: "
+                             "faster, but a crash of the server loses acknowledged commits. Durable by default.")]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -159,6 +162,7 @@ def demo(
                                            help="Keyword file (CSV export or .json).")] = DEFAULT_KEYWORDS,
     real_ai: RealAiOption = False,
     timeout: Annotated[float, typer.Option(min=10, help="Give up following the run after this many seconds.")] = 600,
+    unsafe_fast_db: UnsafeFastDbOption = False,
 ) -> None:
     """Start everything, run the example keywords through all 7 stages, print the summary, stop everything."""
     from contentline_cli.app import create_site, follow_and_summarise, import_keywords, start_run
@@ -171,7 +175,7 @@ def demo(
     shutil.rmtree(state_dir, ignore_errors=True)
 
     t0 = time.monotonic()
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai)
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, unsafe_fast_db=unsafe_fast_db)
     code = 1
     try:
         with _interrupts_as_keyboardinterrupt():
@@ -267,6 +271,7 @@ def up(
     state_dir: StateDirOption = DEV_DIR,
     real_ai: RealAiOption = False,
     api_port: Annotated[int, typer.Option(help="API port (a free one is picked if this is taken).")] = DEFAULT_API_PORT,
+    unsafe_fast_db: UnsafeFastDbOption = False,
 ) -> None:
     """Start the stack and leave it running (stop it with `down`)."""
     _check_real_ai(real_ai)
@@ -281,7 +286,7 @@ def up(
     port = api_port if _port_free(api_port) else free_port()
     if port != api_port:
         err.print(f"[yellow]Port {api_port} is taken; the API gets port {port}.[/]")
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port)
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port, unsafe_fast_db=unsafe_fast_db)
     t0 = time.monotonic()
     try:
         with _interrupts_as_keyboardinterrupt(), console.status("Starting Kafka, PostgreSQL, fake AI and services…"):
