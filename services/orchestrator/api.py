@@ -19,6 +19,7 @@ from services.orchestrator.service import ProblemError, RunQueries, RunService
 from services.orchestrator.views import ActivityView, RunView
 from shared.contracts import KeywordIn, Stage
 from shared.db.models import SiteConfigRow
+from shared.settings import get_settings
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -272,6 +273,9 @@ def install(app: FastAPI, runs: RunService, queries: RunQueries, review: ReviewS
     app.include_router(build_router(runs, queries, review, ops))
     app.add_exception_handler(ProblemError, problem_handler)
 
+    token = get_settings().instance_token
+
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, str | None]:
+        # The per-start token proves to the launcher that it reached this process, not whatever holds the port.
+        return {"status": "ok", "instance": token}
