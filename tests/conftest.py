@@ -9,6 +9,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -20,10 +21,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+def stack_options() -> dict[str, Any]:
+    """More `Stack(...)` arguments (and `extra_env` entries) for a test tier: tests/chaos overrides it."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest, stack_options: dict[str, Any]) -> Iterator[Stack]:
     # One directory per session: two test runs on one machine never share (or wipe) each other's servers.
     state = ROOT / ".stack" / f"test-{os.getpid()}"
     shutil.rmtree(state, ignore_errors=True)
+    options = dict(stack_options)
     st = Stack(
         state_dir=state,
         # Short deadlines so a test can watch the ticker work; stage deadline stays generous.
@@ -31,7 +39,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             "CONTENTLINE_TICK_SECONDS": "0.5",
             "CONTENTLINE_OUTBOX_POLL_SECONDS": "0.5",
             "CONTENTLINE_RUN_LOG_DIR": str(state / "run-logs"),
+            **options.pop("extra_env", {}),
         },
+        **options,
     )
     try:
         st.start_all()

@@ -1,0 +1,181 @@
+"""The fault suite's driver: start a run, kill -9 one component at a seeded point, restart it, wait for the run
+to end, check the invariants from the database (tests/invariants.py), and keep a row for the printed table.
+
+Components: the five services (SIGKILL to the process group), the broker (SIGKILL to the Kafka JVM, restarted on
+the same port and data dir) and PostgreSQL (`pg_ctl stop -m immediate`, restarted on the same port and data
+dir, replaying its WAL). A kill point is a stage the component works in plus a delay after the run entered it;
+how long the component stays down is seeded too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from devstack.stack import SERVICES, WORKERS, Stack
+from tests.helpers import create_site, import_keywords, keyword_set, slow_provider, start_run
+from tests.invariants import TERMINAL, Violation, check_run
+
+FORM = os.environ.get("CONTENTLINE_CHAOS", "full")
+if FORM not in ("full", "reduced"):
+    raise ValueError(f"CONTENTLINE_CHAOS must be 'full' or 'reduced', not {FORM!r}")
+BASE_SEED = int(os.environ.get("CONTENTLINE_CHAOS_SEED") or secrets.randbelow(1_000_000))
+
+TARGETS = (*SERVICES, "broker", "postgres")
+# Where a worker has something to lose; the others are killed in any stage but 3 (local, over in a blink).
+WORKER_STAGES = {"clusterer": (1,), "ideator": (2,), "writer": (3, 4), "imager": (5, 6)}
+ANY_STAGE = (1, 2, 4, 5, 6)
+LATENCY_MS = 150  # every model call: a run of 12 keywords then lasts long enough to be hit mid-stage
+RECOVERY_BOUND = 180.0  # from the restart to the run's end
+REPEATS_FULL = 2
+
+
+@dataclass(frozen=True)
+class KillPlan:
+    stage: int  # kill once the run is in this stage (or later, if it went by unseen)...
+    after: float  # ...this many seconds after that was seen
+    down: float  # seconds between the kill and the restart
+
+
+@dataclass(frozen=True)
+class Scenario:
+    target: str
+    seed: int
+    name: str
+
+    def plan(self) -> KillPlan:
+        rng = random.Random(self.seed)
+        return KillPlan(
+            stage=rng.choice(WORKER_STAGES.get(self.target, ANY_STAGE)),
+            after=round(rng.uniform(0.0, 1.5), 2),
+            down=round(rng.uniform(0.5, 3.0), 2),
+        )
+
+
+def scenarios(form: str = FORM, base_seed: int = BASE_SEED) -> list[Scenario]:
+    """Full: every component, twice. Reduced (CI): the orchestrator, one worker (seeded), broker, PostgreSQL."""
+    if form == "reduced":
+        targets = ["orchestrator", random.Random(base_seed).choice(WORKERS), "broker", "postgres"]
+    else:
+        targets = [t for t in TARGETS for _ in range(REPEATS_FULL)]
+    seen: dict[str, int] = {}
+    out = []
+    for i, target in enumerate(targets):
+        seen[target] = seen.get(target, 0) + 1
+        out.append(Scenario(target, base_seed + i, f"{target}-{seen[target]}"))
+    return out
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    seed: int | str
+    kill_point: str
+    down: float
+    restart: float  # seconds the component took to come back (ready, with its token)
+    recovery: float | None  # from the restart to the run's end; None: it did not end within the bound
+    status: str
+    violations: list[Violation] = field(default_factory=list)
+
+
+def table(outcomes: list[Outcome]) -> str:
+    head = "| scenario | seed | kill point | down | restart | recovery (restart → run end) | run | violations |"
+    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    for o in outcomes:
+        recovery = f"{o.recovery:.1f} s" if o.recovery is not None else f"> {RECOVERY_BOUND:.0f} s"
+        rows.append(
+            f"| {o.scenario} | {o.seed} | {o.kill_point} | {o.down:.1f} s | {o.restart:.1f} s | {recovery} "
+            f"| {o.status} | {len(o.violations)} |"
+        )
+    return "\n".join(rows)
+
+
+# ---------------------------------------------------------------- the run, seen from the database
+async def run_state(engine: AsyncEngine, run_id: str) -> tuple[str, int] | None:
+    """(status, current stage), or None while PostgreSQL does not answer."""
+    try:
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(text("SELECT status, current_stage FROM runs WHERE id = :r"), {"r": run_id})
+            ).one()
+    except (DBAPIError, OSError, TimeoutError):
+        return None
+    return str(row.status), int(row.current_stage)
+
+
+async def wait_run(engine: AsyncEngine, run_id: str, timeout: float, stage: int | None = None) -> tuple[str, int]:
+    """Until the run reaches `stage` (None: until it ends) or ends; returns the last state seen."""
+    deadline = time.monotonic() + timeout
+    last = ("unknown", 0)
+    while time.monotonic() < deadline:
+        state = await run_state(engine, run_id)
+        if state is not None:
+            last = state
+            if state[0] in TERMINAL or (stage is not None and state[1] >= stage):
+                return state
+        await asyncio.sleep(0.1)
+    return last
+
+
+# ---------------------------------------------------------------- kill -9 and restart
+def kill(stack: Stack, target: str) -> None:
+    if target == "broker":
+        stack.kill_broker()
+    elif target == "postgres":
+        stack.kill_postgres()
+    else:
+        stack.kill_service(target)
+
+
+def restart(stack: Stack, target: str) -> None:
+    if target == "broker":
+        stack.start_broker()
+    elif target == "postgres":
+        stack.start_postgres()  # durable: the suite never runs on the unsafe flags
+    else:
+        stack.start_service(target)
+
+
+async def run_scenario(
+    stack: Stack, api: httpx.Client, fake: httpx.Client, engine: AsyncEngine, sc: Scenario
+) -> Outcome:
+    plan = sc.plan()
+    site = create_site(api, f"chaos-{sc.name}-{sc.seed}")
+    import_keywords(api, site, keyword_set(3, 4))
+    slow_provider(fake, LATENCY_MS)
+    run_id = str(start_run(api, site)["run_id"])
+    t0 = time.monotonic()
+    status, stage = await wait_run(engine, run_id, 120, stage=plan.stage)
+    await asyncio.sleep(plan.after)
+    status, stage = await run_state(engine, run_id) or (status, stage)
+    point = f"stage {stage}, {time.monotonic() - t0:.1f} s in" if status == "running" else f"after the run ({status})"
+    kill(stack, sc.target)
+    await asyncio.sleep(plan.down)
+    t_restart = time.monotonic()
+    restart(stack, sc.target)
+    t_up = time.monotonic()
+    before = await run_state(engine, run_id)
+    ended_before = before is not None and before[0] in TERMINAL
+    status, _ = await wait_run(engine, run_id, RECOVERY_BOUND)
+    recovery = None if status not in TERMINAL else 0.0 if ended_before else time.monotonic() - t_up
+    async with engine.connect() as conn:
+        violations = await check_run(conn, run_id, media_root=stack.media_dir)
+    return Outcome(
+        scenario=sc.name,
+        seed=sc.seed,
+        kill_point=point,
+        down=plan.down,
+        restart=t_up - t_restart,
+        recovery=recovery,
+        status=status,
+        violations=violations,
+    )
