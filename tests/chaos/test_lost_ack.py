@@ -16,7 +16,7 @@ import time
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +41,7 @@ class AckWatch:
     """Stage results of one run as they appear on the topic, and whether the orchestrator committed past them."""
 
     def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
         self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         self.partitions: list[TopicPartition] = []
@@ -52,10 +53,12 @@ class AckWatch:
         await self.consumer.start()
         await self.admin.start()
         self.running = True
-        parts = self.consumer.partitions_for_topic(STAGE_RESULTS) or set()
-        if not parts:
-            await self.consumer.force_metadata_update()
-            parts = self.consumer.partitions_for_topic(STAGE_RESULTS) or set()
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)  # partitions_for() waits for the metadata
+        await producer.start()
+        try:
+            parts = await producer.partitions_for(STAGE_RESULTS)
+        finally:
+            await producer.stop()
         self.partitions = [TopicPartition(STAGE_RESULTS, p) for p in sorted(parts)]
         assert self.partitions, f"{STAGE_RESULTS} has no partitions"
         self.consumer.assign(self.partitions)
@@ -132,9 +135,12 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
         recovery = time.monotonic() - t_up if status != "running" else None
         async with chaos_engine.connect() as conn:
             violations = await check_run(conn, run_id, media_root=stack.media_dir)
-        outcome = Outcome("postgres-lost-ack", "-", kill_point, t_restart - t_kill, t_up - t_restart, recovery, status)
-        outcome.violations = violations
-        chaos_outcomes.append(outcome)
+        chaos_outcomes.append(
+            Outcome(
+                "postgres-lost-ack", "-", kill_point, t_restart - t_kill, t_up - t_restart, recovery, status,
+                violations, bound,
+            )
+        )  # fmt: skip
         if status != "completed":
             view = api.get(f"/runs/{run_id}").json()
             processing = api.get(f"/sites/{site}/processing").json()
@@ -143,7 +149,7 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
                 f"(silence timeout {SILENCE_SECONDS}s + stage work {stage_work:.1f}s + {SLACK_SECONDS:.0f}s); "
                 f"batch {acked.command_id} (stage {STAGE}, seq {acked.batch_seq}), whose result was acknowledged "
                 f"and then lost, is {await batch_status(chaos_engine, acked.command_id)}.\n"
-                f"in flight: {processing.get('batches')}\nrun: {view}"
+                f"in flight: {processing.get('batches')}\nviolations: {[str(v) for v in violations]}\nrun: {view}"
             )
         assert violations == [], "\n".join(map(str, violations))
     finally:
