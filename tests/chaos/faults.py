@@ -14,7 +14,9 @@ import os
 import random
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import httpx
 from sqlalchemy import text
@@ -56,7 +58,7 @@ class Scenario:
         rng = random.Random(self.seed)
         return KillPlan(
             stage=rng.choice(WORKER_STAGES.get(self.target, ANY_STAGE)),
-            after=round(rng.uniform(0.0, 1.5), 2),
+            after=round(rng.uniform(0.0, 0.8 if self.target in WORKER_STAGES else 1.5), 2),
             down=round(rng.uniform(0.5, 3.0), 2),
         )
 
@@ -86,13 +88,20 @@ class Outcome:
     status: str
     violations: list[Violation] = field(default_factory=list)
     bound: float = RECOVERY_BOUND  # the run had this long after the restart to end
+    ended_while_down: bool = False  # the run needed nothing more from the component
 
 
 def table(outcomes: list[Outcome]) -> str:
     head = "| scenario | seed | kill point | down | restart | recovery (restart → run end) | run | violations |"
     rows = [head, "|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
-        recovery = f"{o.recovery:.1f} s" if o.recovery is not None else f"> {o.bound:.0f} s (bound)"
+        recovery = (
+            f"> {o.bound:.0f} s (bound)"
+            if o.recovery is None
+            else "0 (ended while it was down)"
+            if o.ended_while_down
+            else f"{o.recovery:.1f} s"
+        )
         rows.append(
             f"| {o.scenario} | {o.seed} | {o.kill_point} | {o.down:.1f} s | {o.restart:.1f} s | {recovery} "
             f"| {o.status} | {len(o.violations)} |"
@@ -101,30 +110,57 @@ def table(outcomes: list[Outcome]) -> str:
 
 
 # ---------------------------------------------------------------- the run, seen from the database
-async def run_state(engine: AsyncEngine, run_id: str) -> tuple[str, int] | None:
-    """(status, current stage), or None while PostgreSQL does not answer."""
+class RunState(NamedTuple):
+    status: str
+    stage: int
+    in_flight: dict[int, int]  # stage → batches released and not answered yet
+
+    @property
+    def ended(self) -> bool:
+        return self.status in TERMINAL
+
+
+async def run_state(engine: AsyncEngine, run_id: str) -> RunState | None:
+    """The run's status, stage and batches in flight, or None while PostgreSQL does not answer."""
     try:
         async with engine.connect() as conn:
-            row = (
-                await conn.execute(text("SELECT status, current_stage FROM runs WHERE id = :r"), {"r": run_id})
-            ).one()
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT r.status, r.current_stage, b.stage, count(b.id) AS n FROM runs r"
+                        " LEFT JOIN stage_batches b ON b.run_id = r.id AND b.status = 'released'"
+                        " WHERE r.id = :r GROUP BY r.status, r.current_stage, b.stage"
+                    ),
+                    {"r": run_id},
+                )
+            ).all()
     except (DBAPIError, OSError, TimeoutError):
         return None
-    return str(row.status), int(row.current_stage)
+    in_flight = {int(r.stage): int(r.n) for r in rows if r.stage is not None}
+    return RunState(str(rows[0].status), int(rows[0].current_stage), in_flight)
 
 
-async def wait_run(engine: AsyncEngine, run_id: str, timeout: float, stage: int | None = None) -> tuple[str, int]:
-    """Until the run reaches `stage` (None: until it ends) or ends; returns the last state seen."""
+async def wait_run(
+    engine: AsyncEngine, run_id: str, timeout: float, until: Callable[[RunState], bool] | None = None
+) -> RunState:
+    """Until the run ends or `until(state)` holds; returns the last state seen."""
     deadline = time.monotonic() + timeout
-    last = ("unknown", 0)
+    last = RunState("unknown", 0, {})
     while time.monotonic() < deadline:
         state = await run_state(engine, run_id)
         if state is not None:
             last = state
-            if state[0] in TERMINAL or (stage is not None and state[1] >= stage):
+            if state.ended or (until is not None and until(state)):
                 return state
         await asyncio.sleep(0.1)
     return last
+
+
+def kill_point_reached(target: str, plan: KillPlan) -> Callable[[RunState], bool]:
+    """A worker once it holds a batch of the stage (or the stage went by unseen); the others once the run is in it."""
+    if target in WORKER_STAGES:
+        return lambda s: s.in_flight.get(plan.stage, 0) > 0 or s.stage > plan.stage
+    return lambda s: s.stage >= plan.stage
 
 
 # ---------------------------------------------------------------- kill -9 and restart
@@ -155,19 +191,24 @@ async def run_scenario(
     slow_provider(fake, LATENCY_MS)
     run_id = str(start_run(api, site)["run_id"])
     t0 = time.monotonic()
-    status, stage = await wait_run(engine, run_id, 120, stage=plan.stage)
+    state = await wait_run(engine, run_id, 120, kill_point_reached(sc.target, plan))
     await asyncio.sleep(plan.after)
-    status, stage = await run_state(engine, run_id) or (status, stage)
-    point = f"stage {stage}, {time.monotonic() - t0:.1f} s in" if status == "running" else f"after the run ({status})"
+    state = await run_state(engine, run_id) or state
+    t_kill = time.monotonic()
     kill(stack, sc.target)
+    point = (
+        f"stage {state.stage} ({state.in_flight.get(state.stage, 0)} in flight), {t_kill - t0:.1f} s in"
+        if not state.ended
+        else f"after the run ({state.status})"
+    )
     await asyncio.sleep(plan.down)
     t_restart = time.monotonic()
     restart(stack, sc.target)
     t_up = time.monotonic()
     before = await run_state(engine, run_id)
-    ended_before = before is not None and before[0] in TERMINAL
-    status, _ = await wait_run(engine, run_id, RECOVERY_BOUND)
-    recovery = None if status not in TERMINAL else 0.0 if ended_before else time.monotonic() - t_up
+    ended_while_down = before is not None and before.ended
+    status = (await wait_run(engine, run_id, RECOVERY_BOUND)).status
+    recovery = None if status not in TERMINAL else 0.0 if ended_while_down else time.monotonic() - t_up
     async with engine.connect() as conn:
         violations = await check_run(conn, run_id, media_root=stack.media_dir)
     return Outcome(
@@ -179,4 +220,5 @@ async def run_scenario(
         recovery=recovery,
         status=status,
         violations=violations,
+        ended_while_down=ended_while_down,
     )

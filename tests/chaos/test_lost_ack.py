@@ -131,7 +131,8 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
         )
         stage_work = max(r.seconds for _, _, r in watch.seen)
         bound = SILENCE_SECONDS + stage_work + SLACK_SECONDS
-        status, stage = await wait_run(chaos_engine, run_id, bound)
+        state = await wait_run(chaos_engine, run_id, bound)
+        status, stage = state.status, state.stage
         recovery = time.monotonic() - t_up if status != "running" else None
         async with chaos_engine.connect() as conn:
             violations = await check_run(conn, run_id, media_root=stack.media_dir)
