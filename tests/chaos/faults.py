@@ -36,6 +36,9 @@ TARGETS = (*SERVICES, "broker", "postgres")
 # Where a worker has something to lose; the others are killed in any stage but 3 (local, over in a blink).
 WORKER_STAGES = {"clusterer": (1,), "ideator": (2,), "writer": (3, 4), "imager": (5, 6)}
 ANY_STAGE = (1, 2, 4, 5, 6)
+# Longest delay after the kill point, within how long the component typically holds a batch (with LATENCY_MS):
+# stage 1 of 12 keywords is over in well under a second.
+AFTER_MAX = {"clusterer": 0.3, "ideator": 0.8, "writer": 0.8, "imager": 0.8}
 LATENCY_MS = 150  # every model call: a run of 12 keywords then lasts long enough to be hit mid-stage
 RECOVERY_BOUND = 180.0  # from the restart to the run's end
 REPEATS_FULL = 2
@@ -58,7 +61,7 @@ class Scenario:
         rng = random.Random(self.seed)
         return KillPlan(
             stage=rng.choice(WORKER_STAGES.get(self.target, ANY_STAGE)),
-            after=round(rng.uniform(0.0, 0.8 if self.target in WORKER_STAGES else 1.5), 2),
+            after=round(rng.uniform(0.0, AFTER_MAX.get(self.target, 1.5)), 2),
             down=round(rng.uniform(0.5, 3.0), 2),
         )
 
