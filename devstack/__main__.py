@@ -45,6 +45,9 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 RealAiOption = Annotated[bool, typer.Option(
     "--real-ai", help="Call the real OpenAI API (OPENAI_API_KEY / OPENAI_BASE_URL from the environment) "
                       "instead of the bundled fake.")]
+UnsafeFastDbOption = Annotated[bool, typer.Option(
+    "--unsafe-fast-db", help="Run the local PostgreSQL with fsync, synchronous_commit and full_page_writes off: "
+                             "faster, but a crash of the server loses acknowledged commits. Durable by default.")]
 
 
 # ---------------------------------------------------------------------- helpers
@@ -168,6 +171,7 @@ def demo(
                                            help="Keyword file (CSV export or .json).")] = DEFAULT_KEYWORDS,
     real_ai: RealAiOption = False,
     timeout: Annotated[float, typer.Option(min=10, help="Give up following the run after this many seconds.")] = 600,
+    unsafe_fast_db: UnsafeFastDbOption = False,
 ) -> None:
     """Start everything, run the example keywords through all 7 stages, print the summary, stop everything."""
     from contentline_cli.app import create_site, follow_and_summarise, import_keywords, start_run
@@ -183,7 +187,7 @@ def demo(
     t0 = time.monotonic()
     secrets_dir = state_dir / "secrets"
     operator_file = ensure_operator_key(secrets_dir).resolve()
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai,
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, unsafe_fast_db=unsafe_fast_db,
                   extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
     code = 1
     try:
@@ -282,6 +286,7 @@ def up(
     state_dir: StateDirOption = DEV_DIR,
     real_ai: RealAiOption = False,
     api_port: Annotated[int, typer.Option(help="API port (a free one is picked if this is taken).")] = DEFAULT_API_PORT,
+    unsafe_fast_db: UnsafeFastDbOption = False,
 ) -> None:
     """Start the stack and leave it running (stop it with `down`)."""
     _check_real_ai(real_ai)
@@ -300,7 +305,7 @@ def up(
 
     secrets_dir = state_dir / "secrets"
     operator_file = ensure_operator_key(secrets_dir).resolve()
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port,
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port, unsafe_fast_db=unsafe_fast_db,
                   extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
     t0 = time.monotonic()
     try:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -23,7 +25,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from devstack import kafka as local_kafka
 from devstack import postgres as local_pg
@@ -58,6 +60,49 @@ def wait_http(
     raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
 
 
+def _exited(what: str, proc: subprocess.Popen[bytes], log_file: Path) -> RuntimeError:
+    tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+    return RuntimeError(f"{what} exited with {proc.returncode}:\n{tail}")
+
+
+def wait_health(url: str, token: str, timeout: float, proc: subprocess.Popen[bytes], log_file: Path) -> None:
+    """Wait until `url` answers 200 with this start's `token` as `instance`: only then did we reach `proc`.
+
+    A 200 without the token comes from another process on the port (taken between the free-port check and
+    the bind, or an older instance): it is never taken for ours, and is named if `proc` then dies.
+    """
+    deadline = time.monotonic() + timeout
+    foreign = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = _exited(f"process for {url}", proc, log_file)
+            if foreign:
+                err = RuntimeError(f"{err}\nmeanwhile {url} was answered by another process ({foreign})")
+            raise err
+        with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=2) as response:
+            body = json.loads(response.read() or b"null")
+            instance = body.get("instance") if isinstance(body, dict) else None
+            if response.status == 200 and instance == token:
+                return
+            foreign = f"HTTP {response.status}, instance {instance!r} instead of this start's token"
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer with this start's token within {timeout:.0f}s" + (
+        f"; another process answers there ({foreign})" if foreign else ""))
+
+
+def wait_ready_file(path: Path, token: str, timeout: float, proc: subprocess.Popen[bytes], log_file: Path) -> None:
+    """Wait until the process wrote this start's `token` to `path` (after its broker and relay started)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _exited(f"{log_file.stem} (pid {proc.pid})", proc, log_file)
+        with contextlib.suppress(OSError):
+            if path.read_text() == token:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{log_file.stem} (pid {proc.pid}) did not report ready in {path} within {timeout:.0f}s")
+
+
 @dataclass
 class Stack:
     state_dir: Path
@@ -68,11 +113,22 @@ class Stack:
     # Start a local WordPress with the stack (start_all); tests start it on demand with start_wordpress().
     with_wordpress: bool = False
     wordpress: local_wp.WordPressProcess | None = None
+    # The local PostgreSQL is durable like production; fsync/synchronous_commit/full_page_writes go off
+    # only when a caller asks for it here (faster commits; a server crash loses acknowledged ones).
+    unsafe_fast_db: bool = False
+    # "local": the project's own launchers even when Docker or external servers are around (the fault
+    # suite kills and restarts Kafka and PostgreSQL as processes).
+    infra: Literal["auto", "local"] = "auto"
     kafka_bootstrap: str = ""
     database_url: str = ""
     infra_source: str = ""
     _stoppers: list[Any] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Per start of each service: /health echoes it (orchestrator), every service writes it to its ready file.
+    tokens: dict[str, str] = field(default_factory=dict)
+    pg: local_pg.PostgresProcess | None = None
+    broker: local_kafka.KafkaProcess | None = None
+    _ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -99,13 +155,17 @@ class Stack:
             key_file.touch(mode=0o600)
             key_file.write_text(base64.urlsafe_b64encode(os.urandom(32)).decode())
         return key_file.read_text().strip()
+    def ready_path(self, name: str) -> Path:
+        return self.state_dir / "run" / f"{name}.ready"
 
     # ---------------------------------------------------------------- infrastructure
     def start_infra(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         (self.state_dir / "logs").mkdir(exist_ok=True)
         ext_kafka, ext_db = os.environ.get("CONTENTLINE_STACK_KAFKA"), os.environ.get("CONTENTLINE_STACK_DATABASE_URL")
-        if ext_kafka and ext_db:
+        if self.infra == "local":
+            self._start_local()
+        elif ext_kafka and ext_db:
             self.kafka_bootstrap, self.database_url, self.infra_source = ext_kafka, ext_db, "external"
         elif docker_available():
             infra = start_containers()
@@ -120,15 +180,56 @@ class Stack:
         local_kafka.ensure_kafka_jars()
         local_pg.ensure_postgres_installed()
         # Both start at once: Kafka's JVM warm-up dominates, PostgreSQL is ready well before it.
-        kafka_port, controller_port, pg_port = free_port(), free_port(), free_port()
+        self._ports = {"kafka": free_port(), "controller": free_port(), "postgres": free_port()}
         with contextlib.ExitStack() as undo:
-            pg = local_pg.start_postgres(self.state_dir / "postgres", port=pg_port)
-            undo.callback(pg.stop)
-            broker = local_kafka.start_kafka(self.state_dir / "kafka", port=kafka_port, controller_port=controller_port)
-            undo.callback(broker.stop)
-            self._stoppers += [pg.stop, broker.stop]
+            self.start_postgres()
+            undo.callback(self.stop_postgres)
+            self.start_broker(fresh=True)
+            undo.callback(self.stop_broker)
+            self._stoppers += [self.stop_postgres, self.stop_broker]
             undo.pop_all()
-        self.kafka_bootstrap, self.database_url, self.infra_source = broker.bootstrap, pg.url, "local"
+        assert self.pg is not None and self.broker is not None
+        self.kafka_bootstrap, self.database_url, self.infra_source = self.broker.bootstrap, self.pg.url, "local"
+
+    # The local servers as processes (the fault suite): same ports and data dirs across restarts, so the
+    # services' configuration stays valid.
+    def _local(self) -> None:
+        if not self._ports:
+            raise RuntimeError(f"Kafka/PostgreSQL come from {self.infra_source or 'nowhere yet'}, not the local "
+                               "launchers: Stack(infra='local') to control them as processes")
+
+    def start_postgres(self, unsafe_fast: bool | None = None, settings: dict[str, str] | None = None) -> None:
+        """Start (or restart after a crash, replaying the WAL) the local cluster; durable unless asked."""
+        self._local()
+        self.pg = local_pg.start_postgres(
+            self.state_dir / "postgres", port=self._ports["postgres"], fresh=self.pg is None,
+            unsafe_fast=self.unsafe_fast_db if unsafe_fast is None else unsafe_fast, settings=settings)
+
+    def kill_postgres(self) -> None:
+        """`pg_ctl stop -m immediate`: no checkpoint, open transactions die with the server (a crash)."""
+        self._local()
+        if self.pg is not None:
+            self.pg.stop(mode="immediate")
+
+    def stop_postgres(self) -> None:
+        if self.pg is not None:
+            self.pg.stop()
+
+    def start_broker(self, fresh: bool = False) -> None:
+        """Start the local broker; `fresh=False` keeps its data dir (a restart: topics and offsets survive)."""
+        self._local()
+        self.broker = local_kafka.start_kafka(
+            self.state_dir / "kafka", port=self._ports["kafka"], controller_port=self._ports["controller"], fresh=fresh)
+
+    def kill_broker(self) -> None:
+        """SIGKILL the Kafka JVM (no controlled shutdown)."""
+        self._local()
+        if self.broker is not None:
+            self.broker.kill()
+
+    def stop_broker(self) -> None:
+        if self.broker is not None:
+            self.broker.stop()
 
     def _migrate_and_create_topics(self) -> None:
         from shared.db.migrate import upgrade
@@ -156,11 +257,11 @@ class Stack:
         env |= self.extra_env
         return env
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         log_file = self.log_path(name).open("ab")
         proc = subprocess.Popen(
-            [sys.executable, *args], cwd=ROOT, env=self.env(), stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            [sys.executable, *args], cwd=ROOT, env=self.env() | (env or {}), stdout=log_file,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         log_file.close()
         self.procs[name] = proc
@@ -172,10 +273,31 @@ class Stack:
         proc = self._spawn("fakeai", ["-m", "fakeai", "--host", "127.0.0.1", "--port", str(self.fake_port)])
         wait_http(f"{self.fake_url}/health", 30, proc, self.log_path("fakeai"))
 
-    def start_service(self, name: str) -> None:
-        proc = self._spawn(name, ["-m", f"services.{name}"])
+    def start_service(self, name: str, wait: bool = True) -> None:
+        """Start `name` with a fresh token; with `wait`, return once it proved it is up (see wait_ready)."""
+        token = self.tokens[name] = secrets.token_urlsafe(16)
+        ready = self.ready_path(name)
+        ready.parent.mkdir(parents=True, exist_ok=True)
+        ready.unlink(missing_ok=True)
+        self._spawn(name, ["-m", f"services.{name}"],
+                    {"CONTENTLINE_INSTANCE_TOKEN": token, "CONTENTLINE_READY_FILE": str(ready.resolve())})
+        if wait:
+            self.wait_ready(name)
+
+    def wait_ready(self, name: str, timeout: float = 60) -> None:
+        """The orchestrator: /health echoes this start's token; a worker: its ready file holds it."""
+        proc, token = self.procs[name], self.tokens[name]
         if name == "orchestrator":
-            wait_http(f"{self.api_url}/health", 60, proc, self.log_path(name))
+            wait_health(f"{self.api_url}/health", token, timeout, proc, self.log_path(name))
+        else:
+            wait_ready_file(self.ready_path(name), token, timeout, proc, self.log_path(name))
+
+    def start_services(self, names: tuple[str, ...] = SERVICES) -> None:
+        """Start several at once (their start-ups overlap), then wait for each."""
+        for name in names:
+            self.start_service(name, wait=False)
+        for name in names:
+            self.wait_ready(name)
 
     def stop_service(self, name: str, timeout: float = 30.0) -> None:
         proc = self.procs.pop(name, None)
@@ -189,9 +311,11 @@ class Stack:
             proc.wait(5)
 
     def kill_service(self, name: str) -> None:
+        """kill -9 (its whole process group: it runs in a session of its own): no shutdown code runs."""
         proc = self.procs.pop(name, None)
         if proc is not None and proc.poll() is None:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(10)
 
     def start_wordpress(self) -> local_wp.WordPressProcess:
@@ -208,8 +332,7 @@ class Stack:
         if self.with_wordpress:
             self.start_wordpress()
         self.start_fake_ai()
-        for name in SERVICES:
-            self.start_service(name)
+        self.start_services()
 
     def stop(self) -> None:
         for name in reversed(list(self.procs)):

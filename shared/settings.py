@@ -41,6 +41,11 @@ class Settings(BaseSettings):
 
     media_dir: Path = Path("var/media")
     log_level: str = "INFO"
+    # Set by the launcher (devstack) for each start: the orchestrator's /health echoes the token and every
+    # service writes it to `ready_file` once its broker is started, so the launcher knows it reached this
+    # very process, not another one holding the port or a file left by an earlier start. Not a secret.
+    instance_token: str | None = None
+    ready_file: Path | None = None
 
     # Orchestrator
     api_host: str = "127.0.0.1"
