@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from devstack.containers import docker_available, start_containers
 log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = ("clusterer", "ideator", "writer", "imager")
+_AI_PROVIDER = re.compile(r"^(OPENAI_\w+|CONTENTLINE_(OPENAI|CHAT|EMBEDDING|IMAGE)_(BASE_URL|API_KEY|API_VERSION))$")
 SERVICES = ("orchestrator", *WORKERS)
 
 
@@ -123,7 +125,10 @@ class Stack:
 
     # ---------------------------------------------------------------- processes
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTLINE_")}
+        # The caller's CONTENTLINE_* and OPENAI_* reach the services (models, timeouts, per-function providers,
+        # e.g. for `--real-ai`); what the stack decides (infrastructure, ports, paths) is set below and wins.
+        # With the fake AI, every provider is the fake: the caller's provider URLs and keys are left out.
+        env = {k: v for k, v in os.environ.items() if not (self.use_fake_ai and _AI_PROVIDER.match(k))}
         env |= {
             "CONTENTLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "CONTENTLINE_DATABASE_URL": self.database_url,

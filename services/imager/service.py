@@ -8,13 +8,13 @@ import re
 from typing import Any
 
 from PIL import Image as PILImage
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.imager import repository as repo
 from services.imager.storage import MediaStorage
 from shared import prompts
-from shared.ai import AiClient, AiError, Usage
+from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import ImageUsage, ItemFailure, Stage, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
 from shared.db.models import Draft, ImagePrompt
@@ -22,13 +22,20 @@ from shared.worker import BatchOutcome
 
 
 class ImagePromptDraft(BaseModel):
-    prompt: str
-    alt_text: str
-    caption: str
+    prompt: str = Field(max_length=600, description="What the image shows, its style; no text in the image")
+    alt_text: str = Field(max_length=200)
+    caption: str = Field(max_length=250)
 
 
 class ImagePromptSet(BaseModel):
-    prompts: list[ImagePromptDraft]
+    prompts: list[ImagePromptDraft] = Field(min_length=1, max_length=20)
+
+
+PROMPT_TOKENS = budgets.chars(600 + 200 + 250) + 16  # one prompt at its bounds
+
+
+def prompts_budget(count: int) -> int:
+    return budgets.JSON_OVERHEAD + count * PROMPT_TOKENS
 
 
 def prompt_system(options: StageOptions) -> str:
@@ -95,6 +102,7 @@ class ImagerService:
                     ImagePromptSet,
                     "image-prompts",
                     usage,
+                    max_tokens=prompts_budget(len(spots)),
                 )
             except AiError as exc:
                 return exc

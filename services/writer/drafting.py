@@ -16,26 +16,30 @@ from pydantic import BaseModel, Field
 
 from services.writer import quality
 from shared import prompts
-from shared.ai import AiClient, Usage
+from shared.ai import AiClient, Usage, budgets
 from shared.contracts import StageOptions
 from shared.text import slugify, word_count
 
 
+# Bounds: what a good answer needs with room to spare, so a looping model is stopped by the schema (where the
+# provider enforces it) and by max_tokens (everywhere). Meta fields are trimmed to their SEO limits afterwards.
 class FaqItem(BaseModel):
-    question: str
-    answer: str
+    question: str = Field(max_length=200)
+    answer: str = Field(max_length=1000, description="Two to four sentences")
 
 
 class DraftFrame(BaseModel):
-    meta_title: str = Field(description="At most 60 characters, contains the primary keyword")
-    meta_description: str = Field(description="At most 160 characters")
-    intro_markdown: str = Field(description="Introduction paragraph(s), no heading")
-    conclusion_markdown: str = Field(description="Conclusion paragraph(s), no heading")
-    faq: list[FaqItem]
+    meta_title: str = Field(max_length=100, description="At most 60 characters, contains the primary keyword")
+    meta_description: str = Field(max_length=300, description="At most 160 characters")
+    intro_markdown: str = Field(max_length=5000, description="Introduction paragraph(s), no heading")
+    conclusion_markdown: str = Field(max_length=5000, description="Conclusion paragraph(s), no heading")
+    faq: list[FaqItem] = Field(min_length=1, max_length=6)
 
 
 class SectionText(BaseModel):
-    section_markdown: str = Field(description="The section body; H3 subheadings as '### ' lines if given")
+    section_markdown: str = Field(
+        max_length=20_000, description="The section body; H3 subheadings as '### ' lines if given"
+    )
 
 
 @dataclass
@@ -63,6 +67,18 @@ def trim(text: str, limit: int) -> str:
 
 
 FAQ_COUNT = 3
+FAQ_WORDS = 60  # a question and a short answer
+META_TOKENS = budgets.chars(100 + 300)  # meta title and description at their schema bounds
+
+
+def frame_budget(edge_words: int) -> int:
+    """Tokens for the frame: intro and conclusion of `edge_words` each, the FAQ, the meta fields."""
+    return budgets.prose(2 * edge_words + FAQ_COUNT * FAQ_WORDS) + META_TOKENS
+
+
+def section_budget(words: int, subheadings: int) -> int:
+    """Tokens for one section of `words` words with its H3 lines."""
+    return budgets.prose(words) + 16 * subheadings
 
 
 def context(brief: dict[str, Any]) -> dict[str, str]:
@@ -100,6 +116,8 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         DraftFrame,
         "draft-frame",
         usage,
+        max_tokens=frame_budget(edge_words),
+        language_name=options.language,
     )
     faq_md = "\n\n".join(f"### {q.question.strip()}\n\n{q.answer.strip()}" for q in frame.faq)
     used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)
@@ -120,6 +138,8 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             SectionText,
             "draft-section",
             usage,
+            max_tokens=section_budget(per_section, len(s.subheadings)),
+            language_name=options.language,
         )
         body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
         return f"## {s.heading}\n\n{body}"
@@ -156,5 +176,6 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         "target_words": target,
         "quality_score": q.score,
         "quality_notes": q.notes,
+        "quality_passed": q.passed,
     }
     return WrittenDraft(row, words)

@@ -495,6 +495,7 @@ async def test_stats_count_calls_and_reset(http: httpx.AsyncClient) -> None:
         "errors_injected": 0,
         "malformed_injected": 0,
         "rate_limited": 0,
+        "faults_injected": 0,
     }
     assert set((await http.post("/_fake/reset")).json().values()) == {0}
     assert set((await http.get("/_fake/stats")).json().values()) == {0}
