@@ -131,7 +131,8 @@ def structure_problems(title: str, body_markdown: str) -> list[str]:
             j = i + 1
             while j < len(headed) and headed[j].level > 2:
                 j += 1
-            words = _words(s.text) + sum(_words(sub.heading) + _words(sub.text) for sub in headed[i + 1 : j])
+            subs = headed[i + 1 : j]
+            words = _words(s.text) + sum(_words(sub.heading) + _words(sub.text) for sub in subs)
             if words < EMPTY_SECTION_WORDS:
                 problems.append(f"empty section '## {s.heading}' ({words} words)")
         elif not s.text:
@@ -151,8 +152,8 @@ def structure_problems(title: str, body_markdown: str) -> list[str]:
         bare = _strip_number(s.heading)
         if norm_title and normalise(bare) == norm_title:
             problems.append(f"heading copies the title: '{s.heading}'")
-        tokens = re.findall(r"[^\W_]+", bare)
-        if len(tokens) <= 1 and (not tokens or bare.lower().strip(" :.") in _JUNK_WORDS or re.search(r"[\d_]", bare)):
+        junk = not re.search(r"[^\W_]", bare) or bare.lower().strip(" :.") in _JUNK_WORDS or re.search(r"[\d_]", bare)
+        if len(bare.split()) <= 1 and junk:
             problems.append(f"junk heading: '{s.heading}'")
     numbered = [s.heading for s in headed if _NUMBERED.match(s.heading)]
     if numbered and len(numbered) >= max(2, len(headed) // 2):

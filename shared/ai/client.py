@@ -176,7 +176,7 @@ class AiClient:
         attempts = self._s.ai_max_attempts
         queued = 0.0
         started = time.perf_counter()
-        backoff = wait_exponential_jitter(initial=0.5, max=8.0)
+        backoff = wait_exponential_jitter(max=8.0)  # 1 s, 2 s, 4 s... plus up to 1 s of jitter
 
         def stop(state: RetryCallState) -> bool:
             # Waiting for the provider's limits or a free slot is not the attempts' time.
