@@ -1,7 +1,8 @@
 """Fault rules: what real providers and real models do to a request, on demand.
 
 A rule (`POST /_fake/config {"faults": [...]}`) hits every request it matches, globally or per request:
-`endpoint` (chat, embeddings, images), `if_prompt_contains` (a marker in the prompt), `if_param` (the
+`endpoint` (chat, embeddings, images), `if_prompt_contains` (a marker in the prompt) or `if_prompt_matches`
+(a regex), `if_param` (the
 request carries that field, e.g. `dimensions`), and `times` (only the first N matches; then it is spent).
 
 Kinds, each as the real thing looks on the wire:
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
@@ -59,6 +61,7 @@ class FaultRule(BaseModel):
     kind: Kind
     endpoint: Literal["chat", "embeddings", "images"] | None = None
     if_prompt_contains: str | None = Field(default=None, min_length=1)
+    if_prompt_matches: str | None = Field(default=None, min_length=1, description="A regex (re.S) on the prompt.")
     if_param: str | None = Field(default=None, min_length=1)
     times: int | None = Field(default=None, ge=1, description="Only the first N matching requests; then spent.")
     param: str = Field(default="dimensions", description="The parameter an unsupported_parameter 400 names.")
@@ -70,6 +73,8 @@ def matches(rule: FaultRule, endpoint: str, prompt: str | None, params: set[str]
     if rule.endpoint is not None and rule.endpoint != endpoint:
         return False
     if rule.if_prompt_contains is not None and (prompt is None or rule.if_prompt_contains not in prompt):
+        return False
+    if rule.if_prompt_matches is not None and (prompt is None or not re.search(rule.if_prompt_matches, prompt, re.S)):
         return False
     return rule.if_param is None or rule.if_param in params
 
