@@ -35,6 +35,13 @@ _AI_PROVIDER = re.compile(r"^(OPENAI_\w+|CONTENTLINE_(OPENAI|CHAT|EMBEDDING|IMAG
 SERVICES = ("orchestrator", *WORKERS)
 
 
+def _settings_vars() -> set[str]:
+    """The CONTENTLINE_* names the services read (launcher variables such as CONTENTLINE_STACK_* are not)."""
+    from shared.settings import Settings
+
+    return {f"CONTENTLINE_{name.upper()}" for name in Settings.model_fields}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,7 +135,12 @@ class Stack:
         # The caller's CONTENTLINE_* and OPENAI_* reach the services (models, timeouts, per-function providers,
         # e.g. for `--real-ai`); what the stack decides (infrastructure, ports, paths) is set below and wins.
         # With the fake AI, every provider is the fake: the caller's provider URLs and keys are left out.
-        env = {k: v for k, v in os.environ.items() if not (self.use_fake_ai and _AI_PROVIDER.match(k))}
+        settings = _settings_vars()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if (not k.startswith("CONTENTLINE_") or k in settings) and not (self.use_fake_ai and _AI_PROVIDER.match(k))
+        }
         env |= {
             "CONTENTLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "CONTENTLINE_DATABASE_URL": self.database_url,
