@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 import langcodes
-from langdetect import DetectorFactory, LangDetectException, detect_langs  # type: ignore[import-untyped]
+from langdetect import DetectorFactory, LangDetectException, detect_langs
 
 DetectorFactory.seed = 0  # langdetect samples at random; a seed makes the verdict repeatable
 MIN_WORDS = 15

@@ -26,6 +26,11 @@ T = TypeVar("T", bound=BaseModel)
 Schema = dict[str, Any]
 
 LENGTH_KEYWORDS = frozenset({"maxLength", "minLength"})
+# Grammar-based decoders (llama.cpp, vLLM's guided decoding) compile maxLength into a repetition rule; bounds
+# of thousands of characters make those grammars huge and slow. Such prose fields are bounded by the reply's
+# max_tokens instead: the schema sent keeps the short bounds (titles, names, meta), the prompt and our own
+# validation keep all of them.
+SENT_MAX_LENGTH = 2000
 ITEM_KEYWORDS = frozenset({"maxItems", "minItems"})
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.S)
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
@@ -63,6 +68,8 @@ def strict(model: type[BaseModel], drop: frozenset[str] = frozenset()) -> Schema
             return
         for key in ("title", "default", *drop):
             node.pop(key, None)
+        if node.get("maxLength", 0) > SENT_MAX_LENGTH:
+            node.pop("maxLength")  # prose: bounded by max_tokens instead (see SENT_MAX_LENGTH)
         if node.get("type") == "object" or "properties" in node:
             node["additionalProperties"] = False
             node["required"] = list(node.get("properties", {}))
