@@ -356,11 +356,17 @@ class AiClient:
         self, completion: Any, content: str, out: type[T], record: CallRecord, budget: int, language_name: str | None
     ) -> T:
         if completion.choices[0].finish_reason == "length":
-            raise ReplyProblem(
+            cut = ReplyProblem(
                 FailureKind.CUT_OFF,
                 f"{self.chat_plan.token_param}={budget}, finish_reason=length after {record.completion_tokens} "
                 "completion tokens",
             )
+            try:  # a reply that ended exactly at the limit may still be whole: no need to ask again
+                whole = schema.validate(out, schema.extract_json(content)) if content.strip() else None
+            except ReplyProblem:
+                whole = None
+            if whole is None:
+                raise cut
         if not content.strip():
             raise ReplyProblem(FailureKind.EMPTY, f"finish_reason={record.finish_reason}, no content")
         try:
