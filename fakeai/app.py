@@ -213,6 +213,15 @@ def create_app(settings: FakeSettings | None = None) -> FastAPI:
         extra = body.model_extra or {}
         if problem := request_problem(state.settings, body):
             return problem
+        if (window := state.settings.context_tokens) is not None:
+            wanted = extra.get("max_completion_tokens") or extra.get("max_tokens") or 0
+            if isinstance(wanted, int) and _tokens(prompt) + wanted > window:
+                message = (
+                    f"This model's maximum context length is {window} tokens. However, you requested "
+                    f"{_tokens(prompt) + wanted} tokens ({_tokens(prompt)} in the messages, {wanted} in the "
+                    "completion). Please reduce the length of the messages or completion."
+                )
+                return openai_error(400, message, "BadRequestError")
         refused, kinds = await state.refusal("chat", prompt, {*body.model_fields_set, *extra})
         if refused is not None:
             return refused

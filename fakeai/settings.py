@@ -41,6 +41,9 @@ class FakeSettings(BaseSettings):
         default_factory=lambda: list(RESPONSE_FORMATS),
         description="response_format types this server accepts; others are a 400 (a JSON-mode-only server).",
     )
+    context_tokens: int | None = Field(
+        default=None, ge=16, description="Chat: refuse (400, vLLM's wording) when prompt + max_tokens exceed this."
+    )
     native_dimensions: int | None = Field(
         default=None, ge=1, le=4096, description="Embeddings: ignore `dimensions` and return this size."
     )

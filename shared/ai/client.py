@@ -33,7 +33,16 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from shared.ai import budgets, language, schema
 from shared.ai.config import FUNCTIONS, RETRY_WAIT_CAP, Endpoint, Function, chat_model, endpoint, problems, retry_budget
-from shared.ai.errors import AiError, EmbeddingDimensionError, Failure, FailureKind, classify, clip, retry_after_seconds
+from shared.ai.errors import (
+    AiError,
+    EmbeddingDimensionError,
+    Failure,
+    FailureKind,
+    classify,
+    clip,
+    context_room,
+    retry_after_seconds,
+)
 from shared.ai.limits import ProviderLimiter
 from shared.ai.schema import ReplyProblem
 from shared.ai.usage import CallRecord, Usage
@@ -49,6 +58,7 @@ _REFUSAL_TEXT = re.compile(
 )
 _FINAL = frozenset({FailureKind.REFUSAL, FailureKind.CONTENT_FILTER})
 MAX_ADAPTATIONS = 3  # parameter drops per request: enough for token param + format + temperature
+CONTEXT_MARGIN = 16  # tokens kept free when shrinking a budget to the context's room
 
 
 def _bind(fn: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
@@ -285,6 +295,12 @@ class AiClient:
             except _AttemptsFailed as failed:
                 failure = failed.failure
                 error = self._error(purpose, "chat", model, record, failure)
+                room = context_room(failure.detail) if failure.kind is FailureKind.CONTEXT_TOO_LONG else None
+                if room is not None and room - CONTEXT_MARGIN < budget and room - CONTEXT_MARGIN >= budgets.MIN_BUDGET:
+                    # the prompt fits, the reply's budget did not: ask for what the context has room for, once
+                    budget = first_budget = room - CONTEXT_MARGIN
+                    log.warning("%s: %s; asking for max_tokens=%d", purpose, failure.detail, budget)
+                    continue
                 adaptable = failure.kind is FailureKind.UNSUPPORTED_PARAMETER and adaptations < MAX_ADAPTATIONS
                 if adaptable and failure.parameter:
                     change = self.chat_plan.adapt(failure.parameter)

@@ -92,12 +92,14 @@ KNOWN_PARAMETERS = (
 )
 _UNSUPPORTED_WORDS = re.compile(
     r"unsupported|not supported|unrecognized|unrecognised|not permitted|not allowed|unknown (field|param|argument)|"
-    r"extra (fields|inputs) not permitted|extra_forbidden|does not support|invalid parameter",
+    r"extra (fields|inputs) not permitted|extra_forbidden|does not support|invalid parameter|must be one of",
     re.I,
 )
 _CONTEXT_WORDS = re.compile(
     r"context[_ ]length|maximum context|context window|too many tokens|exceeds the context", re.I
 )
+_SCHEMA_WORDS = re.compile(r"json[_ ]?schema|grammar|response_format", re.I)
+_CONTEXT_NUMBERS = re.compile(r"maximum context length is (\d+).*?(\d+) (?:tokens )?in the messages", re.I | re.S)
 _FILTER_WORDS = re.compile(r"content[_ ]filter|ResponsibleAIPolicyViolation|content management policy", re.I)
 MAX_REASON = 1000
 
@@ -203,12 +205,20 @@ def classify(exc: BaseException, sent: set[str] | None = None) -> Failure:
         named = unsupported_parameter(
             message, param if isinstance(param, str) else None, code if isinstance(code, str) else None, sent or set()
         )
+        if not named and "json_schema" in (sent or set()) and _SCHEMA_WORDS.search(message):
+            named = "json_schema"  # a server that cannot turn our schema into its grammar: JSON mode will do
         if named:
             return Failure(FailureKind.UNSUPPORTED_PARAMETER, detail, parameter=named, status=status)
         return Failure(FailureKind.BAD_REQUEST, detail, status=status)
     if isinstance(exc, openai.OpenAIError):
         return Failure(FailureKind.BAD_REQUEST, clip(str(exc), 500))
     raise exc
+
+
+def context_room(detail: str) -> int | None:
+    """Tokens left for the reply when a 400 says prompt + max_tokens exceed the context (vLLM, OpenAI wording)."""
+    m = _CONTEXT_NUMBERS.search(detail)
+    return int(m.group(1)) - int(m.group(2)) if m else None
 
 
 def retry_after_seconds(headers: Any) -> float | None:

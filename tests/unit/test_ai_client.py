@@ -67,6 +67,10 @@ def status_error(status: int, message: str, param: str | None = None, code: str 
               "permitted.", "response_format", None, FailureKind.UNSUPPORTED_PARAMETER, "maxLength"),
         (400, "[{'type': 'extra_forbidden', 'loc': ('body', 'dimensions'), 'msg': 'Extra inputs are not permitted'}]",
          None, None, FailureKind.UNSUPPORTED_PARAMETER, "dimensions"),
+        (400, 'response_format type must be one of "text" or "json_object", but got: json_schema', None, None,
+         FailureKind.UNSUPPORTED_PARAMETER, "response_format"),
+        (400, "JSON schema conversion failed: unsupported pattern", None, None, FailureKind.UNSUPPORTED_PARAMETER,
+         "json_schema"),
         (400, "This model's maximum context length is 4096 tokens", None, "context_length_exceeded",
          FailureKind.CONTEXT_TOO_LONG, None),
         (400, "something else is wrong", None, None, FailureKind.BAD_REQUEST, None),
@@ -82,7 +86,8 @@ def status_error(status: int, message: str, param: str | None = None, code: str 
 def test_provider_errors_are_classified_and_only_transient_ones_retried(
     status: int, message: str, param: str | None, code: str | None, kind: FailureKind, named: str | None
 ) -> None:
-    failure = classify(status_error(status, message, param, code), {"max_tokens", "dimensions", "response_format"})
+    sent = {"max_tokens", "dimensions", "response_format", "json_schema"}
+    failure = classify(status_error(status, message, param, code), sent)
     assert failure.kind is kind and failure.parameter == named
     assert failure.transient == (status in (429, 503) and code != "insufficient_quota")
 

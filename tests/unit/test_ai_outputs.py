@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
+from fakeai import FakeSettings
 from fakeai.serve import RunningFake, serving
 from services.writer.drafting import write_draft
 from shared.ai import AiClient, AiError, FailureKind, Usage
@@ -187,3 +188,15 @@ async def test_default_budgets_fit_whole_drafts_without_cut_offs(fake: RunningFa
         assert abs(written.words - target) <= 0.15 * target
     assert usage.records and all(r.ok and r.finish_reason == "stop" for r in usage.records)
     assert all(r.max_tokens and r.completion_tokens < r.max_tokens for r in usage.records)
+
+
+async def test_a_budget_larger_than_the_context_has_room_for_is_shrunk_once() -> None:
+    async with serving(FakeSettings(context_tokens=600)) as fake:
+        ai, usage = AiClient(settings(fake)), Usage()
+        result = await ai.structured("You write.", prompt("x"), Piece, "piece", usage, max_tokens=2000)
+        assert isinstance(result, Piece)
+        first, second = (r["body"]["max_tokens"] for r in await fake.requests())
+        assert first == 2000 and 96 <= second < 600
+        assert usage.records[0].outcome == "context_too_long" and usage.records[1].ok
+        with pytest.raises(AiError, match=r"^piece: prompt too long for the model's context"):
+            await ai.structured("You write.", prompt("x") * 60, Piece, "piece", Usage())
