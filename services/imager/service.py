@@ -38,6 +38,13 @@ def prompts_budget(count: int) -> int:
     return budgets.JSON_OVERHEAD + count * PROMPT_TOKENS
 
 
+def enough(answer: ImagePromptSet, spots: list[str]) -> str | None:
+    """Fewer prompts than placements: asked again, naming how many are missing."""
+    if len(answer.prompts) < len(spots):
+        return f"{len(answer.prompts)} image prompt(s) for {len(spots)} placements ({', '.join(spots)})"
+    return None
+
+
 def prompt_system(options: StageOptions) -> str:
     return prompts.render("image_prompts.system", options)
 
@@ -103,6 +110,7 @@ class ImagerService:
                     "image-prompts",
                     usage,
                     max_tokens=prompts_budget(len(spots)),
+                    check=lambda reply: enough(reply, spots),
                 )
             except AiError as exc:
                 return exc

@@ -68,12 +68,19 @@ def trim(text: str, limit: int) -> str:
 
 FAQ_COUNT = 3
 FAQ_WORDS = 60  # a question and a short answer
+SHORT_SECTION = 0.35  # of its target words: below this a section is asked again
 META_TOKENS = budgets.chars(100 + 300)  # meta title and description at their schema bounds
 
 
 def frame_budget(edge_words: int) -> int:
     """Tokens for the frame: intro and conclusion of `edge_words` each, the FAQ, the meta fields."""
     return budgets.prose(2 * edge_words + FAQ_COUNT * FAQ_WORDS) + META_TOKENS
+
+
+def too_short(text: str, target: int) -> str | None:
+    """A section far under its share is asked again (small models often stop after a sentence or two)."""
+    words = word_count(text)
+    return f"the section has {words} words, the target is {target}" if words < SHORT_SECTION * target else None
 
 
 def section_budget(words: int, subheadings: int) -> int:
@@ -140,6 +147,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             usage,
             max_tokens=section_budget(per_section, len(s.subheadings)),
             language_name=options.language,
+            check=lambda reply: too_short(reply.section_markdown, per_section),
         )
         body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
         return f"## {s.heading}\n\n{body}"

@@ -267,11 +267,13 @@ class AiClient:
         *,
         max_tokens: int | None = None,
         language_name: str | None = None,
+        check: Callable[[T], str | None] | None = None,
     ) -> T:
         """A chat reply parsed into `schema_model`; AiError (permanent) naming the problem when none is usable.
 
         `max_tokens`: the reply's budget (default: from the schema's bounds); `language_name`: the language
-        the prose must be in (checked when `CONTENTLINE_AI_LANGUAGE_CHECK` is on).
+        the prose must be in (checked when `CONTENTLINE_AI_LANGUAGE_CHECK` is on); `check`: the caller's own
+        test of a valid reply (e.g. "40 words for 300"), a problem it names is re-asked like any other.
         """
         model = chat_model(self._s, purpose)
         cap = self._s.chat_max_output_tokens
@@ -315,7 +317,10 @@ class AiClient:
             try:
                 completion = raw.parse()
                 content = self._reply_text(completion, record)
-                return await self._read(completion, content, schema_model, record, budget, language_name)
+                parsed = await self._read(completion, content, schema_model, record, budget, language_name)
+                if check is not None and (missed := check(parsed)):
+                    raise ReplyProblem(FailureKind.OFF_TARGET, missed)
+                return parsed
             except ReplyProblem as problem:
                 found.append(problem)
                 outcome = f"{problem.kind.label}: {problem.detail}"

@@ -274,6 +274,8 @@ def repair_prompt(problem: ReplyProblem, model: type[BaseModel], language: str |
         ask = f"Write every text value in {language}."
     elif problem.kind is FailureKind.EMPTY:
         first, ask = "Your previous reply was empty.", "Answer the request."
+    elif problem.kind is FailureKind.OFF_TARGET:
+        first, ask = f"Your previous reply missed the request: {clip(problem.detail, 400)}.", "Follow the request."
     else:
         first = f"Your previous reply could not be used: {problem.kind.label}: {clip(problem.detail, 400)}."
         ask = "Keep every value within its limit."

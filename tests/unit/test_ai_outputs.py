@@ -200,3 +200,17 @@ async def test_a_budget_larger_than_the_context_has_room_for_is_shrunk_once() ->
         assert usage.records[0].outcome == "context_too_long" and usage.records[1].ok
         with pytest.raises(AiError, match=r"^piece: prompt too long for the model's context"):
             await ai.structured("You write.", prompt("x") * 60, Piece, "piece", Usage())
+
+
+async def test_the_callers_own_check_is_re_asked_and_then_named(fake: RunningFake) -> None:
+    ai, usage = AiClient(settings(fake)), Usage()
+    seen: list[int] = []
+
+    def short_once(piece: Piece) -> str | None:
+        seen.append(len(piece.body_markdown.split()))
+        return "the piece has 3 words, the target is 60" if len(seen) == 1 else None
+
+    assert isinstance(await ai.structured("w", prompt("x"), Piece, "piece", usage, check=short_once), Piece)
+    assert "missed the request: the piece has 3 words" in (await last_user_messages(fake))[1]
+    with pytest.raises(AiError, match=r"^piece: invalid output after 3 attempts \(reply off target, "):
+        await ai.structured("w", prompt("x"), Piece, "piece", Usage(), check=lambda _: "never right")
