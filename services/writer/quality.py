@@ -150,7 +150,9 @@ def structure_problems(title: str, body_markdown: str) -> list[str]:
     problems += [f"heading repeated {n}x: '{h}'" for h, n in seen.items() if n > 1]
     for s in headed:
         bare = _strip_number(s.heading)
-        if norm_title and normalise(bare) == norm_title:
+        if norm_title and normalise(bare) == norm_title and bare != s.heading:
+            # a numbered copy of the title is a model filling an outline slot with the title again; a plain
+            # H2 equal to the title is only clumsy (see title_heading below)
             problems.append(f"heading copies the title: '{s.heading}'")
         junk = not re.search(r"[^\W_]", bare) or bare.lower().strip(" :.") in _JUNK_WORDS or re.search(r"[\d_]", bare)
         if len(bare.split()) <= 1 and junk:
@@ -199,6 +201,9 @@ def check(
         if target_words and not LENGTH_FAR_UNDER <= words / target_words <= LENGTH_FAR_OVER:
             block(f"length far off the target: {words} words for {target_words}")
     headings = {normalise(h) for h in re.findall(r"^#{2,3}\s+(.+)$", body_markdown, flags=re.M)}
+    if normalise(title) in headings:
+        score -= 10
+        notes.append("a heading repeats the title")
     missing = [h for h in outline_headings if normalise(h) not in headings]
     if missing:
         score -= min(30, 10 * len(missing))

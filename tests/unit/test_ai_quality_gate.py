@@ -134,3 +134,10 @@ def test_the_issue_draft_is_caught() -> None:
 def test_code_may_hold_snake_case_names() -> None:
     body = GOOD.replace("Baking\n\n", "Baking\n\nSet `proof_time` in the recipe app, then wait. ")
     assert check(body).passed
+
+
+def test_a_plain_heading_equal_to_the_title_costs_points_a_numbered_copy_fails() -> None:
+    plain = check(draft(section(TITLE), section("Mixing and folding", OTHER), section("Baking", THIRD)))
+    assert plain.passed and "a heading repeats the title" in plain.notes
+    numbered = check(draft(section(f"2. {TITLE}"), section("Mixing and folding", OTHER), section("Baking", THIRD)))
+    assert not numbered.passed and any("heading copies the title" in n for n in numbered.blocking)
