@@ -2,6 +2,7 @@
 
 config.py   which provider, model and timeout each function (chat, embeddings, images) uses
 client.py   AiClient: requests, transient retries, re-asks that change the request, parameter fallbacks
+plans.py    what a provider refused, remembered (ChatPlan)
 schema.py   structured output: response formats, the schema as prompt text, tolerant parsing, repair
 budgets.py  max_tokens sized to what a reply should produce
 limits.py   requests/tokens per minute per provider, following Retry-After and x-ratelimit-* headers

@@ -21,7 +21,6 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -44,6 +43,7 @@ from shared.ai.errors import (
     retry_after_seconds,
 )
 from shared.ai.limits import ProviderLimiter
+from shared.ai.plans import AttemptsFailed, ChatPlan, OptionalParams, bind_call
 from shared.ai.schema import ReplyProblem
 from shared.ai.usage import CallRecord, Usage
 from shared.settings import Settings
@@ -59,61 +59,6 @@ _REFUSAL_TEXT = re.compile(
 _FINAL = frozenset({FailureKind.REFUSAL, FailureKind.CONTENT_FILTER})
 MAX_ADAPTATIONS = 3  # parameter drops per request: enough for token param + format + temperature
 CONTEXT_MARGIN = 16  # tokens kept free when shrinking a budget to the context's room
-
-
-def _bind(fn: Callable[..., Awaitable[Any]], kwargs: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
-    async def call() -> Any:
-        return await fn(**kwargs)
-
-    return call
-
-
-class _AttemptsFailed(Exception):
-    def __init__(self, failure: Failure, retry_after: float | None = None) -> None:
-        super().__init__(failure.text())
-        self.failure = failure
-        self.retry_after = retry_after
-
-
-@dataclass
-class ChatPlan:
-    """How this provider wants chat requests; changed (for good) when it refuses a parameter."""
-
-    response_format: str
-    token_param: str
-    send_temperature: bool = True
-    dropped_keywords: frozenset[str] = frozenset()
-    refused: set[str] = field(default_factory=set)
-
-    def adapt(self, param: str) -> str | None:
-        """Change the plan so `param` is not sent again; None when there is nothing left to change."""
-        if param in self.refused:
-            return None
-        change: str | None = None
-        if param == self.token_param == "max_tokens":
-            self.token_param, change = "max_completion_tokens", "sending 'max_completion_tokens' instead"
-        elif param == self.token_param == "max_completion_tokens":
-            self.token_param, change = "max_tokens", "sending 'max_tokens' instead"
-        elif param == "temperature" and self.send_temperature:
-            self.send_temperature, change = False, "leaving 'temperature' out"
-        elif param in ("response_format", "json_schema") and self.response_format != "none":
-            self.response_format = "json_object" if self.response_format == "json_schema" else "none"
-            change = f"response format {self.response_format}"
-        elif param in schema.LENGTH_KEYWORDS | schema.ITEM_KEYWORDS:
-            group = schema.LENGTH_KEYWORDS if param in schema.LENGTH_KEYWORDS else schema.ITEM_KEYWORDS
-            if not group <= self.dropped_keywords:
-                self.dropped_keywords |= group
-                change = f"leaving {'/'.join(sorted(group))} out of the schema (still named in the prompt)"
-        if change:
-            self.refused.add(param)
-        return change
-
-
-@dataclass
-class OptionalParams:
-    """Parameters of embeddings/images that a provider may refuse: sent until it does."""
-
-    send: dict[str, bool] = field(default_factory=lambda: {"dimensions": True, "quality": True})
 
 
 class AiClient:
@@ -194,11 +139,11 @@ class AiClient:
 
         def wait(state: RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            hint = exc.retry_after if isinstance(exc, _AttemptsFailed) else None
+            hint = exc.retry_after if isinstance(exc, AttemptsFailed) else None
             return min(max(backoff(state), hint or 0.0), RETRY_WAIT_CAP)
 
         def transient(exc: BaseException) -> bool:
-            return isinstance(exc, _AttemptsFailed) and exc.failure.transient
+            return isinstance(exc, AttemptsFailed) and exc.failure.transient
 
         try:
             async for attempt in AsyncRetrying(retry=retry_if_exception(transient), stop=stop, wait=wait, reraise=True):
@@ -219,7 +164,7 @@ class AiClient:
                                 hint = retry_after_seconds(exc.response.headers)
                             if failure.kind is FailureKind.TIMEOUT:
                                 failure.detail = f"no reply within {ep.timeout:g} s"
-                            raise _AttemptsFailed(failure, hint) from exc
+                            raise AttemptsFailed(failure, hint) from exc
                     limiter.observe(raw.headers)
                     return raw
         finally:
@@ -292,9 +237,9 @@ class AiClient:
             kwargs, sent = self._chat_request(model, messages, schema_model, budget, temperature)
             estimate = budgets.prompt_tokens(messages) + budget
             try:
-                raw = await self._send("chat", record, _bind(sdk.chat.completions.with_raw_response.create, kwargs),
+                raw = await self._send("chat", record, bind_call(sdk.chat.completions.with_raw_response.create, kwargs),
                                        estimate, sent)
-            except _AttemptsFailed as failed:
+            except AttemptsFailed as failed:
                 failure = failed.failure
                 error = self._error(purpose, "chat", model, record, failure)
                 room = context_room(failure.detail) if failure.kind is FailureKind.CONTEXT_TOO_LONG else None
@@ -430,11 +375,11 @@ class AiClient:
                 estimate = sum(len(t) for t in chunk) // 4 + 1
                 try:
                     raw = await self._send(
-                        "embeddings", record, _bind(sdk.embeddings.with_raw_response.create, kwargs),
+                        "embeddings", record, bind_call(sdk.embeddings.with_raw_response.create, kwargs),
                         estimate, set(kwargs) - {"model", "input"},
                     )
                     break
-                except _AttemptsFailed as failed:
+                except AttemptsFailed as failed:
                     error = self._error(purpose, "embeddings", ep.model, record, failed.failure)
                     if self._drop_optional(failed.failure, "embeddings") and adaptations < 1:
                         adaptations += 1
@@ -513,11 +458,11 @@ class AiClient:
                 kwargs["quality"] = quality
             try:
                 raw = await self._send(
-                    "images", record, _bind(sdk.images.with_raw_response.generate, kwargs),
+                    "images", record, bind_call(sdk.images.with_raw_response.generate, kwargs),
                     math.ceil(len(prompt) / 4), set(kwargs) - {"model", "prompt"},
                 )
                 break
-            except _AttemptsFailed as failed:
+            except AttemptsFailed as failed:
                 error = self._error(purpose, "images", ep.model, record, failed.failure)
                 if self._drop_optional(failed.failure, "images") and adaptations < 1:
                     adaptations += 1

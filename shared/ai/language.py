@@ -7,13 +7,27 @@ short labels are often English in any language. A language neither library knows
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
 import langcodes
 from langdetect import DetectorFactory, LangDetectException, detect_langs
+from langdetect.detector_factory import init_factory
 
 DetectorFactory.seed = 0  # langdetect samples at random; a seed makes the verdict repeatable
+# langdetect loads its profiles on first use without a lock: a second thread meanwhile sees a half-loaded set
+# (alphabetical, so everything reads as Afrikaans). Checks run in worker threads, so load once under a lock.
+_LOADING = threading.Lock()
+_loaded = False
+
+
+def _ready() -> None:
+    global _loaded
+    if not _loaded:
+        with _LOADING:
+            init_factory()
+            _loaded = True
 MIN_WORDS = 15
 CONFIDENT = 0.8
 # langdetect's codes where they differ from the language's ISO 639-1 code.
@@ -64,6 +78,7 @@ def mismatch(value: Any, expected: str) -> str | None:
     text = " ".join(prose(value))
     if len(text.split()) < MIN_WORDS:
         return None
+    _ready()
     try:
         found = detect_langs(text)
     except LangDetectException:

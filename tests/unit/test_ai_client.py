@@ -137,3 +137,27 @@ def test_the_schema_as_prompt_text_and_as_sent() -> None:
 
 def test_section_budget_follows_the_words() -> None:
     assert section_budget(300, 0) == 611 and section_budget(300, 2) == 643 and section_budget(1000, 0) > 1800
+
+
+def test_language_names_and_the_mismatch_check() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fakeai.faults import german
+    from shared.ai import language
+
+    assert [language.language_code(n) for n in ("English", "Deutsch", "pt-BR", "Español", "Klingonish")] == [
+        "en",
+        "de",
+        "pt",
+        "es",
+        None,
+    ]
+    english = {"body": "Most readers looking into coffee grinders want a practical plan they can act on today, "
+                       "and a careful comparison of burr sizes helps them decide."}  # fmt: skip
+    assert language.mismatch(english, "English") is None
+    assert language.mismatch({"title": "Kaffee"}, "English") is None  # too short to judge
+    verdict = language.mismatch({"body": german(40)}, "English")
+    assert verdict and verdict.startswith("it reads as German")
+    assert language.mismatch({"body": german(40)}, "German") is None
+    with ThreadPoolExecutor(8) as pool:  # checks run in threads: the first use must not race
+        assert set(pool.map(lambda _: language.mismatch(english, "English"), range(16))) == {None}
