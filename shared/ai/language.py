@@ -19,15 +19,20 @@ DetectorFactory.seed = 0  # langdetect samples at random; a seed makes the verdi
 # langdetect loads its profiles on first use without a lock: a second thread meanwhile sees a half-loaded set
 # (alphabetical, so everything reads as Afrikaans). Checks run in worker threads, so load once under a lock.
 _LOADING = threading.Lock()
-_loaded = False
 
 
-def _ready() -> None:
-    global _loaded
-    if not _loaded:
-        with _LOADING:
-            init_factory()
-            _loaded = True
+def _ready() -> set[str]:
+    """Load the profiles (once); the base codes of the languages langdetect knows."""
+    with _LOADING:  # uncontended after the first call
+        init_factory()
+    return _known()
+
+
+@cache
+def _known() -> set[str]:
+    from langdetect import detector_factory
+
+    return {_base(code) for code in detector_factory._factory.get_lang_list()}
 MIN_WORDS = 15
 CONFIDENT = 0.8
 # langdetect's codes where they differ from the language's ISO 639-1 code.
@@ -73,12 +78,13 @@ def _base(code: str) -> str:
 def mismatch(value: Any, expected: str) -> str | None:
     """None when the prose is in `expected` (or cannot be judged), else what it looks like instead."""
     code = language_code(expected)
+    text = " ".join(prose(value))
     if code is None:
         return None
-    text = " ".join(prose(value))
     if len(text.split()) < MIN_WORDS:
         return None
-    _ready()
+    if _base(code) not in _ready():
+        return None  # a language the detector cannot recognise is not judged
     try:
         found = detect_langs(text)
     except LangDetectException:
