@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from services.writer import quality
 from shared import prompts
-from shared.ai import AiClient, Usage, budgets
+from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import StageOptions
 from shared.text import slugify, word_count
 
@@ -132,7 +132,15 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
 
     async def section(s: Section) -> str:
         outline = "".join(f"### {h}\n" for h in s.subheadings)
-        text = await ai.structured(
+        try:
+            text = await section_text(s, outline)
+        except AiError as exc:
+            raise exc.within(f"section '{trim(s.heading, 60)}'") from exc
+        body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
+        return f"## {s.heading}\n\n{body}"
+
+    async def section_text(s: Section, outline: str) -> SectionText:
+        return await ai.structured(
             system,
             prompts.render(
                 "draft_section.user",
@@ -149,10 +157,15 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             language_name=options.language,
             check=lambda reply: too_short(reply.section_markdown, per_section),
         )
-        body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
-        return f"## {s.heading}\n\n{body}"
 
-    bodies = await asyncio.gather(*(section(s) for s in sections))
+    # A failed section fails the draft: the other sections' calls are cancelled rather than paid for.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(section(s)) for s in sections]
+    except* AiError as failed:
+        first = failed.exceptions[0]
+        raise first if isinstance(first, AiError) else AiError(str(first), transient=False) from None
+    bodies = [t.result() for t in tasks]
     title = brief["title"]
     body_markdown = "\n\n".join(
         [frame.intro_markdown.strip(), *bodies, "## Conclusion", frame.conclusion_markdown.strip()]

@@ -137,6 +137,10 @@ class AiError(Exception):
         self.transient = transient
         self.kind = kind
 
+    def within(self, context: str) -> AiError:
+        """The same failure, its reason led by where it happened (e.g. which section of a draft)."""
+        return AiError(f"{context}: {self.reason}", self.transient, self.kind)
+
 
 class EmbeddingDimensionError(AiError):
     """Vectors of another size than configured or already stored: never to be stored next to the others."""

@@ -214,3 +214,12 @@ async def test_the_callers_own_check_is_re_asked_and_then_named(fake: RunningFak
     assert "missed the request: the piece has 3 words" in (await last_user_messages(fake))[1]
     with pytest.raises(AiError, match=r"^piece: invalid output after 3 attempts \(reply off target, "):
         await ai.structured("w", prompt("x"), Piece, "piece", Usage(), check=lambda _: "never right")
+
+
+async def test_a_failing_section_fails_its_draft_naming_the_section(fake: RunningFake) -> None:
+    await fake.configure(faults=[{"kind": "refusal", "if_prompt_contains": "Section: ## Part two"}])
+    outline = [{"level": 2, "heading": f"Part {w}"} for w in ("one", "two", "three")]
+    brief = {"title": "Espresso at home", "primary_keyword": "espresso", "outline": outline, "target_words": 600}
+    with pytest.raises(AiError) as caught:
+        await write_draft(AiClient(settings(fake)), brief, StageOptions(), Usage())
+    assert caught.value.reason.startswith("section 'Part two': draft-section: the model refused [chat model")
