@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     chat_max_output_tokens: int = Field(default=8192, ge=64, le=200_000)  # cap on any one reply's budget
     chat_requests_per_minute: int = Field(default=0, ge=0)  # 0 = no client-side limit (headers still obeyed)
     chat_tokens_per_minute: int = Field(default=0, ge=0)
+    # Requests in flight per worker process; unset = ai_max_concurrency. A local server with N slots
+    # (llama-server -np N, Ollama's OLLAMA_NUM_PARALLEL) makes the rest queue on its side, inside our timeout.
+    chat_max_concurrency: int | None = Field(default=None, ge=1, le=256)
     # Embeddings (keyword clustering).
     embedding_base_url: str | None = None
     embedding_api_key: SecretStr | None = None
@@ -61,6 +64,7 @@ class Settings(BaseSettings):
     embedding_timeout_seconds: float | None = Field(default=None, gt=0)  # unset: ai_timeout_seconds, else 120
     embedding_requests_per_minute: int = Field(default=0, ge=0)
     embedding_tokens_per_minute: int = Field(default=0, ge=0)
+    embedding_max_concurrency: int | None = Field(default=None, ge=1, le=256)
     # Images.
     image_base_url: str | None = None
     image_api_key: SecretStr | None = None
@@ -68,6 +72,7 @@ class Settings(BaseSettings):
     image_model: str = "gpt-image-1"
     image_timeout_seconds: float | None = Field(default=None, gt=0)  # unset: ai_timeout_seconds, else 180
     image_requests_per_minute: int = Field(default=0, ge=0)
+    image_max_concurrency: int | None = Field(default=None, ge=1, le=256)
     # Shared by all functions.
     ai_timeout_seconds: float | None = Field(default=None, gt=0)  # one timeout for every function, if set
     ai_max_attempts: int = Field(default=4, ge=1, le=10)  # per request, for transient errors (429/5xx/timeouts)

@@ -69,7 +69,7 @@ class AiClient:
         self._limiters = {
             f: ProviderLimiter(ep.requests_per_minute, ep.tokens_per_minute) for f, ep in self._eps.items()
         }
-        self._slots = asyncio.Semaphore(settings.ai_max_concurrency)
+        self._slots = {f: asyncio.Semaphore(ep.concurrency) for f, ep in self._eps.items()}
         self.chat_plan = ChatPlan(settings.chat_response_format, settings.chat_token_limit_param)
         self._optional = OptionalParams()
         self._dimensions_seen: dict[str, int] = {}
@@ -151,7 +151,7 @@ class AiClient:
                     record.attempts += 1
                     waited = time.monotonic()
                     await limiter.acquire(tokens)
-                    async with self._slots:
+                    async with self._slots[function]:
                         queued += time.monotonic() - waited
                         try:
                             async with asyncio.timeout(ep.timeout):

@@ -42,6 +42,7 @@ class Endpoint:
     timeout: float
     requests_per_minute: int
     tokens_per_minute: int
+    concurrency: int
 
     @property
     def azure(self) -> bool:
@@ -78,6 +79,7 @@ def endpoint(settings: Settings, function: Function) -> Endpoint:
         timeout=float(timeout),
         requests_per_minute=getattr(settings, f"{p}_requests_per_minute"),
         tokens_per_minute=getattr(settings, f"{p}_tokens_per_minute", 0),
+        concurrency=getattr(settings, f"{p}_max_concurrency") or settings.ai_max_concurrency,
     )
 
 

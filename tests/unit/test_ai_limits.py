@@ -59,3 +59,21 @@ async def test_our_own_tokens_per_minute_ceiling() -> None:
     assert await limiter.acquire(600) < 0.05
     waited = await limiter.acquire(5)
     assert 0.3 <= waited < 2.0
+
+
+async def test_requests_beyond_the_servers_slots_wait_outside_their_timeout() -> None:
+    # one slot, like `llama-server -np 1`: three requests of 0.4 s each, a timeout of 0.7 s per attempt
+    rule = FaultRule(kind="slow", endpoint="embeddings", delay_ms=400)
+    async with serving(FakeSettings(faults=[rule])) as fake:
+        settings = Settings(
+            openai_base_url=fake.url,
+            openai_api_key=SecretStr("k"),
+            embedding_max_concurrency=1,
+            embedding_timeout_seconds=0.7,
+            ai_max_attempts=1,
+        )
+        ai, usage = AiClient(settings), Usage()
+        started = time.monotonic()
+        await asyncio.gather(*(ai.embed([f"t{i}"], "kw", usage) for i in range(3)))
+        assert time.monotonic() - started >= 1.2  # one after the other, none timed out
+        assert all(r.ok and r.attempts == 1 for r in usage.records)
