@@ -31,14 +31,14 @@ IDEA_TOKENS = 700  # one idea at its realistic size (the bounds allow more; max_
 
 class OutlineItem(BaseModel):
     level: int = Field(ge=2, le=3, description="2 for an H2 section, 3 for an H3 under the previous H2")
-    heading: str = Field(max_length=120, description="The heading text only: no number, no '#'")
+    heading: str = Field(min_length=3, max_length=120, description="The heading text only: no number, no '#'")
 
 
 class IdeaDraft(BaseModel):
-    title: str = Field(max_length=120)
+    title: str = Field(min_length=5, max_length=120)
     content_type: ContentType
     intent: Intent
-    primary_keyword: str = Field(max_length=100, description="Exactly one of the given keywords")
+    primary_keyword: str = Field(min_length=1, max_length=100, description="Exactly one of the given keywords")
     secondary_keywords: list[Annotated[str, Field(max_length=100)]] = Field(
         max_length=10, description="Other given keywords to cover"
     )
@@ -46,7 +46,9 @@ class IdeaDraft(BaseModel):
         min_length=1, max_length=MAX_OUTLINE_ITEMS, description="H2/H3 outline of the article body"
     )
     target_words: int = Field(ge=0, le=20_000)
-    brief: str = Field(max_length=800, description="One paragraph for the writer: angle, reader, what to cover")
+    brief: str = Field(
+        min_length=40, max_length=800, description="One paragraph for the writer: angle, reader, what to cover"
+    )
 
 
 class IdeaSet(BaseModel):
@@ -55,6 +57,20 @@ class IdeaSet(BaseModel):
 
 def ideas_budget(count: int) -> int:
     return budgets.JSON_OVERHEAD + count * IDEA_TOKENS
+
+
+def degenerate(answer: IdeaSet) -> str | None:
+    """What a schema-valid but useless answer looks like (a small local model's habit): the same heading
+    over and over, a brief that only repeats the title. Named so the re-ask can say what to fix."""
+    for n, idea in enumerate(answer.ideas, 1):
+        headings = [normalise(o.heading) for o in idea.outline]
+        distinct = len(set(headings))
+        if len(headings) >= 3 and distinct < max(3, len(headings) // 2):
+            top = max(set(headings), key=headings.count)
+            return f"idea {n}: the outline repeats '{top}' {headings.count(top)} times; give distinct section headings"
+        if normalise(idea.brief) == normalise(idea.title):
+            return f"idea {n}: the brief only repeats the title; write what the article covers"
+    return None
 
 
 def ideas_system(options: StageOptions) -> str:
@@ -85,11 +101,13 @@ def clean_idea(draft: IdeaDraft, cluster: ClusterBrief, options: StageOptions) -
     primary = known.get(normalise(draft.primary_keyword), cluster.keywords[0] if cluster.keywords else cluster.name)
     secondary = [known[n] for n in dict.fromkeys(normalise(k) for k in draft.secondary_keywords) if n in known]
     secondary = [k for k in secondary if k != primary][:10]
-    outline = [
-        {"level": 3 if item.level >= 3 else 2, "heading": heading}
-        for item in draft.outline
-        if (heading := clean_heading(item.heading))
-    ]
+    seen: set[str] = set()
+    outline = []
+    for item in draft.outline:
+        heading = clean_heading(item.heading)
+        if heading and normalise(heading) not in seen:  # a heading twice makes a repeated section
+            seen.add(normalise(heading))
+            outline.append({"level": 3 if item.level >= 3 else 2, "heading": heading})
     if not outline or outline[0]["level"] != 2:
         outline.insert(0, {"level": 2, "heading": f"What to know about {primary}"})
     target = draft.target_words if 300 <= draft.target_words <= 5000 else options.target_words
@@ -160,6 +178,7 @@ class IdeatorService:
                 usage,
                 max_tokens=ideas_budget(options.ideas_per_cluster),
                 language_name=options.language,
+                check=degenerate,
             )
         except AiError as exc:
             return exc

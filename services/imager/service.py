@@ -22,9 +22,11 @@ from shared.worker import BatchOutcome
 
 
 class ImagePromptDraft(BaseModel):
-    prompt: str = Field(max_length=600, description="What the image shows, its style; no text in the image")
-    alt_text: str = Field(max_length=200)
-    caption: str = Field(max_length=250)
+    prompt: str = Field(
+        min_length=20, max_length=600, description="What the image shows, its style; no text in the image"
+    )
+    alt_text: str = Field(min_length=5, max_length=200)
+    caption: str = Field(min_length=5, max_length=250)
 
 
 class ImagePromptSet(BaseModel):

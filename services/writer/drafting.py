@@ -24,21 +24,25 @@ from shared.text import slugify, word_count
 # Bounds: what a good answer needs with room to spare, so a looping model is stopped by the schema (where the
 # provider enforces it) and by max_tokens (everywhere). Meta fields are trimmed to their SEO limits afterwards.
 class FaqItem(BaseModel):
-    question: str = Field(max_length=200)
-    answer: str = Field(max_length=1000, description="Two to four sentences")
+    question: str = Field(min_length=10, max_length=200)
+    answer: str = Field(min_length=20, max_length=1000, description="Two to four sentences")
 
 
 class DraftFrame(BaseModel):
-    meta_title: str = Field(max_length=100, description="At most 60 characters, contains the primary keyword")
-    meta_description: str = Field(max_length=300, description="At most 160 characters")
-    intro_markdown: str = Field(max_length=5000, description="Introduction paragraph(s), no heading")
-    conclusion_markdown: str = Field(max_length=5000, description="Conclusion paragraph(s), no heading")
+    meta_title: str = Field(
+        min_length=10, max_length=100, description="At most 60 characters, contains the primary keyword"
+    )
+    meta_description: str = Field(min_length=50, max_length=300, description="At most 160 characters")
+    intro_markdown: str = Field(min_length=80, max_length=5000, description="Introduction paragraph(s), no heading")
+    conclusion_markdown: str = Field(
+        min_length=80, max_length=5000, description="Conclusion paragraph(s), no heading"
+    )
     faq: list[FaqItem] = Field(min_length=1, max_length=6)
 
 
 class SectionText(BaseModel):
     section_markdown: str = Field(
-        max_length=20_000, description="The section body; H3 subheadings as '### ' lines if given"
+        min_length=40, max_length=20_000, description="The section body; H3 subheadings as '### ' lines if given"
     )
 
 
@@ -75,6 +79,14 @@ META_TOKENS = budgets.chars(100 + 300)  # meta title and description at their sc
 def frame_budget(edge_words: int) -> int:
     """Tokens for the frame: intro and conclusion of `edge_words` each, the FAQ, the meta fields."""
     return budgets.prose(2 * edge_words + FAQ_COUNT * FAQ_WORDS) + META_TOKENS
+
+
+def frame_problems(frame: DraftFrame) -> str | None:
+    """Schema-valid but useless: one text pasted into every field (a small model's habit)."""
+    texts = [frame.meta_title, frame.meta_description, frame.intro_markdown, frame.conclusion_markdown]
+    if len({" ".join(t.lower().split()) for t in texts}) < len(texts):
+        return "fields repeat each other's text: the meta title, meta description, intro and conclusion must differ"
+    return None
 
 
 def too_short(text: str, target: int) -> str | None:
@@ -125,6 +137,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         usage,
         max_tokens=frame_budget(edge_words),
         language_name=options.language,
+        check=frame_problems,
     )
     faq_md = "\n\n".join(f"### {q.question.strip()}\n\n{q.answer.strip()}" for q in frame.faq)
     used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)

@@ -116,7 +116,12 @@ def placeholders(*texts: str) -> list[str]:
         for kind, pattern in _PLACEHOLDERS:
             found += [f"{kind} {m.group(0).strip()[:40]!r}" for m in pattern.finditer(text)]
         found += [f"schema field name {m.group(0)!r}" for m in _FIELD_LIKE.finditer(text)]
-        found += [f"schema field name {w!r}" for w in re.findall(r"\b[a-z]+(?:_[a-z]+)+\b", text) if w in FIELD_NAMES]
+        # known field names also when written with hyphens ("section-markdown-575.html", seen from a small model)
+        found += [
+            f"schema field name {w!r}"
+            for w in re.findall(r"\b[a-z]+(?:[-_][a-z]+)+\b", text)
+            if w.replace("-", "_") in FIELD_NAMES
+        ]
     return list(dict.fromkeys(found))
 
 

@@ -98,7 +98,7 @@ _UNSUPPORTED_WORDS = re.compile(
     re.I,
 )
 _CONTEXT_WORDS = re.compile(
-    r"context[_ ]length|maximum context|context window|too many tokens|exceeds the context", re.I
+    r"context[_ ]length|maximum context|context window|context size|too many tokens|exceeds the context", re.I
 )
 _SCHEMA_WORDS = re.compile(r"json[_ ]?schema|grammar|response_format", re.I)
 _CONTEXT_NUMBERS = re.compile(r"maximum context length is (\d+).*?(\d+) (?:tokens )?in the messages", re.I | re.S)
@@ -206,7 +206,8 @@ def classify(exc: BaseException, sent: set[str] | None = None) -> Failure:
             return Failure(FailureKind.NOT_FOUND, detail, status=status)
         if _FILTER_WORDS.search(message) or code == "content_filter":
             return Failure(FailureKind.CONTENT_FILTER, detail, status=status)
-        if _CONTEXT_WORDS.search(message) or code == "context_length_exceeded":
+        kind_field = str(fields.get("type") or "")
+        if _CONTEXT_WORDS.search(message) or code == "context_length_exceeded" or "exceed_context" in kind_field:
             return Failure(FailureKind.CONTEXT_TOO_LONG, detail, status=status)
         named = unsupported_parameter(
             message, param if isinstance(param, str) else None, code if isinstance(code, str) else None, sent or set()

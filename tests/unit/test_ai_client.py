@@ -73,6 +73,8 @@ def status_error(status: int, message: str, param: str | None = None, code: str 
          "json_schema"),
         (400, "This model's maximum context length is 4096 tokens", None, "context_length_exceeded",
          FailureKind.CONTEXT_TOO_LONG, None),
+        (400, "the request exceeds the available context size, try increasing it", None, None,
+         FailureKind.CONTEXT_TOO_LONG, None),
         (400, "something else is wrong", None, None, FailureKind.BAD_REQUEST, None),
         (401, "bad key", None, None, FailureKind.AUTH, None),
         (404, "model 'x' not found", None, None, FailureKind.NOT_FOUND, None),
@@ -126,8 +128,8 @@ def test_over_long_values_are_clipped_not_refused() -> None:
 
 def test_the_schema_as_prompt_text_and_as_sent() -> None:
     text = ai_schema.describe(DraftFrame)
-    assert '- "meta_title": string, at most 100 characters. At most 60 characters' in text
-    assert '- "faq": list of 1 to 6 objects, each with:' in text and '  - "question": string, at most 200' in text
+    assert '- "meta_title": string, 10-100 characters. At most 60 characters' in text
+    assert '- "faq": list of 1 to 6 objects, each with:' in text and '  - "question": string, 10-200 characters' in text
     assert text.splitlines()[-1].startswith('Shape: {"meta_title": "...",')
     sent = json.dumps(ai_schema.strict(SectionText))
     assert "maxLength" not in sent  # prose is bounded by max_tokens, not by a huge grammar

@@ -141,3 +141,28 @@ def test_a_plain_heading_equal_to_the_title_costs_points_a_numbered_copy_fails()
     assert plain.passed and "a heading repeats the title" in plain.notes
     numbered = check(draft(section(f"2. {TITLE}"), section("Mixing and folding", OTHER), section("Baking", THIRD)))
     assert not numbered.passed and any("heading copies the title" in n for n in numbered.blocking)
+
+
+def test_what_a_small_local_model_wrote_is_caught() -> None:
+    """Observed with SmolLM2-135M on llama-server (see the llama findings): schema-valid, useless."""
+    from services.ideator.service import IdeaSet, degenerate
+    from services.writer.drafting import DraftFrame, frame_problems
+
+    body = GOOD.replace("Baking\n\n", "Baking\n\nsection-markdown-575.html,\n\n")
+    assert any("schema field name 'section-markdown'" in n for n in check(body).blocking)
+    same = "Coffee Grinders: Best for Espresso | Guide 101 and everything else about them, " * 2
+    faq = [{"question": "What is a grinder?", "answer": "A machine that grinds coffee beans."}]
+    frame = DraftFrame.model_validate(
+        {"meta_title": same[:90], "meta_description": same[:90], "intro_markdown": same,
+         "conclusion_markdown": same, "faq": faq}
+    )  # fmt: skip
+    assert frame_problems(frame) == (
+        "fields repeat each other's text: the meta title, meta description, intro and conclusion must differ"
+    )
+    title = "Coffee Grinders: The Ultimate Guide"
+    idea = {"title": title, "content_type": "guide", "intent": "commercial", "primary_keyword": "coffee grinder",
+            "secondary_keywords": ["coffee grinder for espresso"] * 5, "target_words": 0,
+            "brief": "A guide to coffee grinders for espresso lovers at home, from burrs to budgets.",
+            "outline": [{"level": 2, "heading": title}] * 12}  # fmt: skip
+    problem = degenerate(IdeaSet.model_validate({"ideas": [idea]}))
+    assert problem == f"idea 1: the outline repeats '{title.lower()}' 12 times; give distinct section headings"

@@ -200,11 +200,13 @@ class RecordingAi:
             return DraftFrame(
                 meta_title="Burr grinder guide",
                 meta_description="Everything about the burr grinder, from grind size to cleaning, in one place.",
-                intro_markdown="A burr grinder is cheap to run.",
-                conclusion_markdown="That is all.",
-                faq=[FaqItem(question="Why?", answer="Because.")],
+                intro_markdown="A burr grinder is cheap to run, grinds evenly and keeps its setting for every cup.",
+                conclusion_markdown=(
+                    "That is all you need to know to choose, use and clean a burr grinder for many years."
+                ),
+                faq=[FaqItem(question="Why a burr grinder?", answer="Because it grinds evenly.")],
             )
-        return SectionText(section_markdown="Some text about the burr grinder.")
+        return SectionText(section_markdown="Some text about the burr grinder and how to look after it.")
 
 
 BRIEF = {
