@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -36,7 +37,15 @@ log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parents[1]
 # The publisher starts without any WordPress: it reads each site's connection when a publish command comes.
 WORKERS = ("clusterer", "ideator", "writer", "imager", "publisher")
+_AI_PROVIDER = re.compile(r"^(OPENAI_\w+|CONTENTLINE_(OPENAI|CHAT|EMBEDDING|IMAGE)_(BASE_URL|API_KEY|API_VERSION))$")
 SERVICES = ("orchestrator", *WORKERS, "webhooks")
+
+
+def _settings_vars() -> set[str]:
+    """The CONTENTLINE_* names the services read (launcher variables such as CONTENTLINE_STACK_* are not)."""
+    from shared.settings import Settings
+
+    return {f"CONTENTLINE_{name.upper()}" for name in Settings.model_fields}
 
 
 def free_port() -> int:
@@ -242,7 +251,15 @@ class Stack:
 
     # ---------------------------------------------------------------- processes
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CONTENTLINE_")}
+        # The caller's CONTENTLINE_* and OPENAI_* reach the services (models, timeouts, per-function providers,
+        # e.g. for `--real-ai`); what the stack decides (infrastructure, ports, paths) is set below and wins.
+        # With the fake AI, every provider is the fake: the caller's provider URLs and keys are left out.
+        settings = _settings_vars()
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if (not k.startswith("CONTENTLINE_") or k in settings) and not (self.use_fake_ai and _AI_PROVIDER.match(k))
+        }
         env |= {
             "CONTENTLINE_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "CONTENTLINE_DATABASE_URL": self.database_url,
