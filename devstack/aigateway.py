@@ -64,7 +64,7 @@ def create_app(chat_url: str, fallback_url: str) -> FastAPI:
                             status_code=502, media_type="application/json")
         return StreamingResponse(
             reply.aiter_raw(), status_code=reply.status_code, background=BackgroundTask(reply.aclose),
-            headers={k: v for k, v in reply.headers.items() if k.lower() not in _DROP},
+            headers={k: v for k, v in reply.headers.items() if k.lower() not in _DROP | {"date", "server"}},
         )  # fmt: skip
 
     return app

@@ -260,7 +260,10 @@ def ensure_model(progress: Progress = _quiet) -> Path:
 class ServerOptions:
     """How the server runs. Each setting can be overridden by a CONTENTLINE_LLAMA_* variable (see from_env)."""
 
-    threads: int = 2  # the machine has 2 cores; more threads only contend
+    # One thread: ggml's threads meet at a barrier per operation (~200 per token), so when other processes
+    # share the 2 cores a second thread waits for a time slice at each one. Measured on this machine under
+    # load: 1 thread 7-18 tokens/s generated, 2 threads ~1 token/s. An idle machine may gain from 2.
+    threads: int = 1
     parallel: int = 2  # slots decoding at once; further requests queue inside the server (no 503)
     ctx_size: int = 8192  # shared by the slots: 4096 tokens each, above any prompt + bounded reply here
     startup_timeout: float = 120.0

@@ -70,12 +70,12 @@ def test_json_schema_is_grammar_constrained(llama: httpx.Client) -> None:
 
 
 def test_gateway_sends_chat_to_the_model_and_the_rest_to_the_fake(real_stack: Stack) -> None:
-    with httpx.Client(base_url=f"{real_stack.ai_url}/v1", timeout=300) as gw:
+    with httpx.Client(base_url=real_stack.ai_url, timeout=300) as gw:
         answer = chat(gw, messages=HELLO, max_tokens=8)
         assert "timings" in answer  # llama-server's own field: the fake has none
-        emb = gw.post("/embeddings", json={"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 64})
+        emb = gw.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 64})
         assert emb.status_code == 200 and [len(d["embedding"]) for d in emb.json()["data"]] == [64, 64]
-        img = gw.post("/images/generations", json={"model": "gpt-image-1", "prompt": "a cat", "size": "256x256"})
+        img = gw.post("/v1/images/generations", json={"model": "gpt-image-1", "prompt": "a cat", "size": "256x256"})
         assert img.status_code == 200 and img.json()["data"][0]["b64_json"]
 
 

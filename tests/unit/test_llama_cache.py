@@ -56,10 +56,10 @@ def test_own_binary_must_be_executable(cache: Path, tmp_path: Path, monkeypatch:
 def test_server_settings_and_portable_build_flags(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONTENTLINE_LLAMA_PARALLEL", "3")
     options = llama.ServerOptions.from_env()
-    assert (options.threads, options.parallel, options.ctx_size) == (2, 3, 8192)
+    assert (options.threads, options.parallel, options.ctx_size) == (1, 3, 8192)
     cmd = llama.server_command(Path("/x/llama-server"), Path("/m.gguf"), 9000, options)
     joined = " ".join(cmd)
-    assert "--host 127.0.0.1" in joined and "--threads 2" in joined and "--parallel 3" in joined
+    assert "--host 127.0.0.1" in joined and "--threads 1" in joined and "--parallel 3" in joined
     assert "--embedding" not in joined  # that mode would refuse chat
     flags = set(llama.CMAKE_FLAGS)
     assert {"-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_AVX512=OFF", "-DGGML_AMX_TILE=OFF"} <= flags
