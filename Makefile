@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test chaos chaos-ci lint docs bench up down status
+.PHONY: install demo demo-local-model local-model test chaos chaos-ci lint docs bench up down status
 
 install: $(STAMP)
 
@@ -16,6 +16,14 @@ $(STAMP): pyproject.toml
 
 demo: install
 	$(PY) -m devstack demo
+
+# llama-server + SmolLM2-135M-Instruct for the real-model tier and `--local-model`: built once into
+# ~/.cache/contentline (or $CONTENTLINE_CACHE_DIR), 15-30 min on 2 cores; later calls return at once.
+local-model: install
+	$(PY) -m devstack.llama build
+
+demo-local-model: local-model
+	$(PY) -m devstack demo --local-model
 
 test: install
 	$(PY) -m pytest -q

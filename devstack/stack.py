@@ -116,8 +116,13 @@ def wait_ready_file(path: Path, token: str, timeout: float, proc: subprocess.Pop
 class Stack:
     state_dir: Path
     use_fake_ai: bool = True
+    # Chat from a real model (llama-server, devstack/llama.py) behind devstack/aigateway.py; the fake keeps
+    # embeddings and images. Needs use_fake_ai.
+    local_model: bool = False
     api_port: int = field(default_factory=free_port)
     fake_port: int = field(default_factory=free_port)
+    gateway_port: int = field(default_factory=free_port)
+    llama_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
     # Start a local WordPress with the stack (start_all); tests start it on demand with start_wordpress().
     with_wordpress: bool = False
@@ -146,6 +151,11 @@ class Stack:
     @property
     def fake_url(self) -> str:
         return f"http://127.0.0.1:{self.fake_port}"
+
+    @property
+    def ai_url(self) -> str:
+        """The OpenAI-compatible base URL the services get (without /v1)."""
+        return f"http://127.0.0.1:{self.gateway_port}" if self.local_model else self.fake_url
 
     @property
     def media_dir(self) -> Path:
@@ -270,7 +280,11 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
         }
         if self.use_fake_ai:
-            env |= {"OPENAI_BASE_URL": f"{self.fake_url}/v1", "OPENAI_API_KEY": "fake-key"}
+            env |= {"OPENAI_BASE_URL": f"{self.ai_url}/v1", "OPENAI_API_KEY": "fake-key"}
+        if self.local_model:
+            from devstack.llama import MODEL_ALIAS
+
+            env["CONTENTLINE_CHAT_MODEL"] = MODEL_ALIAS  # usage records name the model that answered
         env |= self.extra_env
         return env
 
@@ -289,6 +303,22 @@ class Stack:
             return
         proc = self._spawn("fakeai", ["-m", "fakeai", "--host", "127.0.0.1", "--port", str(self.fake_port)])
         wait_http(f"{self.fake_url}/health", 30, proc, self.log_path("fakeai"))
+
+    def start_local_model(self) -> None:
+        """llama-server (built and cached on first use: 15-30 min) and the gateway in front of it and the fake."""
+        if not self.local_model:
+            return
+        if not self.use_fake_ai:
+            raise RuntimeError("local_model needs the fake AI for embeddings and images (use_fake_ai=True)")
+        from devstack.llama import start_llama_server
+
+        # The media dir in its environment lets `python -m devstack` find it if this process dies unannounced.
+        env = self.env() | {"CONTENTLINE_MEDIA_DIR": str(self.media_dir.resolve())}
+        server = start_llama_server(self.log_path("llama-server"), env=env)
+        self.procs["llama-server"], self.llama_url = server.proc, server.url
+        proc = self._spawn("aigateway", ["-m", "devstack.aigateway", "--chat-url", server.url,
+                                         "--fallback-url", self.fake_url, "--port", str(self.gateway_port)])
+        wait_http(f"{self.ai_url}/_gateway/health", 30, proc, self.log_path("aigateway"))
 
     def start_service(self, name: str, wait: bool = True) -> None:
         """Start `name` with a fresh token; with `wait`, return once it proved it is up (see wait_ready)."""
@@ -349,6 +379,7 @@ class Stack:
         if self.with_wordpress:
             self.start_wordpress()
         self.start_fake_ai()
+        self.start_local_model()
         self.start_services()
 
     def stop(self) -> None:
