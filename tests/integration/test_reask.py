@@ -38,13 +38,15 @@ def restart_orchestrator(stack: Stack, **env: str | None) -> None:
 
 @asynccontextmanager
 async def losing_results(engine: AsyncEngine, site: str, stage_no: int, seq: int, every: bool) -> AsyncIterator[None]:
-    """Drop the result event of one batch from the worker's outbox: its first one only, or every one."""
+    """Lose the result event of one batch in the worker's outbox (its first one only, or every one): the row
+    goes in already marked sent, so the relay never sends it (the worker's transaction commits as usual)."""
     name = f"test_lose_{uuid.uuid4().hex[:10]}"
+    lose = "NEW.published_at := now();"
     drop = (
-        "RETURN NULL;"
+        lose
         if every
         else "INSERT INTO test_lost_results VALUES (NEW.message_id) ON CONFLICT DO NOTHING; "
-        "IF FOUND THEN RETURN NULL; END IF;"
+        f"IF FOUND THEN {lose} END IF;"
     )
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE IF NOT EXISTS test_lost_results (message_id text PRIMARY KEY)"))
