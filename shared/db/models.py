@@ -203,6 +203,9 @@ class Draft(Base):
     target_words: Mapped[int] = mapped_column(Integer)
     quality_score: Mapped[int] = mapped_column(Integer)
     quality_notes: Mapped[list[Any]] = mapped_column(default=list)
+    # services.writer.quality's verdict: False when a blocking defect (placeholders, empty or repeated
+    # sections, degenerate headings, length far off) or a score under the floor holds the draft back.
+    quality_passed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
 
 
@@ -369,6 +372,11 @@ class AiCall(Base):
     ok: Mapped[bool] = mapped_column(Boolean, default=True)
     error: Mapped[str | None] = mapped_column(Text)
     ms: Mapped[int] = mapped_column(Integer, default=0)
+    # ok, or what went wrong (shared.ai.FailureKind: cut_off, invalid_json, timeout, ...); failed requests
+    # keep their tokens, so what re-asks cost is visible.
+    outcome: Mapped[str] = mapped_column(String(30), default="ok", server_default="ok")
+    finish_reason: Mapped[str | None] = mapped_column(String(30))
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
 
 
