@@ -18,7 +18,7 @@ from services.orchestrator import keys
 from services.orchestrator.accounts import router as accounts_router
 from services.orchestrator.accounts.service import AccountService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
-from services.orchestrator.handlers import make_ingest_handler, make_result_handler
+from services.orchestrator.handlers import make_ingest_handler, make_results_handler
 from services.orchestrator.ops import router as ops_router
 from services.orchestrator.ops.service import OpsService
 from services.orchestrator.review import router as review_router
@@ -43,20 +43,34 @@ MAX_BODY_BYTES = 25 * 1024 * 1024  # the CSV upload's 20 MB plus multipart overh
 log = logging.getLogger(__name__)
 
 
+# Stage results are taken in groups (services/orchestrator/grouping.py): up to this many records at once,
+# whatever the consumer has buffered (handed over as soon as there is one). When nothing is, FastStream waits
+# this long for a record and then sleeps as long before it asks again: a record that arrives during that
+# sleep waits at most this long. Both are local (the broker is fetched from in the background, with the
+# 25 ms fetch wait), so an idle orchestrator wakes ~50 times a second and sends nothing for it.
+RESULTS_GROUP_MAX = 200
+RESULTS_GROUP_WAIT_MS = 10
+
+
 def subscribe(rt: Runtime, runs: RunService) -> None:
-    for topic, handler in (
-        (STAGE_RESULTS, make_result_handler(rt, runs)),
-        (KEYWORDS_INGEST, make_ingest_handler(rt, runs)),
-    ):
-        rt.broker.subscriber(
-            topic,
-            group_id=GROUP,
-            ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after the handler; infra errors redeliver after back-off
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=10 * 60 * 1000,
-            title=f"orchestrator:{topic}",
-            **CONSUMER_TUNING,  # fetch wait in tens of ms (shared.kafka)
-        )(handler)
+    common = {
+        "group_id": GROUP,
+        "ack_policy": AckPolicy.NACK_ON_ERROR,  # commit after the handler; infra errors redeliver after back-off
+        "auto_offset_reset": "earliest",
+        "max_poll_interval_ms": 10 * 60 * 1000,
+        **CONSUMER_TUNING,  # fetch wait in tens of ms (shared.kafka)
+    }
+    rt.broker.subscriber(
+        STAGE_RESULTS,
+        batch=True,
+        max_records=RESULTS_GROUP_MAX,
+        batch_timeout_ms=RESULTS_GROUP_WAIT_MS,
+        title=f"orchestrator:{STAGE_RESULTS}",
+        **common,
+    )(make_results_handler(rt, runs))
+    rt.broker.subscriber(KEYWORDS_INGEST, title=f"orchestrator:{KEYWORDS_INGEST}", **common)(
+        make_ingest_handler(rt, runs)
+    )
 
 
 def create_app() -> FastAPI:
