@@ -33,6 +33,8 @@ CONSUMED = (
     (t.IMAGE_COMMANDS, StageCommand, "contentline-imager", "Stage 5 (drafts → prompts) and 6 (prompts → images)."),
     (t.STAGE_RESULTS, StageResult, "contentline-orchestrator", "One result per command, success or failure."),
     (t.PUBLISH_COMMANDS, PublishCommand, "contentline-publisher", "One approved draft to publish on its WordPress."),
+    (t.PUBLISH_RESULTS, PublishResult, "contentline-orchestrator", "Per publish command: the post, or why not."),
+    (t.PUBLICATION_STATUS, PublicationStatusChanged, "contentline-orchestrator", "A post changed on WordPress."),
 )
 PUBLISHED_ONLY = (
     (t.RUN_EVENTS, RunEvent, "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed."),
@@ -40,9 +42,8 @@ PUBLISHED_ONLY = (
     (t.KEYWORDS_INGEST_DLQ, bytes, "Unusable ingest records as received; reason in header x-dead-letter-reason."),
     (t.COMMANDS_DLQ, bytes, "Unparseable commands (reason header) and copies of results with failed items."),
     (t.RESULTS_DLQ, bytes, "Unparseable stage results as received; reason in header x-dead-letter-reason."),
-    (t.PUBLISH_RESULTS, PublishResult, "One per publish command: the post's id and URL, or why it failed."),
-    (t.PUBLICATION_STATUS, PublicationStatusChanged, "A published post changed or vanished on WordPress (sync)."),
     (t.PUBLISH_DLQ, bytes, "Unparseable publish commands as received; reason in header x-dead-letter-reason."),
+    (t.PUBLISH_RESULTS_DLQ, bytes, "Unusable publish results and status events; reason in x-dead-letter-reason."),
 )
 
 

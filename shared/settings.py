@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     wordpress_max_attempts: int = Field(default=4, ge=1, le=10)  # transient errors (timeouts, 429, 5xx)
     wordpress_retry_budget_seconds: float = Field(default=60.0, gt=0)
     publisher_sync_seconds: float = Field(default=300.0, gt=0)
+    # Orchestrator's publishing schedule: `immediate` mode spaces a site's drafts this far apart (issue 14: 60 s);
+    # the demo and tests shorten it. Due drafts are handed to the publisher every `tick_seconds`.
+    publish_immediate_spacing_seconds: float = Field(default=60.0, ge=1, le=3600)
 
 
 @lru_cache(maxsize=1)

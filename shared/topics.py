@@ -21,6 +21,7 @@ PUBLISH_COMMANDS: Final = "contentline.publish.commands"
 PUBLISH_RESULTS: Final = "contentline.publish.results"
 PUBLICATION_STATUS: Final = "contentline.publish.status"
 PUBLISH_DLQ: Final = "contentline.publish.commands.dlq"
+PUBLISH_RESULTS_DLQ: Final = "contentline.publish.results.dlq"  # the orchestrator's: results and status events
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
     1: CLUSTER_COMMANDS,
@@ -47,6 +48,7 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     PUBLISH_RESULTS,
     PUBLICATION_STATUS,
     PUBLISH_DLQ,
+    PUBLISH_RESULTS_DLQ,
 )
 
 # Header that carries the reason on every dead-letter record.
