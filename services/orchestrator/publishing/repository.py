@@ -100,7 +100,7 @@ async def claim_due(session: AsyncSession, now: datetime, limit: int) -> list[tu
         .with_for_update(skip_locked=True, of=ScheduledPublication)
         .execution_options(populate_existing=True)
     )
-    return [(row, account_id) for row, account_id in rows.tuples()]
+    return [(row, account_id) for row, account_id in rows.all()]
 
 
 async def sites_waiting(session: AsyncSession, now: datetime, limit: int) -> list[str]:
@@ -157,7 +157,7 @@ async def queue_rows(
     )
     if states:
         stmt = stmt.where(ScheduledPublication.state.in_(states))
-    return [(row, title) for row, title in (await session.execute(stmt)).tuples()]
+    return [(row, title) for row, title in (await session.execute(stmt)).all()]
 
 
 async def approved_draft(session: AsyncSession, account_id: str, draft_id: int) -> tuple[Draft, str | None] | None:
