@@ -347,6 +347,10 @@ class ContentlineClient:
     def test_wordpress(self, site_id: str) -> ConnectionTestInfo:
         return ConnectionTestInfo.model_validate(self._request("POST", f"/sites/{site_id}/wordpress/test"))
 
+    def patch_site_config(self, site_id: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH /sites/{id}/config (e.g. `{"limits": {"max_approvals_per_run": 10}}`); the config as stored."""
+        return dict(self._request("PATCH", f"/sites/{site_id}/config", json=dict(patch)))
+
 
 class PublishingSettingsInfo(_View):
     site_id: str

@@ -16,16 +16,19 @@ stored (--password-ref env:NAME or file:/path).
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich import box
+from rich.console import Console
 from rich.table import Table
 
-from contentline_cli.client import DraftPublishingInfo, PublishingInfo
-from contentline_cli.session import client_for, console, err_console
+from contentline_cli.client import ApiError, ContentlineClient, DraftPublishingInfo, PublishingInfo, QueueEntryInfo
+from contentline_cli.session import EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, client_for, console, err_console
 
 publishing_app = typer.Typer(no_args_is_help=True, help="Publishing: settings, the queue, schedule actions, WordPress.")
 wordpress_app = typer.Typer(no_args_is_help=True, help="A site's WordPress connection (the password is never shown).")
@@ -52,6 +55,62 @@ def describe(p: PublishingInfo) -> str:
 
 def _print_action(answer: DraftPublishingInfo) -> None:
     console.print(f"draft {answer.draft_id}: {describe(answer.publishing)}")
+
+
+# ---------------------------------------------------------------------- building blocks (also for the demo)
+def publish_automatically(
+    client: ContentlineClient, site_id: str, *, url: str, user: str, password: str, approvals_per_run: int = 0,
+    out: Console = console,
+) -> None:
+    """Connect the site's WordPress (checked), auto-approve what passes the quality check (at most
+    `approvals_per_run` per run, 0 = all) and publish every approved draft at once (`immediate`)."""
+    client.connect_wordpress(site_id, {"base_url": url, "username": user, "app_password": password})
+    check = client.test_wordpress(site_id)
+    if not check.ok:
+        raise ApiError(0, f"WordPress at {url}: {check.problem}")
+    client.update_publishing_settings(site_id, {"auto_approval_enabled": True, "scheduling_mode": "immediate"})
+    client.patch_site_config(site_id, {"limits": {"max_approvals_per_run": approvals_per_run}})
+    limit = f"at most {approvals_per_run} per run" if approvals_per_run else "all that pass"
+    out.print(f"[bold]Publishing:[/] {url} ({check.site_name or 'WordPress'}, user {check.user}); auto-approval "
+              f"({limit}), immediate publishing")  # fmt: skip
+
+
+def follow_publishing(
+    client: ContentlineClient, site_id: str, *, timeout: float = 300.0, interval: float = 1.0,
+    watchdog: Callable[[], str | None] | None = None, out: Console = console,
+) -> int:
+    """Wait until no draft of the site is scheduled or with the publisher, then say what came of them; exit
+    code 0 when at least one was published and none failed."""
+    deadline = time.monotonic() + timeout
+    with out.status("Publishing to WordPress…") as spinner:
+        while True:
+            entries = client.publishing_queue(site_id, limit=1000)
+            busy = [e for e in entries if e.state in {"scheduled", "publishing"}]
+            done = sum(e.state == "published" for e in entries)
+            spinner.update(f"Publishing to WordPress… {done} published, {len(busy)} to go")
+            if not busy:
+                break
+            if watchdog is not None and (problem := watchdog()):
+                err_console.print(f"[bold red]Publishing stopped:[/] {problem}")
+                return EXIT_FAILED
+            if time.monotonic() > deadline:
+                err_console.print(f"[yellow]{len(busy)} drafts still to publish after {timeout:.0f}s[/]")
+                return EXIT_TIMEOUT
+            time.sleep(interval)
+    return print_publishing_summary(entries, out)
+
+
+def print_publishing_summary(entries: list[QueueEntryInfo], out: Console = console) -> int:
+    published = [e for e in entries if e.state == "published"]
+    failed = [e for e in entries if e.state == "failed"]
+    waiting = [e for e in entries if e.state == "unscheduled"]
+    out.print(f"[bold]Published:[/] {len(published)} drafts on WordPress, {len(failed)} failed, "
+              f"{len(waiting)} without a slot")  # fmt: skip
+    for e in [*failed, *waiting][:5]:
+        out.print(f"  draft {e.draft_id}: {describe(e)}")
+    if published:
+        out.print(f"[bold]One of the posts:[/] {published[0].url}")
+    return EXIT_OK if published and not failed else EXIT_FAILED
 
 
 @publishing_app.command("settings")
