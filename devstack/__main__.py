@@ -171,7 +171,7 @@ def demo(
     real_ai: RealAiOption = False,
     timeout: Annotated[float, typer.Option(min=10, help="Give up following the run after this many seconds.")] = 600,
     publish: Annotated[bool, typer.Option(
-        "--publish/--no-publish", help="Start the local WordPress too; publish the auto-approved drafts to it.")] = True,
+        "--publish/--no-publish", help="Also start a local WordPress; publish auto-approved drafts to it.")] = True,
     approvals: Annotated[int, typer.Option(
         min=0, help="Auto-approve (and publish) at most this many drafts; 0 = every one that passes.")] = 10,
 ) -> None:
