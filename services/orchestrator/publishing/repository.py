@@ -131,16 +131,18 @@ async def waiting(session: AsyncSession, site_id: str) -> list[ScheduledPublicat
     return list(rows)
 
 
-async def retry_now(session: AsyncSession, site_id: str, now: datetime, codes: Sequence[str] | None = None) -> None:
-    """Bring the next try of the site's waiting drafts forward (settings changed, a connection was made)."""
-    stmt = update(ScheduledPublication).where(
-        ScheduledPublication.site_id == site_id,
-        ScheduledPublication.state == "unscheduled",
-        ScheduledPublication.retry_at.is_not(None),
+async def retry_now(session: AsyncSession, site_id: str, now: datetime, codes: Sequence[str]) -> None:
+    """Bring the next try of the site's drafts waiting for these reasons forward (settings changed, a
+    connection was made, a slot was handed over). Drafts a person unscheduled are theirs: never touched."""
+    await session.execute(
+        update(ScheduledPublication)
+        .where(
+            ScheduledPublication.site_id == site_id,
+            ScheduledPublication.state == "unscheduled",
+            ScheduledPublication.reason_code.in_(codes),
+        )
+        .values(retry_at=now, retries=0)
     )
-    if codes is not None:
-        stmt = stmt.where(ScheduledPublication.reason_code.in_(codes))
-    await session.execute(stmt.values(retry_at=now, retries=0))
 
 
 async def queue_rows(

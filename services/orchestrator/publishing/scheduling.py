@@ -35,6 +35,9 @@ RETRY_FIRST = timedelta(seconds=60)
 RETRY_MAX = timedelta(hours=1)
 NO_CONNECTION = "no_connection"
 AUTO_PUBLISH_OFF = "auto_publish_off"
+HELD = "held"  # unscheduled by a person: only a person brings it back
+# Reasons a draft waits for that a later try may find gone (everything but HELD).
+WAITING_CODES = ("queue_full", "no_free_slot", "no_allowed_day", NO_CONNECTION, AUTO_PUBLISH_OFF)
 
 
 @dataclass(frozen=True)

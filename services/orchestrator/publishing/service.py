@@ -18,6 +18,8 @@ from services.orchestrator.errors import ConflictError, NotFoundError
 from services.orchestrator.publishing import repository as repo
 from services.orchestrator.publishing import results
 from services.orchestrator.publishing.scheduling import (
+    HELD,
+    WAITING_CODES,
     Assigned,
     Policy,
     assign,
@@ -82,7 +84,7 @@ class PublishingService:
             settings = patch.apply(PublishingSettings.model_validate(row.settings))
             now = utcnow()
             row.settings, row.updated_at = settings.model_dump(mode="json"), now
-            await repo.retry_now(session, site_id, now)  # waiting drafts get a look under the new settings
+            await repo.retry_now(session, site_id, now, WAITING_CODES)  # a look under the new settings
             changed = sorted(patch.model_dump(exclude_unset=True))
             sites.log_line(session, site_id, None, None, f"publishing settings updated: {changed}")
             await session.flush()
@@ -181,7 +183,7 @@ class PublishingService:
                 state = entry.state if entry is not None else "not in the schedule"
                 raise ConflictError(f"draft {draft_id} is {state}; only a scheduled draft is unscheduled")
             entry.state, entry.scheduled_publish_at, entry.scheduled_by = "unscheduled", None, "person"
-            entry.reason, entry.reason_code, entry.retry_at = "unscheduled by a person", "held", None
+            entry.reason, entry.reason_code, entry.retry_at = "unscheduled by a person", HELD, None
             entry.updated_at = utcnow()
             sites.log_line(session, draft.site_id, entry.run_id, 7, f"draft {draft_id} unscheduled by a person")
             return await self._answer(session, entry)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,13 +35,18 @@ QUALITY_FLOOR = 70  # services.writer.quality's LOW_SCORE
 SHOWN_IDS = 20
 
 
-def passes_quality(draft: Draft) -> bool:
+class Scored(Protocol):
+    @property
+    def quality_score(self) -> int: ...
+
+
+def passes_quality(draft: Scored) -> bool:
     """The one quality check auto-approval and the queue's flag use (switch to the writer's stored verdict,
-    e.g. a `quality_passed` column, here and only here)."""
+    e.g. a `quality_passed` column, here and only here; repo.candidates then loads it too)."""
     return draft.quality_score >= QUALITY_FLOOR
 
 
-def _quality_reason(draft: Draft) -> str:
+def _quality_reason(draft: Scored) -> str:
     verdict = "passes" if passes_quality(draft) else "is under"
     return f"quality score {draft.quality_score} {verdict} the floor {QUALITY_FLOOR}"
 
@@ -83,7 +88,7 @@ async def auto_review(
     if not (await publishing.settings_of(session, site_id)).auto_approval_enabled:
         return None
     out = AutoReview()
-    for draft in await repo.drafts(session, await sites.pending_ids(session, Stage.REVIEW, site_id)):
+    for draft in await repo.candidates(session, await sites.pending_ids(session, Stage.REVIEW, site_id)):
         if not passes_quality(draft):
             out.below_floor.append(draft.id)
         elif limit and len(out.approved) >= limit:
