@@ -128,7 +128,8 @@ async def assign(
     if blocked is not None:
         code, reason = blocked
         for entry in todo:
-            if _wait(entry, code, reason, now, retry=code != AUTO_PUBLISH_OFF):
+            # No polling for these: making a connection or changing the settings brings the next try forward.
+            if _wait(entry, code, reason, now, retry=False):
                 _log(session, entry, f"draft {entry.draft_id} not scheduled: {reason}", "warning")
             out.waiting.append(entry)
         await session.flush()
