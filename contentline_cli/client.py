@@ -296,3 +296,112 @@ class ContentlineClient:
     def activity(self, run_id: str, limit: int = 100) -> list[Activity]:
         data = self._request("GET", f"/runs/{run_id}/activity", params={"limit": limit})
         return [Activity.model_validate(a) for a in data]
+
+    # ------------------------------------------------------------------ publishing (issue 14)
+    def _request_empty(self, method: str, path: str, **kwargs: Any) -> None:
+        """Like `_request` for answers without a body (204)."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc or type(exc).__name__}") from exc
+        if response.is_error:
+            raise _error_from(response)
+
+    def publishing_settings(self, site_id: str) -> PublishingSettingsInfo:
+        return PublishingSettingsInfo.model_validate(self._request("GET", f"/sites/{site_id}/publishing/settings"))
+
+    def update_publishing_settings(self, site_id: str, patch: Mapping[str, Any]) -> PublishingSettingsInfo:
+        data = self._request("PATCH", f"/sites/{site_id}/publishing/settings", json=dict(patch))
+        return PublishingSettingsInfo.model_validate(data)
+
+    def publishing_queue(self, site_id: str, states: Sequence[str] = (), limit: int = 100) -> list[QueueEntryInfo]:
+        params: dict[str, Any] = {"limit": limit, "state": list(states)}
+        return [QueueEntryInfo.model_validate(e)
+                for e in self._request("GET", f"/sites/{site_id}/publishing/queue", params=params)]
+
+    def draft_publishing(self, draft_id: int) -> PublishingInfo | None:
+        data = self._request("GET", f"/drafts/{draft_id}")
+        return PublishingInfo.model_validate(data["publishing"]) if data.get("publishing") else None
+
+    def schedule_draft(self, draft_id: int, at: datetime | None = None) -> DraftPublishingInfo:
+        body = {"at": at.isoformat()} if at is not None else {}
+        return DraftPublishingInfo.model_validate(self._request("PUT", f"/drafts/{draft_id}/schedule", json=body))
+
+    def unschedule_draft(self, draft_id: int) -> DraftPublishingInfo:
+        return DraftPublishingInfo.model_validate(self._request("DELETE", f"/drafts/{draft_id}/schedule"))
+
+    def publish_now(self, draft_id: int) -> DraftPublishingInfo:
+        return DraftPublishingInfo.model_validate(self._request("POST", f"/drafts/{draft_id}/publish-now"))
+
+    def wordpress_connection(self, site_id: str) -> WordPressConnectionInfo | None:
+        data = self._request("GET", f"/sites/{site_id}/wordpress")
+        return WordPressConnectionInfo.model_validate(data) if data else None
+
+    def connect_wordpress(self, site_id: str, connection: Mapping[str, Any]) -> WordPressConnectionInfo:
+        data = self._request("PUT", f"/sites/{site_id}/wordpress", json=dict(connection))
+        return WordPressConnectionInfo.model_validate(data)
+
+    def disconnect_wordpress(self, site_id: str) -> None:
+        self._request_empty("DELETE", f"/sites/{site_id}/wordpress")
+
+    def test_wordpress(self, site_id: str) -> ConnectionTestInfo:
+        return ConnectionTestInfo.model_validate(self._request("POST", f"/sites/{site_id}/wordpress/test"))
+
+    def patch_site_config(self, site_id: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH /sites/{id}/config (e.g. `{"limits": {"max_approvals_per_run": 10}}`); the config as stored."""
+        return dict(self._request("PATCH", f"/sites/{site_id}/config", json=dict(patch)))
+
+
+class PublishingSettingsInfo(_View):
+    site_id: str
+    timezone: str = "UTC"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    queued: int = 0
+
+
+class PublishingInfo(_View):
+    state: str
+    scheduled_publish_at: datetime | None = None
+    scheduled_by: str = ""
+    reason: str | None = None
+    reason_code: str | None = None
+    next_try_at: datetime | None = None
+    attempts: int = 0
+    remote_post_id: int | None = None
+    remote_status: str | None = None
+    url: str | None = None
+    published_at: datetime | None = None
+
+
+class QueueEntryInfo(PublishingInfo):
+    draft_id: int
+    run_id: str | None = None
+    title: str = ""
+
+
+class DraftPublishingInfo(_View):
+    draft_id: int
+    site_id: str
+    publishing: PublishingInfo
+
+
+class WordPressConnectionInfo(_View):
+    site_id: str
+    base_url: str
+    username: str
+    password: str = ""
+    app_password_ref: str | None = None
+    default_post_status: str = "publish"
+    category_mapping: dict[str, Any] = Field(default_factory=dict)
+    tag_mapping: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectionTestInfo(_View):
+    ok: bool
+    problem: str = ""
+    site_name: str = ""
+    user: str = ""
+    roles: list[str] = Field(default_factory=list)
+    marker_plugin: bool = False
+    seo_fields: bool = False
+    notes: list[str] = Field(default_factory=list)

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1.0, gt=0)  # new deliveries wake the dispatcher at once
     webhook_secret_grace_hours: float = Field(default=24.0, ge=0)  # a rotated-out secret still signs this long
     webhook_log_retention_days: float = Field(default=30.0, gt=0)  # delivered and dead deliveries are kept
+    # Orchestrator's publishing schedule: `immediate` mode spaces a site's drafts this far apart (issue 14: 60 s);
+    # the demo and tests shorten it. Due drafts are handed to the publisher every `tick_seconds`.
+    publish_immediate_spacing_seconds: float = Field(default=60.0, ge=1, le=3600)
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan
 from services.orchestrator.estimate import batch_estimate
+from services.orchestrator.publishing.scheduling import Policy
+from services.orchestrator.review import service as review
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs import truth
 from services.orchestrator.runs.context import Engine
@@ -171,6 +173,7 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
             finished_at=now,
         )
     )
+    auto = await review.auto_review(session, Policy.of(engine.settings), run.site_id, run.id, limit)
     run.status, run.completed_at = RunStatus.COMPLETED.value, now
     engine.event(
         session,
@@ -178,5 +181,5 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
         Stage.REVIEW,
         "completed",
         f"run completed: {admitted} drafts ready for review; {run.total_credits_used:.2f} credits used; "
-        "reservation released",
+        "reservation released" + (f"; {auto.summary()}" if auto is not None else ""),
     )
