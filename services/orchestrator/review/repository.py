@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -73,3 +75,14 @@ async def published_images(session: AsyncSession, draft_id: int) -> list[tuple[I
         .order_by(ImagePrompt.position)
     )
     return list(rows.tuples())
+
+
+async def decided_ids(session: AsyncSession, account_id: str, site_id: str, decisions: Collection[str]) -> list[int]:
+    """Ids of the site's drafts whose decision is one of `decisions`, oldest first (scoped to the account)."""
+    stmt = (
+        select(ReviewDecision.draft_id)
+        .join(Site, Site.id == ReviewDecision.site_id)
+        .where(ReviewDecision.site_id == site_id, Site.account_id == account_id, ReviewDecision.decision.in_(decisions))
+        .order_by(ReviewDecision.draft_id)
+    )
+    return list((await session.scalars(stmt)).all())

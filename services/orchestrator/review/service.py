@@ -24,6 +24,8 @@ from shared.safe_html import sanitise_html
 from shared.topics import ARTICLES_PUBLISHED
 
 Decision = Literal["approved", "rejected"]
+# Approved, and still approved once published (publishing moves the decision on).
+APPROVED = ("approved", "published")
 
 
 class QueueItem(BaseModel):
@@ -209,3 +211,9 @@ class ReviewService:
             ],
             published_at=published_at,
         )
+
+    async def approved_ids(self, account_id: str, site_id: str) -> list[int]:
+        """The site's approved (or since published) drafts, oldest first; 404 for another account's site."""
+        async with self._sessions() as session:
+            await sites.site_of(session, account_id, site_id)
+            return await repo.decided_ids(session, account_id, site_id, APPROVED)
