@@ -61,7 +61,8 @@ def _config_file() -> tuple[dict[str, Any], Path]:
 def stack_state_files(start: Path | None = None) -> list[Path]:
     """Candidate state files, nearest first: $CONTENTLINE_STACK_STATE, then cwd and its parents, then the checkout."""
     if os.environ.get("CONTENTLINE_STACK_STATE"):
-        return [Path(os.environ["CONTENTLINE_STACK_STATE"]).expanduser()]
+        named = Path(os.environ["CONTENTLINE_STACK_STATE"]).expanduser()
+        return [named] if named.is_file() else []
     here = (start or Path.cwd()).resolve()
     found = [d / STACK_STATE for d in (here, *here.parents) if (d / STACK_STATE).is_file()]
     if (CHECKOUT / STACK_STATE).is_file() and CHECKOUT / STACK_STATE not in found:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.orchestrator.ops.inspection import CURSOR_PATTERN, Inspector, TailPage, filter_of, parse_cursor
@@ -131,6 +132,9 @@ def build(ops: OpsService, inspector: Inspector) -> list[APIRouter]:
             "body", partition=body.partition, offset=body.offset, reason_contains=body.reason_contains,
             source_topic=body.source_topic, key=body.key, since=body.since, until=body.until,
         )  # fmt: skip
+        if where.is_empty and not body.all:
+            raise RequestValidationError([{"type": "value_error", "loc": ("body", "all"), "msg": (
+                "no filter selects every dead letter: give a filter, or set all to true to replay them all")}])
         return await inspector.replay(topic, where, dry_run=body.dry_run, force=body.force, allow_all=body.all)
 
     return [api]
