@@ -117,7 +117,8 @@ def dlq_list(
     replays: Annotated[bool, typer.Option("--replays", help="Also look up earlier replays.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """(operator) Dead letters with reason, source topic, key, message id and the start of the body."""
+    """(operator) Dead letters with reason, source topic, key, size and whether they can be replayed (--json: with
+    message id and the start of the body; `dlq show` for one whole)."""
     params = _filters(partition, offset, reason, source_topic, key, since, until)
     params |= {"limit": limit, "check_replays": replays, "body_chars": 200} | ({"topic": topic} if topic else {})
     with client_for(ctx, operator=True) as client:
@@ -127,12 +128,11 @@ def dlq_list(
         return
     rows = [{
         "record": f"{d['ref']['topic']}/{d['ref']['partition']}/{d['ref']['offset']}", "time": d["timestamp"],
-        "reason": d["reason"], "source": d["source_topic"], "key": d["key"],
+        "reason": d["reason"], "source": (d["source_topic"] or "").removeprefix("contentline."), "key": d["key"],
         "size": f"{d['body']['size']:,} B" + (" (cut)" if d["body"]["truncated"] else ""),
         "replay": ("replayed" if d["replays"] else "yes") if d["replayable"] else "no",
-        "body": " ".join(d["body"]["text"].split())[:80],
     } for d in data]  # fmt: skip
-    table(rows, ["record", "time", "reason", "source", "key", "size", "replay", "body"],
+    table(rows, ["record", "time", "reason", "source", "key", "size", "replay"],
           title="Dead letters (show one with `contentline dlq show RECORD`)", empty="no dead letters match")
 
 

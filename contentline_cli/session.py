@@ -136,8 +136,9 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str | tuple[str, str
         return
     out = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
     names = [(c, c) if isinstance(c, str) else c for c in columns]
-    for _, heading in names:
-        out.add_column(heading, overflow="fold")
+    for n, (_, heading) in enumerate(names):
+        # The first column is the handle people copy (an id, a record): never wrapped.
+        out.add_column(heading, overflow="fold", no_wrap=n == 0)
     for row in rows:
         out.add_row(*(cell(row.get(key)) for key, _ in names))
     console.print(out)

@@ -17,6 +17,7 @@ from contentline_cli.follow import create_site, print_import_result
 from contentline_cli.session import (
     EXIT_USAGE,
     JsonOption,
+    cell,
     client_for,
     console,
     err_console,
@@ -126,11 +127,14 @@ def keywords_list(
     if as_json:
         print_json(data)
         return
-    columns: list[str | tuple[str, str]] = ["id", "keyword", "volume", ("difficulty", "kd"), "intent",
-                                            ("parent_keyword", "parent"), "cluster"]  # fmt: skip
-    if wide:
-        columns += [c for c in METRICS if c not in {"intent", "parent_keyword"}]
-    table(data, columns, empty="no keywords match")
+    table(data, ["id", "keyword", "volume", ("difficulty", "kd"), "intent", ("parent_keyword", "parent"), "cluster"],
+          empty="no keywords match")
+    if wide:  # every figure of each keyword, one line each (too many columns for one table)
+        for k in data:
+            given = {name: k[name] for name in METRICS if k.get(name) not in (None, [], {})}
+            if given:
+                console.print(f"{k['id']} {k['keyword']}: " + " · ".join(f"{n} {cell(v)}" for n, v in given.items()),
+                              markup=False)
 
 
 @keywords_app.command("export")

@@ -79,15 +79,17 @@ def filter_of(where: str, **fields: Any) -> DeadLetterFilter:
     try:
         return DeadLetterFilter(**fields)
     except ValidationError as exc:
-        raise RequestValidationError(
-            [{**e, "loc": (where, *(e["loc"] or _field_of(str(e["msg"])))), "input": None} for e in exc.errors()]
-        ) from None
+        raise RequestValidationError([_located(where, e) for e in exc.errors()]) from None
 
 
-def _field_of(message: str) -> tuple[str, ...]:
-    # The library's own checks say "<field>: <why>" (e.g. "offset: needs a partition too").
-    head = message.removeprefix("Value error, ").split(":", 1)[0]
-    return (head,) if head.isidentifier() else ()
+def _located(where: str, error: Any) -> dict[str, Any]:
+    """A filter error at `where.<field>`; the library's own checks say "<field>: <why>" (no location of their own)."""
+    message = str(error["msg"]).removeprefix("Value error, ")
+    loc = tuple(error["loc"])
+    field, _, why = message.partition(": ")
+    if not loc and why and field.isidentifier():
+        loc, message = (field,), why
+    return {"type": error["type"], "loc": (where, *loc), "msg": message, "input": None}
 
 
 @contextlib.contextmanager

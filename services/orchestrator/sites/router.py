@@ -67,7 +67,10 @@ class ImportOut(BaseModel):
     imported: int
     duplicates: int
     rejected: list[RejectedRow] = Field(default_factory=list)
-    columns: list[ColumnOut] = Field(default_factory=list, description="CSV uploads: how each column was used")
+
+
+class CsvImportOut(ImportOut):
+    columns: list[ColumnOut] = Field(description="how each column of the file was used")
 
 
 class PendingStage(BaseModel):
@@ -198,8 +201,9 @@ def build(sites: SiteService) -> list[APIRouter]:
     )
     async def import_keywords_csv(
         site_id: SiteId, caller: TenantCaller, file: Annotated[UploadFile, File()]
-    ) -> ImportOut:
-        """Upload a keyword planner export (CSV/TSV, UTF-8 or UTF-16); rows that cannot be used are listed."""
+    ) -> CsvImportOut:
+        """Upload a keyword tool's export (Semrush, Ahrefs, Keyword Planner, Search Console; CSV/TSV, UTF-8 or
+        UTF-16 with or without BOM); rows that cannot be used are listed, and how each column was used."""
         await sites.get_site(caller.tenant, site_id)  # 404 before reading a large file
         data = await file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
@@ -220,7 +224,7 @@ def build(sites: SiteService) -> list[APIRouter]:
                 + [{"type": "csv", "loc": (f"file:{r.line}",), "msg": r.reason} for r in rejected[:99]]
             )
         summary = await sites.import_keywords(caller.tenant, site_id, parsed.keywords, f"csv:{name}")
-        return ImportOut(
+        return CsvImportOut(
             received=summary.received + parsed.duplicates_in_file + len(parsed.problems),
             imported=summary.imported,
             duplicates=summary.duplicates + parsed.duplicates_in_file,
