@@ -119,9 +119,9 @@ def dlq_list(
 ) -> None:
     """(operator) Dead letters with reason, source topic, key, size and whether they can be replayed (--json: with
     message id and the start of the body; `dlq show` for one whole)."""
-    params = _filters(partition, offset, reason, source_topic, key, since, until)
-    params |= {"limit": limit, "check_replays": replays, "body_chars": 200} | ({"topic": topic} if topic else {})
-    with client_for(ctx, operator=True) as client:
+    with client_for(ctx, operator=True) as client:  # a bad --since is a usage error (exit 2) like the others
+        params = _filters(partition, offset, reason, source_topic, key, since, until)
+        params |= {"limit": limit, "check_replays": replays, "body_chars": 200} | ({"topic": topic} if topic else {})
         data = client.call("GET", "/ops/dlq", params=params)
     if as_json:
         print_json(data)
@@ -182,9 +182,9 @@ def dlq_replay(
 ) -> None:
     """(operator) Send dead letters back to their original topic once the cause is fixed: a dry run unless
     --yes. They keep their message id, so idempotent consumers drop what they already handled."""
-    body = _filters(partition, offset, reason, source_topic, key, since, until)
-    body |= {"all": everything, "dry_run": not yes, "force": force}
     with client_for(ctx, operator=True) as client:
+        body = _filters(partition, offset, reason, source_topic, key, since, until)
+        body |= {"all": everything, "dry_run": not yes, "force": force}
         report = client.call("POST", f"/ops/dlq/{topic}/replay", json=body)
     if as_json:
         print_json(report)

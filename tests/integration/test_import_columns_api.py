@@ -100,7 +100,7 @@ def test_filters_export_and_the_cli_show_the_figures(stack: Stack, api: httpx.Cl
     export = tmp_path / "planner.tsv"
     export.write_bytes(PLANNER.encode("utf-16-le"))
     imported = ok(cli(stack, "keywords", "import", site, str(export), key=tenant.key))
-    assert "2 imported" in imported and "competition_level" in imported and "extra.YoY change" in imported
+    assert "2 imported" in imported and "Competition" in imported and "extra.YoY change" in imported
 
 
 async def test_a_re_import_fills_in_missing_figures_and_keeps_the_known_ones(
