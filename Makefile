@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 # The local Kafka broker's jars, fetched once with Maven (with progress) before anything starts a broker:
 # inside pytest or behind the stack's spinner the download would be minutes of silence.
 kafka-jars: install
-	@$(PY) -m devstack.kafka
+	@$(PY) -m devstack.kafka_jars
 
 demo: kafka-jars
 	$(PY) -m devstack demo

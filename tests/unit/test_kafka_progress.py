@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 
-from devstack.kafka import DownloadProgress
+from devstack.kafka_jars import DownloadProgress
 
 CLIENTS = "https://repo.maven.apache.org/maven2/org/apache/kafka/kafka-clients/4.4.0/kafka-clients-4.4.0.jar"
 MVN = [
