@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	       "Run e.g. make PYTHON=python3.12 (README: Before you start)."; exit 1; }
 	@test -x $(PY) || { echo "Creating the virtualenv $(VENV) with $$($(PYTHON) --version)"; $(PYTHON) -m venv $(VENV); }
 	@echo "Installing contentline and its dev dependencies into $(VENV) with pip (a first install downloads" \
-	      "~150 packages, a few minutes; later ones only what pyproject.toml changed)..."
+	      "~100 packages, a few minutes; later ones only what pyproject.toml changed)..."
 	$(PY) -m pip install --progress-bar on -e '.[dev]' | grep -v '^Requirement already satisfied'
 	@touch $@
 
