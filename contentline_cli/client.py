@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,11 +33,17 @@ class RejectedRow(_View):
     reason: str = ""
 
 
+class ColumnUse(_View):
+    header: str
+    stored_as: str
+
+
 class ImportResult(_View):
     received: int
     imported: int
     duplicates: int
     rejected: list[RejectedRow] = Field(default_factory=list)
+    columns: list[ColumnUse] = Field(default_factory=list)  # CSV uploads: how each column was used
 
 
 class StageInfo(_View):
@@ -127,13 +133,27 @@ class Activity(_View):
 
 
 class ApiError(Exception):
-    """The API answered with an error status, or could not be reached (status 0)."""
+    """The API answered with an error status, or could not be reached (status 0). `foreign`: something answered
+    that is not the contentline API (no problem body, or no JSON where JSON was due)."""
 
-    def __init__(self, status: int, detail: str, extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, status: int, detail: str, extra: Mapping[str, Any] | None = None, foreign: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.extra: dict[str, Any] = dict(extra or {})
+        self.foreign = foreign
+
+    @property
+    def field_errors(self) -> list[tuple[str, str]]:
+        """(field, reason) of a validation problem, the location prefix (body./query./path.) dropped."""
+        out = []
+        for error in self.extra.get("errors") or []:
+            if isinstance(error, Mapping):
+                where = str(error.get("field", ""))
+                for prefix in ("body.", "query.", "path.", "header."):
+                    where = where.removeprefix(prefix)
+                out.append((where, str(error.get("reason", ""))))
+        return out
 
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.detail}" if self.status else self.detail
@@ -158,13 +178,22 @@ def format_detail(detail: Any) -> str:
     return str(detail)
 
 
+def _not_ours(response: httpx.Response) -> ApiError:
+    return ApiError(
+        response.status_code,
+        f"{response.request.url.scheme}://{response.request.url.netloc.decode()} answered HTTP "
+        f"{response.status_code} {response.reason_phrase}, but not as the contentline API (no problem body)",
+        foreign=True,
+    )
+
+
 def _error_from(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
     except ValueError:
-        return ApiError(response.status_code, response.text.strip()[:500] or response.reason_phrase)
-    if not isinstance(body, Mapping):
-        return ApiError(response.status_code, str(body)[:500])
+        return _not_ours(response)
+    if not isinstance(body, Mapping) or not {"detail", "status"} <= set(body):
+        return _not_ours(response)  # every contentline error is an RFC 9457 problem body
     detail = body.get("detail", body)
     # RFC 9457 problem members are the envelope; what remains are the problem's own numbers and fields.
     extra = {k: v for k, v in body.items() if k not in {"detail", "type", "title", "status"}}
@@ -220,7 +249,34 @@ class ContentlineClient:
             raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc or type(exc).__name__}") from exc
         if response.is_error:
             raise _error_from(response)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(0, f"{self.base_url} answered {path} without JSON: not the contentline API?",
+                           foreign=True) from None
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any API operation: the decoded JSON answer (ApiError on an error status or no answer)."""
+        return self._request(method, path, **kwargs)
+
+    def download(self, path: str, target: BinaryIO, params: Mapping[str, Any] | None = None) -> tuple[int, str]:
+        """Stream a binary answer (an export) into `target`: (bytes written, the file name the API suggests)."""
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from(response)
+                written = 0
+                for chunk in response.iter_bytes():
+                    target.write(chunk)
+                    written += len(chunk)
+                disposition = response.headers.get("content-disposition", "")
+        except httpx.TimeoutException as exc:
+            raise ApiError(0, f"the API at {self.base_url} did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc or type(exc).__name__}") from exc
+        name = disposition.split("filename=", 1)[1].strip('"; ') if "filename=" in disposition else ""
+        return written, name
 
     # ------------------------------------------------------------------ accounts and keys
     def me(self) -> Me:

@@ -192,7 +192,7 @@ def _count_files(directory: Path) -> int:
 def _print_keys(operator_file: Path, account_id: str | None, key_file: Path) -> None:
     """Where the keys are (files readable by this user only); never the keys themselves."""
     console.print(f"[bold]Keys:[/] operator key in {operator_file}; account {account_id or 'demo'}'s API key in "
-                  f"{key_file.resolve()} (for the CLI: export CONTENTLINE_API_KEY_FILE={key_file.resolve()})")
+                  f"{key_file.resolve()}")
 
 
 # ---------------------------------------------------------------------- demo
@@ -395,10 +395,14 @@ def up(
     console.print(f"[bold green]Stack up[/] in {time.monotonic() - t0:.1f}s "
                   f"(infrastructure: {stack.infra_source}); state in {state_dir / STATE_FILE}")
     _print_keys(operator_file, account_id, key_file)
-    console.print(f"Logs in {state_dir / 'logs'}. Use it with:\n")
+    where = state_dir.resolve()
+    found = (f"from {where.parents[1]} and below" if where.parts[-2:] == (".stack", "dev")
+             else f"with CONTENTLINE_STACK_STATE={where / STATE_FILE}")  # fmt: skip
+    console.print(f"Logs in {state_dir / 'logs'}. The `contentline` CLI finds this stack by itself {found} "
+                  "(e.g. `contentline site create 'My site'`). For other tools:\n")
     for key, value in env.items():
         print(f"export {key}='{value}'")
-    console.print("\nthen e.g. `contentline site create 'My site'`; stop with `python -m devstack down`.")
+    console.print("\nStop it with `make down` (python -m devstack down).")
 
     if stack.infra_source == "testcontainers":
         # Testcontainers' reaper removes the containers once this process exits, so stay in the foreground.

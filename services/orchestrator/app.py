@@ -1,6 +1,6 @@
 """Orchestrator process: REST API + Kafka consumers + ticker. `python -m services.orchestrator`.
 
-Wiring only: one service per domain (accounts, sites, runs, review, publishing, ops), their routers, the Kafka
+Wiring only: one service per domain (accounts, sites, runs, review, exports, publishing, ops), their routers, the Kafka
 handlers, the ticker, authentication, problem bodies and the offline API docs.
 """
 
@@ -18,8 +18,11 @@ from services.orchestrator import keys
 from services.orchestrator.accounts import router as accounts_router
 from services.orchestrator.accounts.service import AccountService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
+from services.orchestrator.exports import router as exports_router
+from services.orchestrator.exports.service import ExportService
 from services.orchestrator.handlers import make_ingest_handler, make_results_handler
 from services.orchestrator.ops import router as ops_router
+from services.orchestrator.ops.inspection import Inspector
 from services.orchestrator.ops.service import OpsService
 from services.orchestrator.publishing import router as publishing_router
 from services.orchestrator.publishing.connections import ConnectionService
@@ -132,7 +135,8 @@ def create_app() -> FastAPI:
         *sites_router.build(sites),
         *runs_router.build(runs),
         *review_router.build(review),
-        *ops_router.build(ops),
+        *exports_router.build(ExportService(review, rt.settings.media_dir)),
+        *ops_router.build(ops, Inspector(rt.settings.kafka_bootstrap)),
         *publishing_router.build(publishing, connections),
     ):
         app.include_router(router)

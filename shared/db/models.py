@@ -28,7 +28,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -118,6 +118,14 @@ class Keyword(Base):
     __table_args__ = (
         UniqueConstraint("site_id", "keyword_norm", name="uq_keywords_site_norm"),
         Index("ix_keywords_site_pending", "site_id", "id", postgresql_where=text("cluster_id IS NULL")),
+        # Filters of the keyword views (issue 17): by intent (array containment) and by parent keyword.
+        Index("ix_keywords_intent", "intent", postgresql_using="gin"),
+        Index(
+            "ix_keywords_site_parent",
+            "site_id",
+            text("lower(parent_keyword)"),
+            postgresql_where=text("parent_keyword IS NOT NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
@@ -126,6 +134,12 @@ class Keyword(Base):
     volume: Mapped[int | None] = mapped_column(Integer)
     difficulty: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(100), default="api")
+    # What the research tool said (issue 17): intents strongest first, Ahrefs' parent keyword, and the other
+    # figures (CPC, competition, trend, SERP features, clicks, CTR, position, other columns) as
+    # shared.contracts.KeywordIn names them.
+    intent: Mapped[list[str] | None] = mapped_column(ARRAY(String(20)))
+    parent_keyword: Mapped[str | None] = mapped_column(String(200))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _now()
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"), index=True)
     clustered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -107,3 +107,12 @@ async def add_decision(session: AsyncSession, draft: Candidate, decision: str, n
         .returning(ReviewDecision.draft_id)
     )
     return (await session.scalar(stmt)) is not None
+async def decided_ids(session: AsyncSession, account_id: str, site_id: str, decisions: Collection[str]) -> list[int]:
+    """Ids of the site's drafts whose decision is one of `decisions`, oldest first (scoped to the account)."""
+    stmt = (
+        select(ReviewDecision.draft_id)
+        .join(Site, Site.id == ReviewDecision.site_id)
+        .where(ReviewDecision.site_id == site_id, Site.account_id == account_id, ReviewDecision.decision.in_(decisions))
+        .order_by(ReviewDecision.draft_id)
+    )
+    return list((await session.scalars(stmt)).all())

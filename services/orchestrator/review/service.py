@@ -107,6 +107,8 @@ async def auto_review(
     if assigned is not None:
         out.scheduled, out.not_scheduled = len(assigned.scheduled), len(assigned.waiting)
     return out
+# Approved, and still approved once published (publishing moves the decision on).
+APPROVED = ("approved", "published")
 
 
 class QueueItem(BaseModel):
@@ -299,3 +301,9 @@ class ReviewService:
             ],
             published_at=published_at,
         )
+
+    async def approved_ids(self, account_id: str, site_id: str) -> list[int]:
+        """The site's approved (or since published) drafts, oldest first; 404 for another account's site."""
+        async with self._sessions() as session:
+            await sites.site_of(session, account_id, site_id)
+            return await repo.decided_ids(session, account_id, site_id, APPROVED)
