@@ -17,11 +17,14 @@ from faststream import AckPolicy
 from services.orchestrator import keys
 from services.orchestrator.accounts import router as accounts_router
 from services.orchestrator.accounts.service import AccountService
+from services.orchestrator.content import router as content_router
+from services.orchestrator.content.service import ContentService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
 from services.orchestrator.handlers import make_ingest_handler, make_result_handler
 from services.orchestrator.ops import router as ops_router
 from services.orchestrator.ops.service import OpsService
 from services.orchestrator.review import router as review_router
+from services.orchestrator.review.curation import DraftCuration
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.runs import router as runs_router
 from services.orchestrator.runs.context import Engine
@@ -70,6 +73,8 @@ def create_app() -> FastAPI:
     runs = RunService(rt.sessions, Engine(rt.outbox, rt.settings, costs))
     review = ReviewService(rt.sessions, rt.outbox)
     ops = OpsService(rt.sessions)
+    content = ContentService(rt.sessions, rt.settings.media_dir)
+    curation = DraftCuration(rt.sessions, runs)
     subscribe(rt, runs)
     ticker = Ticker(runs, accounts, rt.settings.tick_seconds)
 
@@ -103,6 +108,7 @@ def create_app() -> FastAPI:
         *runs_router.build(runs),
         *review_router.build(review),
         *ops_router.build(ops),
+        *content_router.build(content, review, curation),
     ):
         app.include_router(router)
 

@@ -79,6 +79,13 @@ async def record_result(engine: Engine, session: AsyncSession, result: StageResu
                 *sr.failures,
                 *({"item_id": f.item_id, "reason": f.reason} for f in result.failures[:room]),
             ]
+    engine.notify(
+        session,
+        run,
+        batch.stage,
+        "batch-done",
+        f"batch {batch.seq}: {result.items_processed} processed, {len(result.failures)} failed, {charged} credits",
+    )
     if result.failures:
         engine.event(
             session,
