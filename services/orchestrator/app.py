@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 from faststream import AckPolicy
 
@@ -20,6 +21,11 @@ from services.orchestrator.accounts.service import AccountService
 from services.orchestrator.content import router as content_router
 from services.orchestrator.content.service import ContentService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
+from services.orchestrator.dashboard import app as dashboard_app
+from services.orchestrator.dashboard.context import Dashboard
+from services.orchestrator.dashboard.events import RunEventHub
+from services.orchestrator.dashboard.render import Templates
+from services.orchestrator.dashboard.session import Sessions
 from services.orchestrator.handlers import make_ingest_handler, make_result_handler
 from services.orchestrator.ops import router as ops_router
 from services.orchestrator.ops.service import OpsService
@@ -77,6 +83,7 @@ def create_app() -> FastAPI:
     curation = DraftCuration(rt.sessions, runs)
     subscribe(rt, runs)
     ticker = Ticker(runs, accounts, rt.settings.tick_seconds)
+    hub = RunEventHub(rt.settings.kafka_bootstrap)  # the dashboard's push streams
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -84,9 +91,11 @@ def create_app() -> FastAPI:
         await rt.broker.start()
         await rt.after_startup()
         ticker.start()
+        await hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await ticker.stop()
             await rt.broker.stop()
             await rt.on_shutdown()
@@ -99,7 +108,8 @@ def create_app() -> FastAPI:
         description="Every /api/v1 route needs `Authorization: Bearer <key>`: an account key, or the operator "
         "key for operator routes (see each operation's `x-route-kind`). Errors are RFC 9457 problem details.",
     )
-    app.state.authenticator = Authenticator(operator_key, accounts.authenticate)
+    authenticator = Authenticator(operator_key, accounts.authenticate)
+    app.state.authenticator = authenticator
     for docs_route in api_routes(app.routes):  # /docs, /redoc and the OAuth2 redirect page: public
         docs_route.openapi_extra = {KIND_KEY: RouteKind.PUBLIC.value}
     for router in (
@@ -115,6 +125,17 @@ def create_app() -> FastAPI:
     @app.get("/health", openapi_extra={KIND_KEY: RouteKind.PUBLIC.value}, tags=["health"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    # The dashboard (same origin, same keys: sign in with one); its pages are not API operations.
+    @app.get("/", openapi_extra={KIND_KEY: RouteKind.PUBLIC.value}, include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/", status_code=307)
+
+    dashboard = Dashboard(
+        accounts=accounts, sites=sites, runs=runs, review=review, content=content, curation=curation,
+        sessions=Sessions(rt.sessions, authenticator), hub=hub, templates=Templates(),
+    )
+    app.mount("/dashboard", dashboard_app.build(dashboard))
 
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

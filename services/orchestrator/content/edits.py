@@ -145,7 +145,10 @@ async def move(session: AsyncSession, site_id: str, cluster_id: int, ids: list[i
         await repo.assign(session, moving, cluster_id, utcnow())
         await refresh(session, [clusters[i] for i in sorted(clusters)], changed)
         sites.log_line(
-            session, site_id, None, None,
+            session,
+            site_id,
+            None,
+            None,
             f"{len(moving)} keywords moved by a person into cluster {cluster_id} ({clusters[cluster_id].name!r})",
         )
     else:
@@ -164,16 +167,17 @@ async def merge(session: AsyncSession, site_id: str, into_id: int, from_id: int)
     changed = Changed()
     await refresh(session, [clusters[into_id], clusters[from_id]], changed)
     sites.log_line(
-        session, site_id, None, None,
+        session,
+        site_id,
+        None,
+        None,
         f"cluster {from_id} ({clusters[from_id].name!r}, {len(ids)} keywords) merged by a person into "
         f"cluster {into_id} ({clusters[into_id].name!r})",
     )
     return changed
 
 
-async def split(session: AsyncSession, site_id: str, cluster_id: int, ids: list[int], name: str) -> tuple[
-    Changed, int
-]:
+async def split(session: AsyncSession, site_id: str, cluster_id: int, ids: list[int], name: str) -> tuple[Changed, int]:
     """The chosen keywords of cluster `cluster_id` become a new cluster named `name`; returns its id."""
     await check_membership_free(session, site_id, {cluster_id})
     source = (await _clusters(session, site_id, {cluster_id}))[cluster_id]
@@ -202,7 +206,10 @@ async def split(session: AsyncSession, site_id: str, cluster_id: int, ids: list[
     changed = Changed()
     await refresh(session, [source, new], changed)
     sites.log_line(
-        session, site_id, None, None,
+        session,
+        site_id,
+        None,
+        None,
         f"cluster {cluster_id} ({source.name!r}) split by a person: {len(keywords)} keywords into new cluster "
         f"{new.id} ({shown!r})",
     )

@@ -32,8 +32,19 @@ from shared.db.models import (
 
 # Keyword columns the list shows by name; any other column (metrics added later) is passed through.
 KNOWN_KEYWORD_COLUMNS = frozenset(
-    {"id", "site_id", "keyword", "keyword_norm", "volume", "difficulty", "source", "created_at", "cluster_id",
-     "clustered_at", "disabled_at"}
+    {
+        "id",
+        "site_id",
+        "keyword",
+        "keyword_norm",
+        "volume",
+        "difficulty",
+        "source",
+        "created_at",
+        "cluster_id",
+        "clustered_at",
+        "disabled_at",
+    }
 )
 KEYWORD_SORTS: dict[str, Any] = {
     "id": (Keyword.id,),
@@ -48,9 +59,7 @@ CLUSTER_SORTS: dict[str, Any] = {
 }
 
 
-async def _page(session: AsyncSession, stmt: Any, order: Sequence[Any], page: int, size: int) -> tuple[
-    int, list[Any]
-]:
+async def _page(session: AsyncSession, stmt: Any, order: Sequence[Any], page: int, size: int) -> tuple[int, list[Any]]:
     total = int(await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0)
     rows = (await session.execute(stmt.order_by(*order).offset((page - 1) * size).limit(size))).all()
     return total, list(rows)
@@ -249,9 +258,7 @@ async def tasks(
     session: AsyncSession, site_id: str, *, has_draft: bool | None, page: int, size: int
 ) -> tuple[int, list[Any]]:
     """(total, rows of (WriterTask, live draft id, drafts written))."""
-    live = (
-        select(Draft.id).where(Draft.task_id == WriterTask.id, Draft.superseded_at.is_(None)).scalar_subquery()
-    )
+    live = select(Draft.id).where(Draft.task_id == WriterTask.id, Draft.superseded_at.is_(None)).scalar_subquery()
     written = select(func.count()).where(Draft.task_id == WriterTask.id).scalar_subquery()
     stmt = select(WriterTask, live.label("draft_id"), written.label("drafts")).where(WriterTask.site_id == site_id)
     if has_draft is not None:
@@ -319,9 +326,7 @@ async def images(
 ) -> tuple[int, list[Any]]:
     """(total, rows of (Image, ImagePrompt))."""
     stmt = (
-        select(Image, ImagePrompt)
-        .join(ImagePrompt, ImagePrompt.id == Image.prompt_id)
-        .where(Image.site_id == site_id)
+        select(Image, ImagePrompt).join(ImagePrompt, ImagePrompt.id == Image.prompt_id).where(Image.site_id == site_id)
     )
     if draft_id is not None:
         stmt = stmt.where(Image.draft_id == draft_id)

@@ -109,8 +109,9 @@ def build(content: ContentService, review: ReviewService, curation: DraftCuratio
         page: Page = 1,
         size: Size = 50,
     ) -> Paged[IdeaView]:
-        return await content.ideas(caller.tenant, site_id, cluster_id=cluster_id, has_task=has_task, page=page,
-                                   size=size)
+        return await content.ideas(
+            caller.tenant, site_id, cluster_id=cluster_id, has_task=has_task, page=page, size=size
+        )
 
     @api.get("/sites/{site_id}/tasks")
     async def list_tasks(
@@ -129,9 +130,7 @@ def build(content: ContentService, review: ReviewService, curation: DraftCuratio
         size: Size = 50,
     ) -> Paged[DraftSummary]:
         """Drafts with their review decision, quality, images and publication (superseded ones included)."""
-        return await content.drafts(
-            caller.tenant, site_id, status=status_, task_id=task_id, q=q, page=page, size=size
-        )
+        return await content.drafts(caller.tenant, site_id, status=status_, task_id=task_id, q=q, page=page, size=size)
 
     @api.get("/sites/{site_id}/images")
     async def list_images(
@@ -207,9 +206,7 @@ def build(content: ContentService, review: ReviewService, curation: DraftCuratio
         await curation.restore(caller.tenant, draft_id, body.version, caller.key_id)
         return await review.draft(caller.tenant, draft_id)
 
-    @api.post(
-        "/drafts/{draft_id}/regenerate", status_code=status.HTTP_201_CREATED, responses=responses(402, 409)
-    )
+    @api.post("/drafts/{draft_id}/regenerate", status_code=status.HTTP_201_CREATED, responses=responses(402, 409))
     async def regenerate_draft(draft_id: DraftId, caller: TenantCaller) -> Regeneration:
         """Regenerate a rejected draft: a targeted run writes its task's next draft, charged like any run."""
         return await curation.regenerate(caller.tenant, draft_id)

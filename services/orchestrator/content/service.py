@@ -51,8 +51,10 @@ def keyword_view(row: Any) -> KeywordView:
         created_at=keyword.created_at,
         clustered_at=keyword.clustered_at,
         disabled_at=keyword.disabled_at,
-        metrics={k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-                 for k, v in repo.metrics_of(keyword).items()},
+        metrics={
+            k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
+            for k, v in repo.metrics_of(keyword).items()
+        },
     )
 
 
@@ -96,8 +98,16 @@ class ContentService:
 
     # ------------------------------------------------------------------ lists
     async def keywords(
-        self, account_id: str, site_id: str, *, status: str | None = None, cluster_id: int | None = None,
-        q: str | None = None, sort: str = "id", page: int = 1, size: int = 50,
+        self,
+        account_id: str,
+        site_id: str,
+        *,
+        status: str | None = None,
+        cluster_id: int | None = None,
+        q: str | None = None,
+        sort: str = "id",
+        page: int = 1,
+        size: int = 50,
     ) -> Paged[KeywordView]:
         async with self._sessions() as session:
             await sites.site_of(session, account_id, site_id)
@@ -107,8 +117,16 @@ class ContentService:
         return Paged(total=total, page=page, size=size, items=[keyword_view(r) for r in rows])
 
     async def clusters(
-        self, account_id: str, site_id: str, *, q: str | None = None, min_size: int = 0, sort: str = "id",
-        keywords: int = 10, page: int = 1, size: int = 50,
+        self,
+        account_id: str,
+        site_id: str,
+        *,
+        q: str | None = None,
+        min_size: int = 0,
+        sort: str = "id",
+        keywords: int = 10,
+        page: int = 1,
+        size: int = 50,
     ) -> Paged[ClusterView]:
         async with self._sessions() as session:
             await sites.site_of(session, account_id, site_id)
@@ -150,19 +168,34 @@ class ContentService:
         return out
 
     async def ideas(
-        self, account_id: str, site_id: str, *, cluster_id: int | None = None, has_task: bool | None = None,
-        page: int = 1, size: int = 50,
+        self,
+        account_id: str,
+        site_id: str,
+        *,
+        cluster_id: int | None = None,
+        has_task: bool | None = None,
+        page: int = 1,
+        size: int = 50,
     ) -> Paged[IdeaView]:
         async with self._sessions() as session:
             await sites.site_of(session, account_id, site_id)
-            total, rows = await repo.ideas(session, site_id, cluster_id=cluster_id, has_task=has_task, page=page,
-                                           size=size)
+            total, rows = await repo.ideas(
+                session, site_id, cluster_id=cluster_id, has_task=has_task, page=page, size=size
+            )
         items = [
             IdeaView(
-                id=idea.id, cluster_id=idea.cluster_id, cluster_name=cluster_name, title=idea.title,
-                content_type=idea.content_type, intent=idea.intent, primary_keyword=idea.primary_keyword,
-                secondary_keywords=[str(k) for k in idea.secondary_keywords], target_words=idea.target_words,
-                has_task=bool(has), run_id=idea.run_id, created_at=idea.created_at,
+                id=idea.id,
+                cluster_id=idea.cluster_id,
+                cluster_name=cluster_name,
+                title=idea.title,
+                content_type=idea.content_type,
+                intent=idea.intent,
+                primary_keyword=idea.primary_keyword,
+                secondary_keywords=[str(k) for k in idea.secondary_keywords],
+                target_words=idea.target_words,
+                has_task=bool(has),
+                run_id=idea.run_id,
+                created_at=idea.created_at,
             )
             for idea, cluster_name, has in rows
         ]
@@ -175,20 +208,33 @@ class ContentService:
             await sites.site_of(session, account_id, site_id)
             total, rows = await repo.tasks(session, site_id, has_draft=has_draft, page=page, size=size)
         items = [
-            TaskView(id=t.id, idea_id=t.idea_id, title=t.title, draft_id=draft_id, drafts=int(written),
-                     run_id=t.run_id, created_at=t.created_at)
+            TaskView(
+                id=t.id,
+                idea_id=t.idea_id,
+                title=t.title,
+                draft_id=draft_id,
+                drafts=int(written),
+                run_id=t.run_id,
+                created_at=t.created_at,
+            )
             for t, draft_id, written in rows
         ]
         return Paged(total=total, page=page, size=size, items=items)
 
     async def drafts(
-        self, account_id: str, site_id: str, *, status: str | None = None, task_id: int | None = None,
-        q: str | None = None, page: int = 1, size: int = 50,
+        self,
+        account_id: str,
+        site_id: str,
+        *,
+        status: str | None = None,
+        task_id: int | None = None,
+        q: str | None = None,
+        page: int = 1,
+        size: int = 50,
     ) -> Paged[DraftSummary]:
         async with self._sessions() as session:
             await sites.site_of(session, account_id, site_id)
-            total, rows = await repo.drafts(session, site_id, status=status, task_id=task_id, q=q, page=page,
-                                            size=size)
+            total, rows = await repo.drafts(session, site_id, status=status, task_id=task_id, q=q, page=page, size=size)
         return Paged(total=total, page=page, size=size, items=[draft_summary(r) for r in rows])
 
     async def images(
@@ -199,10 +245,18 @@ class ContentService:
             total, rows = await repo.images(session, site_id, draft_id=draft_id, page=page, size=size)
         items = [
             ImageView(
-                id=image.id, draft_id=image.draft_id, placement=prompt.placement, alt_text=prompt.alt_text,
-                caption=prompt.caption, mime=image.mime, width=image.width, height=image.height,
-                size_bytes=image.size_bytes, checksum_sha256=image.checksum_sha256,
-                url=f"/api/v1/images/{image.id}", created_at=image.created_at,
+                id=image.id,
+                draft_id=image.draft_id,
+                placement=prompt.placement,
+                alt_text=prompt.alt_text,
+                caption=prompt.caption,
+                mime=image.mime,
+                width=image.width,
+                height=image.height,
+                size_bytes=image.size_bytes,
+                checksum_sha256=image.checksum_sha256,
+                url=f"/api/v1/images/{image.id}",
+                created_at=image.created_at,
             )
             for image, prompt in rows
         ]
@@ -265,4 +319,3 @@ class ContentService:
 
 def _norm(q: str | None) -> str | None:
     return normalise(q) if q else None
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orchestrator.config import RunTarget
@@ -145,31 +145,33 @@ class DraftCuration:
         """(row, source) of every text the draft has had; a draft never edited has its own text as version 1."""
         async with self._sessions() as session:
             draft = await session.scalar(
-                select(Draft).join(Site, Site.id == Draft.site_id).where(
-                    Draft.id == draft_id, Site.account_id == account_id
-                )
+                select(Draft)
+                .join(Site, Site.id == Draft.site_id)
+                .where(Draft.id == draft_id, Site.account_id == account_id)
             )
             if draft is None:
                 raise NotFoundError(f"draft {draft_id} does not exist")
             rows = await versions_of(session, draft_id)
             return [(v, v.source) for v in rows] if rows else [(draft, "model")]
 
-    async def edited(self, draft_ids: list[int]) -> set[int]:
-        if not draft_ids:
-            return set()
+    async def task_of(self, account_id: str, draft_id: int) -> int:
         async with self._sessions() as session:
-            stmt = select(DraftVersion.draft_id).where(DraftVersion.draft_id.in_(draft_ids)).group_by(
-                DraftVersion.draft_id
-            ).having(func.count() > 0)
-            return set((await session.scalars(stmt)).all())
+            task_id = await session.scalar(
+                select(Draft.task_id)
+                .join(Site, Site.id == Draft.site_id)
+                .where(Draft.id == draft_id, Site.account_id == account_id)
+            )
+        if task_id is None:
+            raise NotFoundError(f"draft {draft_id} does not exist")
+        return int(task_id)
 
     async def regenerate(self, account_id: str, draft_id: int) -> Regeneration:
         """Supersede a rejected draft and start a targeted run that writes its task's next draft."""
         async with self._sessions() as session:
             draft = await session.scalar(
-                select(Draft).join(Site, Site.id == Draft.site_id).where(
-                    Draft.id == draft_id, Site.account_id == account_id
-                )
+                select(Draft)
+                .join(Site, Site.id == Draft.site_id)
+                .where(Draft.id == draft_id, Site.account_id == account_id)
             )
             if draft is None:
                 raise NotFoundError(f"draft {draft_id} does not exist")
@@ -187,7 +189,11 @@ class DraftCuration:
             sites.log_line(session, site_id, None, int(Stage.REVIEW), f"draft {draft_id} superseded: regenerating")
             await session.flush()
 
-        target = RunTarget(stage=int(Stage.DRAFTS), item_ids=[task_id], stages=[4, 5, 6, 7],
-                           reason=f"regenerate rejected draft {draft_id}")
+        target = RunTarget(
+            stage=int(Stage.DRAFTS),
+            item_ids=[task_id],
+            stages=[4, 5, 6, 7],
+            reason=f"regenerate rejected draft {draft_id}",
+        )
         run = await self._runs.start_targeted(account_id, site_id, target, "regenerate", prepare=supersede)
         return Regeneration(superseded_draft_id=draft_id, task_id=task_id, run=run)
