@@ -18,7 +18,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from shared.contracts import RunEvent
@@ -79,7 +79,10 @@ class RunEventHub:
     # ------------------------------------------------------------------ the consumer
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        # No group: aiokafka assigns every partition of the topic to this consumer (and new ones as they
+        # appear); without committed offsets, `latest` starts each at its end.
         consumer = AIOKafkaConsumer(
+            RUN_EVENTS,
             bootstrap_servers=self._bootstrap,
             group_id=None,
             enable_auto_commit=False,
@@ -92,19 +95,7 @@ class RunEventHub:
         self._task = asyncio.create_task(self._run(consumer), name="dashboard-run-events")
         self._chain_shutdown_signals()
 
-    async def _assign(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            await consumer.topics()  # a metadata refresh
-            partitions = consumer.partitions_for_topic(RUN_EVENTS)
-            if partitions:
-                tps = [TopicPartition(RUN_EVENTS, p) for p in sorted(partitions)]
-                consumer.assign(tps)
-                await consumer.seek_to_end(*tps)
-                return
-            await asyncio.sleep(1)
-
     async def _run(self, consumer: AIOKafkaConsumer) -> None:
-        await self._assign(consumer)
         while True:
             try:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=500)

@@ -45,7 +45,7 @@ def router(ctx: Dashboard) -> APIRouter:
         keywords = await ctx.content.keywords(
             viewer.account_id, site_id, status=status or None, q=q or None, sort="id", page=page, size=PAGE_SIZE
         )
-        clusters = await ctx.content.clusters(viewer.account_id, site_id, sort="name", keywords=0, size=500)
+        clusters = await ctx.content.clusters(viewer.account_id, site_id, min_size=1, sort="name", keywords=0, size=500)
         return {
             "keywords": keywords,
             "clusters": clusters.items,
@@ -135,9 +135,16 @@ def router(ctx: Dashboard) -> APIRouter:
     # ------------------------------------------------------------------ clusters
     async def cluster_list(viewer: Viewer, site_id: str, q: str, page: int) -> dict[str, Any]:
         clusters = await ctx.content.clusters(
-            viewer.account_id, site_id, q=q or None, sort="size_desc", keywords=100, page=page, size=PAGE_SIZE
+            viewer.account_id,
+            site_id,
+            q=q or None,
+            min_size=1,
+            sort="size_desc",
+            keywords=100,
+            page=page,
+            size=PAGE_SIZE,
         )
-        every = await ctx.content.clusters(viewer.account_id, site_id, sort="name", keywords=0, size=500)
+        every = await ctx.content.clusters(viewer.account_id, site_id, min_size=1, sort="name", keywords=0, size=500)
         return {
             "clusters": clusters,
             "all": every.items,
