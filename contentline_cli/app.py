@@ -31,6 +31,7 @@ from rich.text import Text
 from contentline_cli import config
 from contentline_cli.accounts import account_app, keys_app, whoami
 from contentline_cli.client import ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
+from contentline_cli.content import content_app
 from contentline_cli.session import (
     EXIT_FAILED,
     EXIT_OK,
@@ -512,4 +513,5 @@ def main() -> None:
 
 app.add_typer(account_app, name="account")
 app.add_typer(keys_app, name="keys")
+app.add_typer(content_app, name="content")
 app.command("whoami")(whoami)

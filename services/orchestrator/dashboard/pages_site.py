@@ -200,6 +200,7 @@ def router(ctx: Dashboard) -> APIRouter:
 
     @api.post("/sites/{site_id}/config")
     async def save_config(request: Request, site_id: ResourceId, viewer: ViewerDep) -> Response:
+        await ctx.sites.get_site(viewer.account_id, site_id)  # 404 before reading anything of the form
         form = await request.form()
         body, errors = forms.patch_from_form(form)
         patch, more = forms.validate(body) if not errors else (None, {})

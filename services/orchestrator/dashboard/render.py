@@ -38,7 +38,7 @@ def when(value: datetime | None, zone: str = "UTC") -> str:
 def figure(url: str, alt: str, caption: str, width: int | None, height: int | None) -> str:
     size = f' width="{width}" height="{height}"' if width and height else ""
     cap = f"<figcaption>{escape(caption)}</figcaption>" if caption else ""
-    return f'<figure><img src="{escape(url)}" alt="{escape(alt)}"{size} loading="lazy">{cap}</figure>'
+    return f'<figure><img src="{escape(url)}" alt="{escape(alt)}"{size}>{cap}</figure>'
 
 
 def place_images(body_html: str, images: list[dict[str, Any]]) -> Markup:
