@@ -203,6 +203,25 @@ def patch_from_form(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
     return body, errors
 
 
+def check(form: FormData, current: SiteConfig) -> dict[str, str]:
+    """Every message the form deserves, by field: the form's own checks, the patch's, and the merged
+    config's (time zone, shares summing to 100, ...), all at once."""
+    body, errors = patch_from_form(form)
+    for stage in STAGES:
+        raw = _text(form, f"batch_sizes.{stage}")
+        if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+            errors[f"batch_sizes.{stage}"] = "a batch size is a whole number from 1 to 1000"
+    patch, more = validate(body)
+    if patch is not None:
+        try:
+            patch.apply(current)
+        except ValidationError as exc:
+            more = messages(exc)
+    if any(key.startswith("batch_sizes.") for key in errors):
+        more.pop("batch_sizes", None)  # said per field already
+    return more | errors
+
+
 def validate(body: dict[str, Any]) -> tuple[SiteConfigPatch | None, dict[str, str]]:
     try:
         return SiteConfigPatch.model_validate(body), {}

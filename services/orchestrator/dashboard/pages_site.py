@@ -202,13 +202,14 @@ def router(ctx: Dashboard) -> APIRouter:
     async def save_config(request: Request, site_id: ResourceId, viewer: ViewerDep) -> Response:
         await ctx.sites.get_site(viewer.account_id, site_id)  # 404 before reading anything of the form
         form = await request.form()
-        body, errors = forms.patch_from_form(form)
-        patch, more = forms.validate(body) if not errors else (None, {})
-        errors |= more
-        if patch is not None:
+        current, _, _ = await ctx.sites.get_config(viewer.account_id, site_id)
+        errors = forms.check(form, current)
+        if not errors:
+            patch, _ = forms.validate(forms.patch_from_form(form)[0])
+            assert patch is not None  # forms.check found nothing
             try:
                 config, _, _ = await ctx.sites.update_config(viewer.account_id, site_id, patch)
-            except ValidationError as exc:
+            except ValidationError as exc:  # changed by someone else meanwhile: say why, as for any error
                 errors = forms.messages(exc)
             else:
                 live = await live_context(ctx, viewer, site_id)

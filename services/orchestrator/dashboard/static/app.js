@@ -52,6 +52,13 @@
     focusedId = null;
   });
 
+  // A configuration that did not validate: focus its first field with a message (screen readers read it).
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var form = event.target instanceof Element && event.target.id === "config-form" ? event.target : null;
+    var bad = form ? form.querySelector('[aria-invalid="true"]') : null;
+    if (bad) { bad.focus(); }
+  });
+
   // An alert that arrives is announced (role=alert) and focusable, so keyboard users find it.
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.detail.target && event.detail.target.id === "alerts") {
