@@ -212,11 +212,13 @@ def check(form: FormData, current: SiteConfig) -> dict[str, str]:
         if not raw.isdigit() or not 1 <= int(raw) <= 1000:
             errors[f"batch_sizes.{stage}"] = "a batch size is a whole number from 1 to 1000"
     patch, more = validate(body)
+    if patch is None:  # check the rest too: leave out what failed on its own and merge what is left
+        patch, _ = validate({k: v for k, v in body.items() if not any(e.split(".")[0] == k for e in more)})
     if patch is not None:
         try:
             patch.apply(current)
         except ValidationError as exc:
-            more = messages(exc)
+            more = messages(exc) | more
     if any(key.startswith("batch_sizes.") for key in errors):
         more.pop("batch_sizes", None)  # said per field already
     return more | errors
