@@ -13,9 +13,10 @@ import httpx
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from starlette.routing import Mount, Route
+from starlette.routing import Mount
 
 from devstack.stack import Stack
+from services.orchestrator.web.routing import api_routes
 from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, WriterTask
 from tests.conftest import OPERATOR_KEY
 from tests.helpers import CLUSTERING_ONLY, Tenant, configure, create_site, import_keywords, keyword_set, wait_run
@@ -52,11 +53,7 @@ def dashboard_routes() -> list[tuple[str, str]]:
     from services.orchestrator.app import create_app
 
     mount = next(r for r in create_app().routes if isinstance(r, Mount) and r.path == "/dashboard")
-    out = []
-    for route in mount.routes:
-        if isinstance(route, Route) and route.methods:
-            out += [(m, "/dashboard" + route.path) for m in sorted(route.methods - {"HEAD"})]
-    return out
+    return [(m, "/dashboard" + route.path) for route in api_routes(mount.routes) for m in sorted(route.methods)]
 
 
 ROUTES = dashboard_routes()
@@ -227,8 +224,15 @@ def test_session_cookie_flags_csrf_and_sign_out(stack: Stack, tenant: Tenant, ap
     proxied = httpx.Client(base_url=stack.api_url, timeout=60, headers={"X-Forwarded-Proto": "https"})
     form = proxied.get("/dashboard/signin")
     token = SIGNIN_TOKEN.search(form.text)
-    assert token
-    cookie = session_cookie(proxied.post("/dashboard/signin", data={"key": tenant.key, "csrf_token": token.group(1)}))
+    assert token and "secure" in form.headers["set-cookie"].lower()
+    # the client's cookie jar keeps a Secure cookie off plain http: send the sign-in form's cookie by hand
+    proxied.cookies.clear()
+    answer = proxied.post(
+        "/dashboard/signin",
+        data={"key": tenant.key, "csrf_token": token.group(1)},
+        headers={"Cookie": f"cl_signin={token.group(1)}"},
+    )
+    cookie = session_cookie(answer)
     assert "secure" in {part.strip().lower() for part in cookie.split(";")}
     proxied.close()
 

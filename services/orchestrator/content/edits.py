@@ -53,12 +53,21 @@ async def check_membership_free(session: AsyncSession, site_id: str, cluster_ids
         raise ConflictError(held.reason(f"cluster {busy[0]}"), held_by_run=held.run_id, stage=held.stage)
 
 
-async def _keywords(session: AsyncSession, site_id: str, ids: list[int]) -> list[Keyword]:
-    found = await repo.keywords_by_id(session, site_id, ids, lock=True)
+async def _keywords(session: AsyncSession, site_id: str, ids: list[int], lock: bool = False) -> list[Keyword]:
+    found = await repo.keywords_by_id(session, site_id, ids, lock=lock)
     missing = sorted(set(ids) - {k.id for k in found})
     if missing:
         raise NotFoundError(f"keyword {missing[0]} does not exist in site {site_id!r}", missing=missing[:100])
     return found
+
+
+async def _relock(session: AsyncSession, site_id: str, seen: list[Keyword], locked: set[int]) -> None:
+    """Lock the keywords after their clusters (the clusterer's order: cluster, then keywords) and make sure
+    none changed cluster since they were read."""
+    before = {k.id: k.cluster_id for k in seen}
+    for keyword in await _keywords(session, site_id, list(before), lock=True):
+        if keyword.cluster_id != before[keyword.id] and keyword.cluster_id not in locked:
+            raise ConflictError(f"keyword {keyword.id} changed cluster meanwhile; try again")
 
 
 async def _clusters(session: AsyncSession, site_id: str, ids: set[int]) -> dict[int, Cluster]:
@@ -100,6 +109,7 @@ async def set_enabled(session: AsyncSession, site_id: str, ids: list[int], enabl
     if not enabled and left:
         await check_membership_free(session, site_id, left)
     clusters = await _clusters(session, site_id, left) if not enabled else {}
+    await _relock(session, site_id, changing, set(clusters))
     await repo.set_disabled(session, [k.id for k in changing], None if enabled else utcnow())
     changed.keywords = len(changing)
     await refresh(session, list(clusters.values()), changed)
@@ -139,6 +149,7 @@ async def move(session: AsyncSession, site_id: str, cluster_id: int, ids: list[i
     sources = {k.cluster_id for k in keywords if k.cluster_id is not None} - {cluster_id}
     await check_membership_free(session, site_id, sources | {cluster_id})
     clusters = await _clusters(session, site_id, sources | {cluster_id})
+    await _relock(session, site_id, keywords, set(clusters))
     moving = [k.id for k in keywords if k.cluster_id != cluster_id]
     changed = Changed()
     if moving:
@@ -181,7 +192,7 @@ async def split(session: AsyncSession, site_id: str, cluster_id: int, ids: list[
     """The chosen keywords of cluster `cluster_id` become a new cluster named `name`; returns its id."""
     await check_membership_free(session, site_id, {cluster_id})
     source = (await _clusters(session, site_id, {cluster_id}))[cluster_id]
-    keywords = await _keywords(session, site_id, ids)
+    keywords = await _keywords(session, site_id, ids, lock=True)
     strangers = [k.id for k in keywords if k.cluster_id != cluster_id]
     if strangers:
         raise ConflictError(f"keyword {strangers[0]} is not in cluster {cluster_id}; split only moves its members")
