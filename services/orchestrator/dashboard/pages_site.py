@@ -244,10 +244,14 @@ def router(ctx: Dashboard) -> APIRouter:
             oob=False,
         )
 
+    async def own_site(site_id: ResourceId, viewer: ViewerDep) -> str:
+        """A dependency: it runs before the response starts, so another account's site is a real 404."""
+        await ctx.sites.get_site(viewer.account_id, site_id)
+        return site_id
+
     @api.get("/sites/{site_id}/stream", response_class=EventSourceResponse)
-    async def stream(site_id: ResourceId, viewer: ViewerDep) -> AsyncIterator[ServerSentEvent]:
+    async def stream(site_id: Annotated[str, Depends(own_site)], viewer: ViewerDep) -> AsyncIterator[ServerSentEvent]:
         """The page's live parts, pushed whenever a run event of this site arrives."""
-        await ctx.sites.get_site(viewer.account_id, site_id)  # 404 for another account's site
         sub = ctx.hub.subscribe(site_id)
         try:
             yield await _render(viewer, site_id)  # what changed between the page load and now
