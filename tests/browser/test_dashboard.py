@@ -100,7 +100,8 @@ async def wait_no_active_run(api: httpx.Client, site_id: str, timeout: float = 2
     raise AssertionError("the run did not finish")
 
 
-async def test_dashboard_in_a_real_browser(stack: Stack, tenant: Tenant, browser: Browser) -> None:
+async def test_dashboard_in_a_real_browser(stack: Stack, new_tenant: Any, browser: Browser) -> None:
+    tenant = new_tenant()  # an account of its own: the screenshots show only what this test made
     context = await browser.new_context(base_url=stack.api_url, viewport={"width": 1280, "height": 900})
     page = await context.new_page()
     watch = Watch(page, stack.api_url)
@@ -166,6 +167,7 @@ async def _journey(page: Page, tenant: Tenant) -> None:
     await expect(page.locator("#duplicates")).to_have_text("1")
     await expect(page.locator("#rejected tbody tr")).to_have_count(1)
     await expect(page.locator("#rejected tbody td").first).to_have_text("15")
+    await expect(page.locator("#keyword-table caption")).to_contain_text("12 keywords")  # the table reloaded
     await check_labelled(page)
     await shot(page, "keywords")
 

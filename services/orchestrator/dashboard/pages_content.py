@@ -68,6 +68,18 @@ def router(ctx: Dashboard) -> APIRouter:
         table = await keyword_table(viewer, site_id, status, q, page)
         return await ctx.page(request, "keywords.html", viewer, site_id, tab="keywords", table=table)
 
+    @api.get("/sites/{site_id}/keywords/table")
+    async def keywords_table(
+        site_id: ResourceId,
+        viewer: ViewerDep,
+        status: Annotated[str, Query(pattern="^(|pending|clustered|disabled)$")] = "",
+        q: Annotated[str, Query(max_length=200)] = "",
+        page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    ) -> Response:
+        """The keyword table alone: reloaded after an upload (the `keywords-changed` event)."""
+        table = await keyword_table(viewer, site_id, status, q, page)
+        return t.fragment("partials/keyword_table.html", table=table, csrf=viewer.csrf_token)
+
     @api.post("/sites/{site_id}/keywords/upload")
     async def upload(site_id: ResourceId, viewer: ViewerDep, file: Annotated[UploadFile, File()]) -> Response:
         await ctx.sites.get_site(viewer.account_id, site_id)
