@@ -275,3 +275,19 @@ def test_the_push_stream_follows_a_run(stack: Stack, tenant: Tenant, api: httpx.
     assert headings[0].startswith("Stage 0/7"), headings
     assert any(h.startswith("Stage 1/7") for h in headings), headings
     assert any(h.startswith("Stage 7/7") for h in headings), headings
+
+
+def test_run_now_without_credits_shows_the_shortfall(stack: Stack, new_tenant: Any) -> None:
+    poor = new_tenant(credits="0")
+    site = create_site(poor.client)
+    import_keywords(poor.client, site, keyword_set(1, 3))
+    client, csrf = sign_in(stack, poor.key)
+    try:
+        page = client.get(f"/dashboard/sites/{site}")
+        assert "not enough available" in page.text and 'id="run-now" type="submit">' in page.text
+        r = client.post(f"/dashboard/sites/{site}/run", headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
+        assert r.status_code == 402 and r.headers["hx-retarget"] == "#alerts"
+        assert "Not enough credits" in r.text and 'class="shortfall"' in r.text
+        assert poor.client.get(f"/sites/{site}/runs/current").json() is None
+    finally:
+        client.close()
