@@ -1,4 +1,4 @@
-"""Runs API: estimate, run now, follow, history, pause/resume/cancel, activity, batches in flight, automation figures."""
+"""Runs API: estimate, run now, follow, history, pause/resume/cancel, activity, batches in flight, figures."""
 
 from __future__ import annotations
 
