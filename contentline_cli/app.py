@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 
 from contentline_cli import accounts, config, ops, publishing, review, runs, sites
+from contentline_cli.content import content_app
 from contentline_cli.follow import create_site, follow_and_summarise, import_keywords, start_run
 
 __all__ = ["app", "create_site", "follow_and_summarise", "import_keywords", "main", "start_run"]
@@ -51,6 +52,7 @@ app.add_typer(runs.run_app, name="run")
 app.add_typer(review.review_app, name="review")
 app.add_typer(review.export_app, name="export")
 app.add_typer(publishing.publishing_app, name="publishing")
+app.add_typer(content_app, name="content")
 app.command("topics")(ops.topics)
 app.command("lag")(ops.lag)
 app.add_typer(ops.dlq_app, name="dlq")

@@ -408,6 +408,44 @@ class ContentlineClient:
         return dict(self._request("PATCH", f"/sites/{site_id}/config", json=dict(patch)))
 
 
+    # ------------------------------------------------------------------ content (issue 16; contentline_cli/content.py)
+    def content_page(self, site_id: str, kind: str, **params: Any) -> dict[str, Any]:
+        """One page of a site's keywords, clusters, ideas, tasks, drafts or images: {total, page, size, items}."""
+        query = {k: v for k, v in params.items() if v is not None}
+        return dict(self._request("GET", f"/sites/{site_id}/{kind}", params=query))
+
+    def set_keywords_enabled(self, site_id: str, keyword_ids: list[int], enabled: bool) -> dict[str, Any]:
+        body = {"keyword_ids": keyword_ids, "enabled": enabled}
+        return dict(self._request("PATCH", f"/sites/{site_id}/keywords", json=body))
+
+    def rename_cluster(self, site_id: str, cluster_id: int, name: str) -> dict[str, Any]:
+        return dict(self._request("PATCH", f"/sites/{site_id}/clusters/{cluster_id}", json={"name": name}))
+
+    def move_keywords(self, site_id: str, cluster_id: int, keyword_ids: list[int]) -> dict[str, Any]:
+        path = f"/sites/{site_id}/clusters/{cluster_id}/keywords"
+        return dict(self._request("POST", path, json={"keyword_ids": keyword_ids}))
+
+    def merge_clusters(self, site_id: str, into_id: int, from_id: int) -> dict[str, Any]:
+        path = f"/sites/{site_id}/clusters/{into_id}/merge"
+        return dict(self._request("POST", path, json={"from_cluster_id": from_id}))
+
+    def split_cluster(self, site_id: str, cluster_id: int, keyword_ids: list[int], name: str) -> dict[str, Any]:
+        path = f"/sites/{site_id}/clusters/{cluster_id}/split"
+        return dict(self._request("POST", path, json={"keyword_ids": keyword_ids, "name": name}))
+
+    def edit_draft(self, draft_id: int, changes: dict[str, str]) -> dict[str, Any]:
+        return dict(self._request("PATCH", f"/drafts/{draft_id}", json=changes))
+
+    def draft_versions(self, draft_id: int) -> list[dict[str, Any]]:
+        return list(self._request("GET", f"/drafts/{draft_id}/versions"))
+
+    def restore_draft(self, draft_id: int, version: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/drafts/{draft_id}/restore", json={"version": version}))
+
+    def regenerate_draft(self, draft_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/drafts/{draft_id}/regenerate"))
+
+
 class PublishingSettingsInfo(_View):
     site_id: str
     timezone: str = "UTC"

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -248,6 +249,9 @@ def demo(
 
             account_id, key_file = create_first_account(stack.api_url, secrets_dir)
             _print_keys(operator_file, account_id, key_file)
+            # The demo account lives only as long as this demo: its key is shown so the dashboard can be opened.
+            console.print(f"[bold]Dashboard:[/] {stack.api_url}/dashboard/ — sign in with the demo key "
+                          f"{key_file.read_text().strip()}")
             with ContentlineClient(stack.api_url, api_key=key_file.read_text().strip()) as client:
                 try:
                     site = create_site(client, "Demo site", "demo.example.com")
@@ -265,6 +269,11 @@ def demo(
                 except ApiError as exc:
                     err.print(f"[bold red]API error:[/] {exc}")
                     code = 1
+            if code == 0 and sys.stdin.isatty():  # someone is watching: keep the dashboard up until they are done
+                console.print(f"The dashboard stays up at {stack.api_url}/dashboard/sites/{site.id}; "
+                              "press Enter to stop everything.")
+                with contextlib.suppress(EOFError):
+                    input()
     except KeyboardInterrupt:
         code = 130
         _say(err, "\n[yellow]Interrupted — stopping everything…[/]")

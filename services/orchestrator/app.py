@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 from faststream import AckPolicy
 from prometheus_fastapi_instrumentator import Instrumentator
@@ -18,7 +19,14 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from services.orchestrator import keys
 from services.orchestrator.accounts import router as accounts_router
 from services.orchestrator.accounts.service import AccountService
+from services.orchestrator.content import router as content_router
+from services.orchestrator.content.service import ContentService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
+from services.orchestrator.dashboard import app as dashboard_app
+from services.orchestrator.dashboard.context import Dashboard
+from services.orchestrator.dashboard.events import RunEventHub
+from services.orchestrator.dashboard.render import Templates
+from services.orchestrator.dashboard.session import Sessions
 from services.orchestrator.exports import router as exports_router
 from services.orchestrator.exports.service import ExportService
 from services.orchestrator.handlers import make_ingest_handler, make_results_handler
@@ -32,6 +40,7 @@ from services.orchestrator.publishing.scheduling import Policy
 from services.orchestrator.publishing.service import PublishingService
 from services.orchestrator.publishing.ticker import PublishingTicker
 from services.orchestrator.review import router as review_router
+from services.orchestrator.review.curation import DraftCuration
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.runs import router as runs_router
 from services.orchestrator.runs.context import Engine
@@ -101,9 +110,12 @@ def create_app() -> FastAPI:
     ops = OpsService(rt.sessions)
     publishing = PublishingService(rt.sessions, rt.outbox, Policy.of(rt.settings))
     connections = ConnectionService(rt.sessions, rt.settings)
+    content = ContentService(rt.sessions, rt.settings.media_dir)
+    curation = DraftCuration(rt.sessions, runs)
     subscribe(rt, runs, publishing)
     ticker = Ticker(runs, accounts, rt.settings.tick_seconds)
     publishing_ticker = PublishingTicker(publishing, rt.settings.tick_seconds)
+    hub = RunEventHub(rt.settings.kafka_bootstrap)  # the dashboard's push streams
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -112,9 +124,11 @@ def create_app() -> FastAPI:
         await rt.after_startup()
         ticker.start()
         publishing_ticker.start()
+        await hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await publishing_ticker.stop()
             await ticker.stop()
             await rt.broker.stop()
@@ -128,7 +142,8 @@ def create_app() -> FastAPI:
         description="Every /api/v1 route needs `Authorization: Bearer <key>`: an account key, or the operator "
         "key for operator routes (see each operation's `x-route-kind`). Errors are RFC 9457 problem details.",
     )
-    app.state.authenticator = Authenticator(operator_key, accounts.authenticate)
+    authenticator = Authenticator(operator_key, accounts.authenticate)
+    app.state.authenticator = authenticator
     for docs_route in api_routes(app.routes):  # /docs, /redoc and the OAuth2 redirect page: public
         docs_route.openapi_extra = {KIND_KEY: RouteKind.PUBLIC.value}
     for router in (
@@ -139,6 +154,7 @@ def create_app() -> FastAPI:
         *exports_router.build(ExportService(review, rt.settings.media_dir)),
         *ops_router.build(ops, Inspector(rt.settings.kafka_bootstrap)),
         *publishing_router.build(publishing, connections),
+        *content_router.build(content, review, curation),
     ):
         app.include_router(router)
 
@@ -148,6 +164,17 @@ def create_app() -> FastAPI:
     async def health() -> dict[str, str | None]:
         # The per-start token proves to the launcher that it reached this process, not whatever holds the port.
         return {"status": "ok", "instance": token}
+
+    # The dashboard (same origin, same keys: sign in with one); its pages are not API operations.
+    @app.get("/", openapi_extra={KIND_KEY: RouteKind.PUBLIC.value}, include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/", status_code=307)
+
+    dashboard = Dashboard(
+        accounts=accounts, sites=sites, runs=runs, review=review, content=content, curation=curation,
+        sessions=Sessions(rt.sessions, authenticator), hub=hub, templates=Templates(),
+    )
+    app.mount("/dashboard", dashboard_app.build(dashboard))
 
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

@@ -143,6 +143,8 @@ class Keyword(Base):
     created_at: Mapped[datetime] = _now()
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"), index=True)
     clustered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Orchestrator (content edits): a disabled keyword is never clustered and leaves its cluster.
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------- clusterer
@@ -202,10 +204,18 @@ class WriterTask(Base):
 
 
 class Draft(Base):
+    """Written by the writer. A person's edit before the decision (orchestrator, review domain) rewrites the
+    text columns and keeps the text before it in `draft_versions`; regenerating a rejected draft sets
+    `superseded_at` (also the orchestrator's) and the writer then writes the task's next draft."""
+
     __tablename__ = "drafts"
+    __table_args__ = (
+        # One live draft per task; superseded ones stay as history.
+        Index("uq_drafts_live_task", "task_id", unique=True, postgresql_where=text("superseded_at IS NULL")),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
-    task_id: Mapped[int] = mapped_column(ForeignKey("writer_tasks.id"), unique=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("writer_tasks.id"), index=True)
     run_id: Mapped[str | None] = mapped_column(String(80))
     title: Mapped[str] = mapped_column(String(300))
     slug: Mapped[str] = mapped_column(String(300))
@@ -221,6 +231,7 @@ class Draft(Base):
     # sections, degenerate headings, length far off) or a score under the floor holds the draft back.
     quality_passed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
+    superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------- imager
@@ -366,6 +377,35 @@ class ReviewDecision(Base):
     # person (the review API) or auto (auto-approval at the end of a run; the note says why).
     decided_by: Mapped[str] = mapped_column(String(20), default="person", server_default="person")
     decided_at: Mapped[datetime] = _now()
+
+
+class DraftVersion(Base):
+    """A draft's text before a person's edit; version 1 is what the model wrote (issue 16)."""
+
+    __tablename__ = "draft_versions"
+    __table_args__ = (UniqueConstraint("draft_id", "version", name="uq_draft_versions_draft_version"),)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(20))  # model|edit|restore
+    title: Mapped[str] = mapped_column(String(300))
+    meta_title: Mapped[str] = mapped_column(String(60))
+    meta_description: Mapped[str] = mapped_column(String(160))
+    body_markdown: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str | None] = mapped_column(String(16))  # the API key of the person who edited
+    created_at: Mapped[datetime] = _now()
+
+
+class DashboardSession(Base):
+    """A browser signed in to the dashboard with an API key; only the SHA-256 of the cookie is stored."""
+
+    __tablename__ = "dashboard_sessions"
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 # ---------------------------------------------------------------- every service: its own rows

@@ -57,6 +57,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
     run.current_stage = int(stage)
     now = utcnow()
     if not plan.stage_enabled[int(stage)]:
+        reason = "not targeted" if plan.target is not None and not plan.target.includes(stage) else "disabled"
         session.add(
             StageRunResult(
                 run_id=run.id,
@@ -64,16 +65,16 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
                 status="skipped",
                 failures=[],
                 credits=Decimal(0),
-                stopped_reason="disabled",
+                stopped_reason=reason,
                 started_at=now,
                 finished_at=now,
             )
         )
         await session.flush()
-        engine.event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): disabled, skipped")
+        engine.event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): {reason}, skipped")
         return
     limit = plan.limits.for_stage(int(stage))
-    ids = await sites.pending_ids(session, stage, run.site_id, limit + 1 if limit else None)
+    ids = await sites.pending_ids(session, stage, run.site_id, limit + 1 if limit else None, plan.target)
     ids, held = await truth.hold_back(session, run, stage, ids)  # made from items this run failed
     limited = bool(limit) and len(ids) > limit
     ids = ids[:limit] if limit else ids
@@ -154,7 +155,7 @@ async def finish_stage(engine: Engine, session: AsyncSession, run: Run, stage: S
 
 async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: RunPlan) -> None:
     run.current_stage = int(Stage.REVIEW)
-    ready = len(await sites.pending_ids(session, Stage.REVIEW, run.site_id))
+    ready = len(await sites.pending_ids(session, Stage.REVIEW, run.site_id, None, plan.target))
     limit = plan.limits.for_stage(int(Stage.REVIEW))
     admitted = min(ready, limit) if limit else ready
     now = utcnow()

@@ -32,6 +32,10 @@ class Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as fh:
                 fh.write(f"{utcnow().isoformat()} stage={stage} {level} {detail}\n")
+        self.notify(session, run, stage, event, detail)
+
+    def notify(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str) -> None:
+        """Only the RunEvent (no activity line): progress inside a stage, for live views (the dashboard)."""
         self.outbox.add(
             session,
             RUN_EVENTS,

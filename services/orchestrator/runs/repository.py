@@ -237,6 +237,16 @@ async def active_run(session: AsyncSession, site_id: str) -> Run | None:
     return await session.scalar(select(Run).where(Run.site_id == site_id, Run.status.in_(ACTIVE)))
 
 
+async def unfinished_items(session: AsyncSession, run_id: str, stage: int) -> list[int]:
+    """Item ids of the stage's batches that are planned or out with a worker (pending or released)."""
+    rows = await session.scalars(
+        select(StageBatch.item_ids).where(
+            StageBatch.run_id == run_id, StageBatch.stage == stage, StageBatch.status.in_(["pending", "released"])
+        )
+    )
+    return [int(i) for ids in rows for i in ids]
+
+
 async def batch_status_counts(session: AsyncSession, run_id: str, stage: int) -> dict[str, int]:
     rows = await session.execute(
         select(StageBatch.status, func.count())

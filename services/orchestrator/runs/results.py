@@ -111,6 +111,13 @@ async def apply(
             level="warning",
         )
         return
+    engine.notify(
+        session,
+        run,
+        batch.stage,
+        "batch-done",
+        f"batch {batch.seq}: {result.items_processed} processed, {len(result.failures)} failed, {charged} credits",
+    )
     if result.failures:
         engine.event(
             session,

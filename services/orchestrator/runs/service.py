@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.orchestrator.config import RunTarget
 from services.orchestrator.errors import ConflictError, NotFoundError, ProblemError
 from services.orchestrator.runs import control, figures, liveness, results, schedules, start, timers
 from services.orchestrator.runs import repository as repo
@@ -39,7 +41,7 @@ from services.orchestrator.runs.views import (
 from services.orchestrator.runs.window import available_for
 from services.orchestrator.safetext import describe_bad_char
 from services.orchestrator.sites import service as sites
-from shared.contracts import KeywordBatchIngested, RunStatus, StageResult, utcnow
+from shared.contracts import KeywordBatchIngested, RunStatus, Stage, StageResult, utcnow
 from shared.db.models import Run, Site, StageBatch
 from shared.delivery import claim_inbox
 
@@ -49,6 +51,30 @@ INGEST_CONSUMER = "orchestrator.ingest"
 held_by_active_runs = repo.held_by_active_runs
 Settled = Callable[[AsyncSession], Awaitable[None]]
 LATE_SWEEP_SECONDS = 30.0
+Prepare = Callable[[AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class HeldItems:
+    """What the site's active run holds: the items of its current stage's unfinished batches."""
+
+    run_id: str
+    status: str
+    stage: int
+    item_ids: frozenset[int]
+
+    def reason(self, what: str) -> str:
+        label = Stage(self.stage).label if self.stage else "starting"
+        return f"{what} is held by stage {self.stage} ({label}) of run {self.run_id} ({self.status}); wait or cancel it"
+
+
+async def held_items(session: AsyncSession, site_id: str) -> HeldItems | None:
+    """None when the site has no active run (then nothing is held)."""
+    run = await repo.active_run(session, site_id)
+    if run is None:
+        return None
+    ids = await repo.unfinished_items(session, run.id, run.current_stage) if run.current_stage else []
+    return HeldItems(run.id, run.status, run.current_stage, frozenset(int(i) for i in ids))
 
 
 class RunService:
@@ -66,10 +92,25 @@ class RunService:
 
     # ------------------------------------------------------------------ starting
     async def start_run(self, account_id: str, site_id: str, trigger: str = "manual") -> RunView:
+        return await self.start_targeted(account_id, site_id, None, trigger)
+
+    async def start_targeted(
+        self,
+        account_id: str,
+        site_id: str,
+        target: RunTarget | None,
+        trigger: str = "targeted",
+        prepare: Prepare | None = None,
+    ) -> RunView:
+        """A run over the targeted items only (all pending work when `target` is None), charged like any
+        other. `prepare` runs first in the same transaction (e.g. retiring the draft a regeneration
+        replaces), so a refused start (402, 409) leaves nothing of it behind."""
         try:
             async with self._sessions.begin() as session:
                 site = await sites.site_of(session, account_id, site_id)
-                run = await start.start_in_session(self._engine, session, site, trigger)
+                if prepare is not None:
+                    await prepare(session)
+                run = await start.start_in_session(self._engine, session, site, trigger, target)
         except IntegrityError as exc:
             if "uq_runs_one_active_per_site" not in str(exc):
                 raise

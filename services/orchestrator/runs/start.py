@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.orchestrator.config import RunPlan
+from services.orchestrator.config import RunPlan, RunTarget
 from services.orchestrator.errors import ConflictError, InsufficientCreditsError
 from services.orchestrator.estimate import Estimate, estimate
 from services.orchestrator.runs.barrier import advance
@@ -43,22 +43,30 @@ def new_run_id(trigger: str) -> str:
 
 
 async def plan_and_estimate(
-    engine: Engine, session: AsyncSession, site_id: str
+    engine: Engine, session: AsyncSession, site_id: str, target: RunTarget | None = None
 ) -> tuple[RunPlan, dict[int, int], Estimate]:
+    """The plan from the site's config; a targeted run also switches off the stages outside its target,
+    so the estimate (and the barrier) see only the targeted part of the pending work."""
     config = await sites.site_config(session, site_id)
     plan = RunPlan.from_config(config, await sites.global_shares(session))
-    counts = await sites.pending_counts(session, site_id)
+    if target is not None:
+        enabled = {s: on and target.includes(s) for s, on in plan.stage_enabled.items()}
+        plan = plan.model_copy(update={"target": target, "stage_enabled": enabled})
+    counts = await sites.pending_counts(session, site_id, target)
     return plan, counts, estimate(counts, plan, engine.costs)
 
 
-async def start_in_session(engine: Engine, session: AsyncSession, site: Site, trigger: str) -> Run:
-    """Create and advance a run inside the caller's transaction (API, scheduler or ingest event).
+async def start_in_session(
+    engine: Engine, session: AsyncSession, site: Site, trigger: str, target: RunTarget | None = None
+) -> Run:
+    """Create and advance a run inside the caller's transaction (API, scheduler, ingest event, or a
+    targeted run such as a regeneration: same reservation, same charging, same one-active-run rule).
 
     The run row goes in first and the account is locked after: every other path locks run then
     account, and the one-active-run index may make this insert wait on a transaction that holds a run
     of this site, so taking the account lock first could deadlock with it.
     """
-    plan, counts, est = await plan_and_estimate(engine, session, site.id)
+    plan, counts, est = await plan_and_estimate(engine, session, site.id, target)
     run = Run(
         id=new_run_id(trigger),
         site_id=site.id,
@@ -71,6 +79,7 @@ async def start_in_session(engine: Engine, session: AsyncSession, site: Site, tr
             "pending": {str(k): v for k, v in counts.items() if k <= 6},
             "total": sum(v for k, v in counts.items() if k <= 6),
             "estimate": est.model_dump(mode="json"),
+            **({"target": target.model_dump(mode="json")} if target else {}),
         },
         total_credits_used=Decimal(0),
         estimated_credits=est.total,
@@ -98,7 +107,8 @@ async def start_in_session(engine: Engine, session: AsyncSession, site: Site, tr
         run,
         0,
         "started",
-        f"run started ({trigger}); pending {counts}; estimate {est.total} credits, reserved {est.required}",
+        f"run started ({trigger}); pending {counts}; estimate {est.total} credits, reserved {est.required}"
+        + (f"; targeted: {target.reason or f'{len(target.item_ids)} items of stage {target.stage}'}" if target else ""),
     )
     await advance(engine, session, run)
     return run
