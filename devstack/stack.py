@@ -339,7 +339,7 @@ class Stack:
         if wait:
             self.wait_ready(name)
 
-    def wait_ready(self, name: str, timeout: float = 60) -> None:
+    def wait_ready(self, name: str, timeout: float = 180) -> None:
         """The orchestrator: /health echoes this start's token; a worker: its ready file holds it."""
         proc, token = self.procs[name], self.tokens[name]
         if name == "orchestrator":
