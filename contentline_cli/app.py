@@ -1,5 +1,6 @@
 """`contentline`: drive the orchestrator's REST API from a terminal.
 
+    export CONTENTLINE_API_KEY=cl_...           # or a config file, see contentline_cli/config.py
     contentline site create "My site" --domain example.com
     contentline keywords import SITE_ID keywords.csv
     contentline run start SITE_ID --follow
@@ -12,9 +13,8 @@ Exit codes: 0 ok / run completed, 1 API error or run failed/cancelled, 2 follow 
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +28,19 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.table import Table
 from rich.text import Text
 
-from contentline_cli.client import DEFAULT_API_URL, ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
+from contentline_cli import config
+from contentline_cli.accounts import account_app, keys_app, whoami
+from contentline_cli.client import ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
+from contentline_cli.session import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PAUSED,
+    EXIT_TIMEOUT,
+    MAX_REJECTED_SHOWN,
+    client_for,
+    console,
+    err_console,
+)
 
 # Stage numbers and labels as the API reports them (shared.contracts.Stage); kept here so the CLI
 # needs nothing but the HTTP API.
@@ -46,13 +58,6 @@ REVIEW_STAGE = 7
 # What each stage's `items_created` counts.
 CREATED_NOUNS: dict[int, str] = {1: "clusters", 2: "ideas", 3: "tasks", 4: "drafts", 5: "image prompts", 6: "images"}
 
-EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_PAUSED = 0, 1, 2, 3
-MAX_REJECTED_SHOWN = 10
-
-console = Console(highlight=False)
-if not console.is_terminal and "COLUMNS" not in os.environ:
-    console.width = 120  # logs and pipes: room for the summary table instead of the 80-column default
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class FollowAbortedError(Exception):
@@ -387,34 +392,16 @@ app.add_typer(site_app, name="site")
 app.add_typer(keywords_app, name="keywords")
 app.add_typer(run_app, name="run")
 
-ApiOption = Annotated[str, typer.Option("--api", envvar="CONTENTLINE_API_URL", help="Orchestrator base URL.")]
+ApiOption = Annotated[str | None, typer.Option(
+    "--api", help="Orchestrator base URL (else CONTENTLINE_API_URL, the config file, a local stack, or "
+                  f"{config.DEFAULT_API_URL}).")]
 TimeoutOption = Annotated[float, typer.Option("--timeout", min=1, help="Stop following after this many seconds.")]
 IntervalOption = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")]
 
 
 @app.callback()
-def _root(ctx: typer.Context, api: ApiOption = DEFAULT_API_URL) -> None:
+def _root(ctx: typer.Context, api: ApiOption = None) -> None:
     ctx.obj = api
-
-
-@contextlib.contextmanager
-def _client(ctx: typer.Context) -> Iterator[ContentlineClient]:
-    """A client for the command; API and file errors become a readable message and exit code 1."""
-    api = ctx.find_root().obj or DEFAULT_API_URL
-    try:
-        with ContentlineClient(api) as client:
-            yield client
-    except ApiError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        rejected = exc.extra.get("rejected")
-        if isinstance(rejected, list):
-            for row in rejected[:MAX_REJECTED_SHOWN]:
-                if isinstance(row, dict):
-                    err_console.print(f"  line {row.get('line', '?')}: {row.get('reason', '')}")
-        raise typer.Exit(EXIT_FAILED) from None
-    except (OSError, ValueError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(EXIT_FAILED) from None
 
 
 @site_app.command("create")
@@ -423,7 +410,7 @@ def site_create(
     domain: Annotated[str | None, typer.Option(help="The site's domain, e.g. example.com.")] = None,
 ) -> None:
     """Create a site; prints its id on stdout."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         site = create_site(client, name, domain, out=err_console)
     print(site.id)
 
@@ -431,7 +418,7 @@ def site_create(
 @site_app.command("show")
 def site_show(ctx: typer.Context, site_id: str) -> None:
     """Show a site and its current run, if any."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         site = client.get_site(site_id)
         current = client.current_run(site_id)
     console.print(f"[bold]{site.name}[/] {site.domain or ''}  id [cyan]{site.id}[/]  account {site.account_id}")
@@ -445,7 +432,7 @@ def keywords_import(
                                          help="CSV/TSV planner export, or .json")],
 ) -> None:
     """Import keywords from a CSV export (Keyword,Volume,…) or a JSON file ({"keywords": [...]} or a list)."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         import_keywords(client, site_id, file)
 
 
@@ -456,7 +443,7 @@ def run_start(
     timeout: TimeoutOption = 600.0, interval: IntervalOption = 0.5,
 ) -> None:
     """Start a run over everything pending for the site; prints the run id."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         run = start_run(client, site_id, out=err_console)
         if not follow:
             print(run.run_id)
@@ -469,7 +456,7 @@ def run_start(
 def run_follow(ctx: typer.Context, run_id: str, timeout: TimeoutOption = 600.0,
                interval: IntervalOption = 0.5) -> None:
     """Show live per-stage progress until the run stops running, then the summary."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         code = follow_and_summarise(client, run_id, timeout=timeout, interval=interval)
     raise typer.Exit(code)
 
@@ -477,13 +464,13 @@ def run_follow(ctx: typer.Context, run_id: str, timeout: TimeoutOption = 600.0,
 @run_app.command("show")
 def run_show(ctx: typer.Context, run_id: str) -> None:
     """Print the run's per-stage results and headline counts."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         run = client.get_run(run_id)
     print_summary(run)
 
 
 def _transition(ctx: typer.Context, run_id: str, verb: str) -> None:
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         action = {"pause": client.pause_run, "resume": client.resume_run, "cancel": client.cancel_run}[verb]
         run = action(run_id)
     console.print(f"run [cyan]{run.run_id}[/] is now [{_status_style(run.status)}]{run.status}[/]")
@@ -511,7 +498,7 @@ def run_cancel(ctx: typer.Context, run_id: str) -> None:
 def run_activity(ctx: typer.Context, run_id: str,
                  limit: Annotated[int, typer.Option(min=1, max=1000, help="Newest entries to show.")] = 30) -> None:
     """The run's activity log (stage transitions, failures, warnings)."""
-    with _client(ctx) as client:
+    with client_for(ctx) as client:
         entries = client.activity(run_id, limit)
     for entry in entries:
         style = {"warning": "yellow", "error": "red"}.get(entry.level, "")
@@ -521,3 +508,8 @@ def run_activity(ctx: typer.Context, run_id: str,
 
 def main() -> None:
     app(prog_name="contentline")
+
+
+app.add_typer(account_app, name="account")
+app.add_typer(keys_app, name="keys")
+app.command("whoami")(whoami)

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_API_URL = "http://127.0.0.1:8700"
+from contentline_cli.config import DEFAULT_API_URL
 
 
 class _View(BaseModel):
@@ -85,6 +85,40 @@ class RunInfo(_View):
         return next((s for s in self.stages if s.stage == number), None)
 
 
+class Me(_View):
+    kind: str
+    account_id: str | None = None
+    key_id: str | None = None
+
+
+class Account(_View):
+    account_id: str
+    name: str = ""
+    plan: str = ""
+    balance: Decimal = Decimal(0)
+    reserved: Decimal = Decimal(0)
+    available: Decimal = Decimal(0)
+    monthly_credits: Decimal = Decimal(0)
+
+
+class ApiKeyInfo(_View):
+    id: str
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class NewApiKey(ApiKeyInfo):
+    key: str
+
+
+class AccountCreated(_View):
+    account: Account
+    api_key: NewApiKey
+
+
 class Activity(_View):
     at: datetime
     stage: int | None = None
@@ -132,9 +166,12 @@ def _error_from(response: httpx.Response) -> ApiError:
     if not isinstance(body, Mapping):
         return ApiError(response.status_code, str(body)[:500])
     detail = body.get("detail", body)
-    extra = {k: v for k, v in body.items() if k != "detail"}
+    # RFC 9457 problem members are the envelope; what remains are the problem's own numbers and fields.
+    extra = {k: v for k, v in body.items() if k not in {"detail", "type", "title", "status"}}
     if isinstance(detail, Mapping):  # e.g. {"detail": {"detail": "...", "rejected": [...]}}
         extra |= {k: v for k, v in detail.items() if k != "detail"}
+    if not extra.get("errors"):
+        extra.pop("errors", None)
     return ApiError(response.status_code, format_detail(detail), extra)
 
 
@@ -158,9 +195,11 @@ class ContentlineClient:
     """Synchronous client; every call raises `ApiError` on a non-2xx answer or when the API is unreachable."""
 
     def __init__(self, base_url: str = DEFAULT_API_URL, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout, transport=transport)
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=f"{self.base_url}/api/v1", timeout=timeout, transport=transport,
+                                  headers=headers)
 
     def __enter__(self) -> ContentlineClient:
         return self
@@ -182,6 +221,34 @@ class ContentlineClient:
         if response.is_error:
             raise _error_from(response)
         return response.json()
+
+    # ------------------------------------------------------------------ accounts and keys
+    def me(self) -> Me:
+        return Me.model_validate(self._request("GET", "/me"))
+
+    def account(self, account_id: str) -> Account:
+        return Account.model_validate(self._request("GET", f"/accounts/{account_id}"))
+
+    def create_account(self, name: str, credits: Decimal = Decimal(0), monthly: Decimal = Decimal(0),
+                       account_id: str | None = None) -> AccountCreated:
+        body: dict[str, Any] = {"name": name, "initial_credits": str(credits), "monthly_credits": str(monthly)}
+        if account_id:
+            body["id"] = account_id
+        return AccountCreated.model_validate(self._request("POST", "/accounts", json=body))
+
+    def adjust_credits(self, account_id: str, amount: Decimal, reason: str, idempotency_key: str) -> dict[str, Any]:
+        return dict(self._request("POST", f"/accounts/{account_id}/credits",
+                                  json={"amount": str(amount), "reason": reason},
+                                  headers={"Idempotency-Key": idempotency_key}))
+
+    def keys(self, account_id: str) -> list[ApiKeyInfo]:
+        return [ApiKeyInfo.model_validate(k) for k in self._request("GET", f"/accounts/{account_id}/keys")]
+
+    def create_key(self, account_id: str, name: str) -> NewApiKey:
+        return NewApiKey.model_validate(self._request("POST", f"/accounts/{account_id}/keys", json={"name": name}))
+
+    def revoke_key(self, account_id: str, key_id: str) -> ApiKeyInfo:
+        return ApiKeyInfo.model_validate(self._request("DELETE", f"/accounts/{account_id}/keys/{key_id}"))
 
     # ------------------------------------------------------------------ sites and keywords
     def create_site(self, name: str, domain: str | None = None) -> Site:

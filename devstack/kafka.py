@@ -1,10 +1,12 @@
 """A real local Apache Kafka broker (KRaft, single combined broker+controller node), no Docker.
 
-The broker's runtime classpath is resolved once from Maven Central with ``mvn`` (see
-``assets/kafka-pom.xml``) into a per-user cache; each start gets a freshly formatted data dir
-and runs the JVM detached in its own session, so it outlives the process that started it (the
-CLI's ``up``/``down``) and a terminal Ctrl-C does not reach it. Stdlib only on purpose: this
-module has to work before the project's own dependencies are installed.
+The broker's runtime classpath (and that of Kafka's own command-line tools) is resolved once from
+Maven Central with ``mvn`` (see ``assets/kafka-pom.xml``) into a per-user cache; each start gets a
+freshly formatted data dir and runs the JVM detached in its own session, so it outlives the process
+that started it (the CLI's ``up``/``down``) and a terminal Ctrl-C does not reach it. Next to the
+broker's state, ``bin/`` holds wrappers for Kafka's tools (``kafka-topics``,
+``kafka-consumer-groups``, ...) preset to this broker (``devstack/kafka_tools.py``). Stdlib only on
+purpose: this module has to work before the project's own dependencies are installed.
 """
 
 from __future__ import annotations
@@ -42,14 +44,18 @@ _MAIN_CLASS = "kafka.Kafka"
 
 
 def jar_cache_dir() -> Path:
-    """Where the broker's jars live: $CONTENTLINE_CACHE_DIR or ~/.cache/contentline."""
+    """Where the broker's jars live: $CONTENTLINE_CACHE_DIR or ~/.cache/contentline.
+
+    One directory per pom content: checkouts with different poms (branches, older clones) share the
+    cache without re-resolving in turn, and a new pom never replaces the jars of a broker that runs.
+    """
     base = os.environ.get("CONTENTLINE_CACHE_DIR")
     root = Path(base).expanduser() if base else Path.home() / ".cache" / "contentline"
-    return root / f"kafka-{KAFKA_VERSION}" / "libs"
+    return root / f"kafka-{KAFKA_VERSION}" / f"libs-{_pom_digest()[:16]}"
 
 
 def _pom_digest() -> str:
-    # The marker records which pom produced the jars, so editing the pom invalidates the cache.
+    # The marker records which pom produced the jars: a directory is only used once it is complete.
     return hashlib.sha256(_POM.read_bytes()).hexdigest()
 
 
@@ -131,14 +137,14 @@ def ensure_kafka_jars(quiet: bool = True) -> Path:
                 f"-DoutputDirectory={out}",
             ]
             code, tail = _run_capturing_tail(cmd, quiet)
-            main_jar = out / f"kafka_2.13-{KAFKA_VERSION}.jar"
-            if code != 0 or not main_jar.is_file():
+            expected = [out / f"kafka_2.13-{KAFKA_VERSION}.jar", out / f"kafka-tools-{KAFKA_VERSION}.jar"]
+            if code != 0 or not all(jar.is_file() for jar in expected):
                 raise RuntimeError(
                     f"Resolving Kafka {KAFKA_VERSION} jars with Maven failed (exit code {code}).\n"
                     f"Command: {' '.join(cmd)}\n--- mvn output (tail) ---\n{tail}"
                 )
             (out / _MARKER).write_text(digest + "\n")
-            if libs.exists():  # stale: incomplete, or resolved from an older pom
+            if libs.exists():  # an interrupted earlier attempt (no marker)
                 shutil.rmtree(libs)
             out.rename(libs)
         finally:
@@ -237,6 +243,25 @@ class KafkaProcess:
     pid: int
     state_dir: Path
     _popen: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def bin_dir(self) -> Path:
+        """Kafka's CLI tools preset to this broker (see devstack.kafka_tools)."""
+        return self.state_dir / "bin"
+
+    def kill(self) -> None:
+        """SIGKILL the JVM, like a crash or the OOM killer (the fault suite); no clean shutdown at all."""
+        if self._popen is not None:
+            if self._popen.poll() is None:
+                self._popen.kill()
+            self._popen.wait(30)
+        elif _is_broker_of(self.pid, self.state_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while _is_alive(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        _remove_pidfile(self.state_dir, self.pid)
 
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after `timeout` seconds. Safe to call twice."""
@@ -343,7 +368,7 @@ def _heap_mib(heap: str) -> float | None:
     return int(match.group(1)) * scale
 
 
-def _java() -> str:
+def java_executable() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():
         return str(Path(java_home) / "bin" / "java")
@@ -425,11 +450,14 @@ def start_kafka(
     controller_port: int = 19093,
     heap: str = "1g",
     ready_timeout: float = 90.0,
+    fresh: bool = True,
 ) -> KafkaProcess:
-    """Start a fresh single-node broker on 127.0.0.1:port and wait until it serves clients.
+    """Start a single-node broker on 127.0.0.1:port and wait until it serves clients.
 
-    All data in state_dir/data is wiped first. A broker still running from an earlier start on
-    the same state_dir is stopped. Raises RuntimeError (with the log's tail) if it fails.
+    ``fresh``: all data in state_dir/data is wiped first and formatted anew. Otherwise the data dir
+    of an earlier start is kept (a restart after a crash: the broker recovers its logs, topics and
+    committed offsets), and formatted only if it never was. A broker still running from an earlier
+    start on the same state_dir is stopped. Raises RuntimeError (with the log's tail) if it fails.
     """
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -440,15 +468,25 @@ def start_kafka(
         raise RuntimeError(f"Cannot start Kafka: port(s) {busy} on 127.0.0.1 are in use.")
 
     libs = ensure_kafka_jars()
-    java = _java()
+    java = java_executable()
     data_dir = state_dir / "data"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    # One run per log file, so the tail quoted in errors is about this run.
+    if fresh:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    # One run per log file, so the tail quoted in errors is about this run (a restart keeps the last one).
     for name in (_LOG, _OUT):
-        (state_dir / name).unlink(missing_ok=True)
+        if fresh:
+            (state_dir / name).unlink(missing_ok=True)
+        elif (state_dir / name).exists():
+            (state_dir / name).replace(state_dir / f"{name}.previous")
     props = state_dir / "server.properties"
     props.write_text(_server_properties(data_dir, port, controller_port))
+    # Kafka's own CLI tools, preset to this broker (a late import: kafka_tools builds on this module).
+    from devstack.kafka_tools import write_tool_wrappers
 
+    write_tool_wrappers(state_dir / "bin", f"127.0.0.1:{port}", libs)
+
+    if not fresh and (data_dir / "meta.properties").exists():
+        return _launch(java, libs, state_dir, props, port, heap, ready_timeout)
     # KRaft refuses to start on an unformatted dir; static controller.quorum.voters means no
     # --standalone flag.
     fmt_args = ["kafka.tools.StorageTool", "format", "-t", _new_cluster_id(), "-c", str(props)]
@@ -464,7 +502,13 @@ def start_kafka(
     if fmt.returncode != 0:
         output = "\n".join((fmt.stdout + fmt.stderr).splitlines()[-40:])
         raise RuntimeError(f"Formatting {data_dir} failed (exit {fmt.returncode}):\n{output}")
+    return _launch(java, libs, state_dir, props, port, heap, ready_timeout)
 
+
+def _launch(
+    java: str, libs: Path, state_dir: Path, props: Path, port: int, heap: str, ready_timeout: float
+) -> KafkaProcess:
+    """Run the broker JVM detached and wait until it serves clients."""
     with open(state_dir / _OUT, "wb") as out:
         popen = subprocess.Popen(
             [*_jvm_args(java, libs, state_dir, heap), _MAIN_CLASS, str(props)],

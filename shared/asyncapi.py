@@ -12,7 +12,16 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
 from shared import topics as t
-from shared.contracts import ArticlePublished, KeywordBatchIngested, RunEvent, StageCommand, StageResult
+from shared.contracts import (
+    ArticlePublished,
+    KeywordBatchIngested,
+    PublicationStatusChanged,
+    PublishCommand,
+    PublishResult,
+    RunEvent,
+    StageCommand,
+    StageResult,
+)
 
 broker = KafkaBroker("kafka:9092", description="contentline event backbone; every message keyed by site id")
 
@@ -23,13 +32,23 @@ CONSUMED = (
     (t.WRITE_COMMANDS, StageCommand, "contentline-writer", "Stage 3 (ideas → tasks) and 4 (tasks → drafts)."),
     (t.IMAGE_COMMANDS, StageCommand, "contentline-imager", "Stage 5 (drafts → prompts) and 6 (prompts → images)."),
     (t.STAGE_RESULTS, StageResult, "contentline-orchestrator", "One result per command, success or failure."),
+    (t.PUBLISH_COMMANDS, PublishCommand, "contentline-publisher", "One approved draft to publish on its WordPress."),
+    (
+        t.RUN_EVENTS,
+        RunEvent,
+        "contentline-webhooks",
+        "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed (webhooks notify).",
+    ),
 )
 PUBLISHED_ONLY = (
-    (t.RUN_EVENTS, RunEvent, "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed."),
     (t.ARTICLES_PUBLISHED, ArticlePublished, "Published articles (approved, then published through the API)."),
     (t.KEYWORDS_INGEST_DLQ, bytes, "Unusable ingest records as received; reason in header x-dead-letter-reason."),
     (t.COMMANDS_DLQ, bytes, "Unparseable commands (reason header) and copies of results with failed items."),
     (t.RESULTS_DLQ, bytes, "Unparseable stage results as received; reason in header x-dead-letter-reason."),
+    (t.PUBLISH_RESULTS, PublishResult, "One per publish command: the post's id and URL, or why it failed."),
+    (t.PUBLICATION_STATUS, PublicationStatusChanged, "A published post changed or vanished on WordPress (sync)."),
+    (t.PUBLISH_DLQ, bytes, "Unparseable publish commands as received; reason in header x-dead-letter-reason."),
+    (t.WEBHOOKS_DLQ, bytes, "Source events the webhooks service could not read or handle; reason in a header."),
 )
 
 

@@ -77,8 +77,11 @@ class KeywordIn(BaseModel):
     @classmethod
     def _normalised_fits(cls, value: str) -> str:
         # The dedup key is the normalised form, which can be longer (NFKC, casefold: "ß" → "ss").
-        if len(normalise(value)) > 200:
+        norm = normalise(value)
+        if len(norm) > 200:
             raise ValueError("keyword is longer than 200 characters once normalised")
+        if not norm:  # only zero-width/format characters: nothing a reader would see
+            raise ValueError("keyword has no visible characters")
         return value
 
 
@@ -86,6 +89,8 @@ class KeywordBatchIngested(Message):
     """Upstream systems publish keyword batches for a site onto `contentline.keywords.ingest`."""
 
     schema_version: Literal[1] = 1
+    # The account the producer acts for: a batch for a site of another account is dead-lettered (issue 9).
+    account_id: str = Field(min_length=1, max_length=64)
     site_id: str = Field(min_length=1, max_length=64)
     source: str = Field(default="upstream", max_length=100)
     keywords: list[KeywordIn] = Field(min_length=1, max_length=10_000)
@@ -273,3 +278,111 @@ class ArticlePublished(Message):
     quality_score: int
     images: list[PublishedImage]
     published_at: datetime
+
+
+# ---------------------------------------------------------------- publishing to WordPress (issue 14)
+PostStatus = Literal["publish", "draft", "pending", "private"]
+TermName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class PublicationState(StrEnum):
+    """Where the publisher is with a draft (its `publications` row)."""
+
+    SCHEDULED = "scheduled"  # the publisher holds the command and waits to (re)try it (e.g. the site answered 503)
+    PUBLISHING = "publishing"  # talking to WordPress now
+    PUBLISHED = "published"
+    FAILED = "failed"
+
+
+class RemoteStatus(StrEnum):
+    """A post's status on the WordPress side, as the publisher last saw it; `deleted` = the post is gone (404)."""
+
+    PUBLISH = "publish"
+    FUTURE = "future"
+    DRAFT = "draft"
+    PENDING = "pending"
+    PRIVATE = "private"
+    TRASH = "trash"
+    DELETED = "deleted"
+
+
+class PublishCommand(Message):
+    """The orchestrator asks the publisher to put one approved draft on its site's WordPress.
+
+    `message_id` is the command id. Keyed by `site_id`: one site's posts go out in order, one at a time.
+    The publisher reads the draft, its images and the site's connection from the database, so the command
+    stays small; a redelivered or repeated command for the same draft never makes a second post.
+    """
+
+    schema_version: Literal[1] = 1
+    account_id: str = Field(min_length=1, max_length=64)
+    site_id: str = Field(min_length=1, max_length=64)
+    draft_id: int = Field(ge=1)
+    run_id: str | None = Field(default=None, max_length=80)
+    attempt: int = Field(default=1, ge=1)
+    post_status: PostStatus | None = None  # None: the connection's default_post_status
+    scheduled_for: datetime | None = None  # the slot it was due at; for the activity log only
+
+
+class PublishResult(Message):
+    """One per publish command: the draft is live (or in the requested status) on WordPress, or why it is not."""
+
+    schema_version: Literal[1] = 1
+    command_id: str
+    account_id: str
+    site_id: str
+    draft_id: int
+    run_id: str | None = None
+    attempt: int = 1
+    state: Literal[PublicationState.PUBLISHED, PublicationState.FAILED]
+    remote_post_id: int | None = None
+    url: str | None = None
+    remote_status: RemoteStatus | None = None
+    reason: str = Field(default="", max_length=2000)  # for a failure: WordPress's own words where it gave some
+    permanent: bool = True  # False: gave up on a transient problem (site down); publishing again may work
+    already_published: bool = False  # an earlier command had published it: nothing was sent to WordPress
+    media_uploaded: int = 0
+    media_reused: int = 0  # found in WordPress's media library from an earlier, interrupted attempt
+    notes: list[str] = Field(default_factory=list)  # e.g. "SEO title and description skipped: ..."
+    seconds: float = 0.0
+    worker: str = ""
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _bounded(cls, value: object) -> object:
+        return value[:1997] + "..." if isinstance(value, str) and len(value) > 2000 else value
+
+
+class PublicationStatusChanged(Message):
+    """The status sync saw a published post change on WordPress (status or URL), or disappear (`deleted`)."""
+
+    schema_version: Literal[1] = 1
+    account_id: str
+    site_id: str
+    draft_id: int
+    remote_post_id: int
+    previous_status: RemoteStatus | None
+    remote_status: RemoteStatus
+    previous_url: str | None = None
+    url: str | None = None
+
+
+class CategoryMapping(BaseModel):
+    """`wordpress_connections.category_mapping`: which WordPress categories a post gets (created when missing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default: list[TermName] = Field(default_factory=list, max_length=20)  # every post of the site
+    by_cluster: dict[str, list[TermName]] = Field(default_factory=dict)  # the draft's cluster name → categories
+    cluster_as_category: bool = True  # a cluster without a mapping becomes a category of its own name
+
+
+class TagMapping(BaseModel):
+    """`wordpress_connections.tag_mapping`: which tags a post gets (created when missing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_keywords: bool = True  # the idea's primary and secondary keywords
+    rename: dict[str, str] = Field(default_factory=dict)  # keyword → tag; "" leaves that keyword out
+    extra: list[TermName] = Field(default_factory=list, max_length=20)
+    max_tags: int = Field(default=10, ge=0, le=50)

@@ -5,20 +5,81 @@ No Kafka imports here: the relay that moves outbox rows to Kafka lives in `share
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared.contracts import Message
+from shared.contracts import Message, Stage, StageCommand
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
 
 
-async def already_processed(session: AsyncSession, consumer: str, message_id: str) -> bool:
-    stmt = select(exists().where(InboxMessage.consumer == consumer, InboxMessage.message_id == message_id))
-    return bool(await session.scalar(stmt))
+def command_key(command: StageCommand) -> str:
+    """The Kafka key a stage command is published with.
+
+    Stage 1 stays keyed by site: the clusterer merges each batch into the site's clusters, so one site's
+    batches must be clustered one at a time (they share a partition, and the clusterer's pool runs one key's
+    records in order). Every other stage's batches are independent (the barrier lives in the orchestrator),
+    so they are keyed by command id and spread over partitions and worker replicas. A command asked again
+    keeps its id, so it lands on the partition of its first delivery.
+    """
+    return command.site_id if command.stage is Stage.CLUSTER else command.message_id
+
+
+@dataclass(frozen=True)
+class Processed:
+    """An inbox row: the message was handled; `result` is what was answered (None if nothing was kept)."""
+
+    result: dict[str, Any] | None
+
+
+async def processed(session: AsyncSession, consumer: str, message_id: str) -> Processed | None:
+    """The inbox row of a message already handled by `consumer`, or None."""
+    row = (
+        await session.execute(
+            select(InboxMessage.result).where(InboxMessage.consumer == consumer, InboxMessage.message_id == message_id)
+        )
+    ).first()
+    return None if row is None else Processed(row[0])
+
+
+async def keep_result(session: AsyncSession, consumer: str, message_id: str, result: dict[str, Any]) -> None:
+    """Store the answer with the inbox row claimed in this transaction, for a command asked again."""
+    await session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.consumer == consumer, InboxMessage.message_id == message_id)
+        .values(result=result)
+    )
+
+
+@dataclass
+class Exclusive:
+    """One holder per message id in this process: a duplicate that arrives while the first delivery is still
+    being worked waits for it, then finds it in the inbox (the work never runs twice side by side here)."""
+
+    _locks: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def hold(self, message_id: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(message_id, (asyncio.Lock(), 0))
+        self._locks[message_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[message_id]
+            if users <= 1:
+                del self._locks[message_id]
+            else:
+                self._locks[message_id] = (lock, users - 1)
+
+    def __len__(self) -> int:
+        return len(self._locks)
 
 
 async def claim_inbox(session: AsyncSession, consumer: str, message_id: str) -> bool:
@@ -92,10 +153,8 @@ async def unpark_outbox(session: AsyncSession, row_id: int) -> dict[str, Any] | 
     return parked_view(row) if row is not None else None
 
 
-async def count_attempt(
-    sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str
-) -> tuple[int, str | None]:
-    """Count one more start on a message, committed before the work begins; returns (attempts, last error)."""
+async def begin_attempt(session: AsyncSession, consumer: str, message_id: str) -> tuple[int, str | None]:
+    """Count one more start on a message inside the caller's transaction; returns (attempts, last error)."""
     stmt = (
         insert(DeliveryAttempt)
         .values(consumer=consumer, message_id=message_id, attempts=1)
@@ -105,9 +164,16 @@ async def count_attempt(
         )
         .returning(DeliveryAttempt.attempts, DeliveryAttempt.last_error)
     )
-    async with sessions.begin() as session:
-        attempts, last_error = (await session.execute(stmt)).one()
+    attempts, last_error = (await session.execute(stmt)).one()
     return int(attempts), last_error
+
+
+async def count_attempt(
+    sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str
+) -> tuple[int, str | None]:
+    """Count one more start on a message, committed before the work begins; returns (attempts, last error)."""
+    async with sessions.begin() as session:
+        return await begin_attempt(session, consumer, message_id)
 
 
 async def note_attempt_failed(
@@ -125,10 +191,13 @@ async def note_attempt_failed(
         )
 
 
+async def drop_attempts(session: AsyncSession, consumer: str, message_id: str) -> None:
+    """Forget a settled message's count inside the caller's transaction (the one that settles it)."""
+    await session.execute(
+        delete(DeliveryAttempt).where(DeliveryAttempt.consumer == consumer, DeliveryAttempt.message_id == message_id)
+    )
+
+
 async def forget_attempts(sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str) -> None:
     async with sessions.begin() as session:
-        await session.execute(
-            delete(DeliveryAttempt).where(
-                DeliveryAttempt.consumer == consumer, DeliveryAttempt.message_id == message_id
-            )
-        )
+        await drop_attempts(session, consumer, message_id)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import gzip
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
@@ -30,11 +34,42 @@ from shared.topics import ALL_TOPICS, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 log = logging.getLogger(__name__)
 
 
+# Consumers tuned for latency. aiokafka sends the next fetch to a broker only when the previous one has
+# returned, and a partition whose buffered records were just used up is not part of the fetch already
+# waiting there: with the client's default wait (500 ms) its next record can sit on the broker that long.
+# A wait of tens of milliseconds bounds that; the broker still holds each fetch this long when nothing is
+# new (fetch_min_bytes=1), so an idle consumer sends a few dozen small requests a second, it never spins.
+FETCH_MAX_WAIT_MS = 25
+CONSUMER_TUNING: dict[str, Any] = {"fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
+
+
+async def lenient_headers(record: Any, parse: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream decodes every header value as UTF-8 before any handler runs: one binary (or null) header
+    from an upstream producer would fail the record where no handler can dead-letter it, and it would be
+    skipped with only a log line. Such values reach the handlers with the undecodable bytes replaced."""
+    headers = getattr(record, "headers", None)
+    if headers and not all(_utf8(value) for _, value in headers):
+        fixed = [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in headers]
+        record = dataclasses.replace(record, headers=fixed)
+    return await parse(record)
+
+
+def _utf8(value: bytes | None) -> bool:
+    if value is None:
+        return False
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
     # acks=all + idempotence: a relayed event is on the broker before its outbox row is marked sent.
     return KafkaBroker(
         bootstrap,
         client_id=client_id,
+        parser=lenient_headers,
         acks="all",
         enable_idempotence=True,
         allow_auto_create_topics=False,
@@ -61,17 +96,76 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[str] =
         await admin.close()
 
 
+# The producer refuses a record larger than its max_request_size (1 MiB by default), measured BEFORE
+# compression, so producer-side compression cannot save an oversized dead letter: the copy compresses its
+# body itself (gzip, marked by a content-encoding header) and, when even that is too large, keeps the start
+# of the original. Size and SHA-256 of the original always travel along, so the copy can be matched with
+# the producer's record. The margin leaves room for key, headers and batch overhead.
+DEAD_LETTER_MAX_BODY = 900 * 1024
+ENCODING_HEADER = "content-encoding"
+ORIGINAL_SIZE_HEADER = "x-dead-letter-original-size"
+ORIGINAL_SHA256_HEADER = "x-dead-letter-original-sha256"
+TRUNCATED_HEADER = "x-dead-letter-truncated"
+SOURCE_PARTITION_HEADER = "x-dead-letter-source-partition"
+SOURCE_OFFSET_HEADER = "x-dead-letter-source-offset"
+# Above this a body is compressed in a thread: gzip of a few MiB takes long enough to stall the event loop.
+_INLINE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class DeadLetterBody:
+    body: bytes
+    headers: dict[str, str]
+
+
+def dead_letter_body(body: bytes, limit: int = DEAD_LETTER_MAX_BODY) -> DeadLetterBody:
+    """The bytes a dead letter carries: the original when it fits, else gzip, else the gzip of its start."""
+    if len(body) <= limit:
+        return DeadLetterBody(body, {})
+    headers = {
+        ORIGINAL_SIZE_HEADER: str(len(body)),
+        ORIGINAL_SHA256_HEADER: hashlib.sha256(body).hexdigest(),
+        ENCODING_HEADER: "gzip",
+    }
+    packed = gzip.compress(body, compresslevel=6)
+    if len(packed) <= limit:
+        return DeadLetterBody(packed, headers)
+    keep = int(len(body) * limit / len(packed) * 0.9)  # compression ratio of the whole predicts the start's
+    while True:
+        packed = gzip.compress(body[:keep], compresslevel=6)
+        if len(packed) <= limit:
+            headers[TRUNCATED_HEADER] = f"first {keep} of {len(body)} bytes"
+            return DeadLetterBody(packed, headers)
+        keep = int(keep * 0.8)
+
+
 async def dead_letter(
-    broker: KafkaBroker, topic: str, body: bytes, key: bytes | None, reason: str, source_topic: str
+    broker: KafkaBroker,
+    topic: str,
+    body: bytes,
+    key: bytes | None,
+    reason: str,
+    source_topic: str,
+    *,
+    partition: int | None = None,
+    offset: int | None = None,
 ) -> None:
-    """Park an unprocessable record with the reason in a header; the consumer then moves on."""
-    await broker.publish(
-        body,
-        topic=topic,
-        key=key,
-        headers={DLQ_REASON_HEADER: reason[:1000], DLQ_SOURCE_HEADER: source_topic},
+    """Park an unprocessable record with the reason in a header; the consumer then moves on.
+
+    Raises when the broker does not take it; callers count that as a failed attempt (shared.consume).
+    """
+    copy = await asyncio.to_thread(dead_letter_body, body) if len(body) > _INLINE_BYTES else dead_letter_body(body)
+    headers = {DLQ_REASON_HEADER: reason[:1000], DLQ_SOURCE_HEADER: source_topic, **copy.headers}
+    if partition is not None and offset is not None:
+        headers |= {SOURCE_PARTITION_HEADER: str(partition), SOURCE_OFFSET_HEADER: str(offset)}
+    await broker.publish(copy.body, topic=topic, key=key, headers=headers)
+    log.warning(
+        "dead-lettered a record from %s (%d bytes%s): %s",
+        source_topic,
+        len(body),
+        ", " + copy.headers[TRUNCATED_HEADER] if TRUNCATED_HEADER in copy.headers else "",
+        reason[:300],
     )
-    log.warning("dead-lettered a record from %s: %s", source_topic, reason[:300])
 
 
 # The broker refuses these for this record whatever the timing: retrying cannot help until someone acts.
@@ -275,3 +369,6 @@ class OutboxRelay:
                 await asyncio.wait_for(self._task, timeout=10)
             except TimeoutError:
                 self._task.cancel()
+        # What the last in-flight work committed goes out now rather than at the next start.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.relay_once(), timeout=5)

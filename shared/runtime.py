@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.ai import AiClient
 from shared.db.session import make_engine, make_sessionmaker
-from shared.delivery import Outbox
+from shared.delivery import Exclusive, Outbox
 from shared.kafka import OutboxRelay, ensure_topics, make_broker
 from shared.logs import setup_logging
 from shared.settings import Settings, get_settings
@@ -26,12 +28,15 @@ class Runtime:
     relay: OutboxRelay
     outbox: Outbox
     ai: AiClient
+    exclusive: Exclusive = field(default_factory=Exclusive)
 
     @classmethod
-    def create(cls, name: str, settings: Settings | None = None) -> Runtime:
+    def create(cls, name: str, settings: Settings | None = None, *, pre_ping: bool = True) -> Runtime:
+        """`pre_ping=False` for a process whose database use is all on the consumers' hot path (workers):
+        a dropped connection then fails one attempt as an outage instead of costing a round trip each time."""
         settings = settings or get_settings()
         setup_logging(settings.log_level, name)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pre_ping=pre_ping)
         sessions = make_sessionmaker(engine)
         broker = make_broker(settings.kafka_bootstrap, client_id=f"contentline-{name}")
         relay = OutboxRelay(broker, sessions, producer=name, poll_seconds=settings.outbox_poll_seconds)
@@ -53,8 +58,19 @@ class Runtime:
 
     async def after_startup(self) -> None:
         self.relay.start()
+        if self.settings.ready_file is not None:
+            write_ready_file(self.settings.ready_file, self.settings.instance_token or "")
 
     async def on_shutdown(self) -> None:
         await self.relay.stop()
         await self.ai.close()
         await self.engine.dispose()
+
+
+def write_ready_file(path: Path, token: str) -> None:
+    """Tell the launcher this process is up (consumers and relay started): the start's token, written
+    whole (temp file + rename) so the launcher never reads half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(token)
+    os.replace(tmp, path)

@@ -16,6 +16,12 @@ COMMANDS_DLQ: Final = "contentline.stage.commands.dlq"
 RESULTS_DLQ: Final = "contentline.stage.results.dlq"
 RUN_EVENTS: Final = "contentline.run.events"
 ARTICLES_PUBLISHED: Final = "contentline.articles.published"  # the review gate's output, for CMS connectors
+# Publishing to WordPress (issue 14): the orchestrator's commands in, the publisher's results and remote changes out.
+PUBLISH_COMMANDS: Final = "contentline.publish.commands"
+PUBLISH_RESULTS: Final = "contentline.publish.results"
+PUBLICATION_STATUS: Final = "contentline.publish.status"
+PUBLISH_DLQ: Final = "contentline.publish.commands.dlq"
+WEBHOOKS_DLQ: Final = "contentline.webhooks.dlq"  # source events the webhooks service cannot read or handle
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
     1: CLUSTER_COMMANDS,
@@ -38,6 +44,11 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     RESULTS_DLQ,
     RUN_EVENTS,
     ARTICLES_PUBLISHED,
+    PUBLISH_COMMANDS,
+    PUBLISH_RESULTS,
+    PUBLICATION_STATUS,
+    PUBLISH_DLQ,
+    WEBHOOKS_DLQ,
 )
 
 # Header that carries the reason on every dead-letter record.

@@ -1,11 +1,15 @@
-"""The flow every stage worker shares, free of Kafka: dedupe, do the work, commit results + event.
+"""The flow every stage worker shares, free of Kafka: two transactions around the work.
 
-1. A command already in the inbox is a duplicate: skip it (its result event is already in the outbox).
+1. Before the work, one transaction: a command already in the inbox is a duplicate (asked again by the
+   orchestrator, or redelivered after a crash or rebalance): the result stored with its inbox row is put in
+   the outbox again (same message id, same content; no model call) and that settles it. Otherwise one more
+   attempt is counted (bounded retries, shared.consume) and committed before the work starts.
 2. The service does its work outside any transaction (model calls are slow) and hands back a
    `BatchOutcome` whose `persist` writes the results.
-3. One transaction: claim the inbox row, persist, store usage records, add the result event (and a
-   dead-letter record for failed items) to the outbox. A crash anywhere before commit loses nothing:
-   the command is redelivered and only items without committed results are worked again.
+3. After the work, one transaction: claim the inbox row, persist, store usage records and the result
+   payload, add the result event (and a dead-letter record for failed items) to the outbox, forget the
+   attempt count. A crash anywhere before commit loses nothing: the command is redelivered and only items
+   without committed results are worked again.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.ai import CallRecord
 from shared.contracts import ItemFailure, ResultStatus, StageCommand, StageResult, Usage
 from shared.db.models import AiCall
-from shared.delivery import Outbox, already_processed, claim_inbox
+from shared.delivery import Outbox, begin_attempt, claim_inbox, drop_attempts, keep_result, processed
 from shared.topics import COMMANDS_DLQ, STAGE_RESULTS
 
 log = logging.getLogger(__name__)
@@ -60,6 +64,30 @@ def result_status(items_in: int, failures: int) -> ResultStatus:
     return ResultStatus.FAILED if failures >= items_in else ResultStatus.PARTIAL
 
 
+async def begin_command(
+    cmd: StageCommand, *, consumer: str, sessions: async_sessionmaker[AsyncSession], outbox: Outbox
+) -> tuple[int, str | None] | None:
+    """Step 1: None when the command was handled before (its stored result is re-published), else the
+    attempt count taken for this delivery, as (attempts, last error)."""
+    async with sessions.begin() as session:
+        done = await processed(session, consumer, cmd.message_id)
+        if done is None:
+            return await begin_attempt(session, consumer, cmd.message_id)
+        if done.result is None:  # handled before results were kept with the inbox
+            log.info("duplicate command %s (stage %s) skipped: no stored result", cmd.message_id, cmd.stage)
+            return None
+        result = StageResult.model_validate(done.result)
+        outbox.add(session, STAGE_RESULTS, cmd.site_id, result)
+    outbox.committed()
+    log.info(
+        "command %s (stage %s) asked again: answered with stored result %s",
+        cmd.message_id,
+        cmd.stage,
+        result.message_id,
+    )
+    return None
+
+
 async def execute_command(
     cmd: StageCommand,
     *,
@@ -68,11 +96,7 @@ async def execute_command(
     outbox: Outbox,
     work: Work,
 ) -> StageResult | None:
-    """Run one stage command exactly once in effect; returns the result, or None for a duplicate."""
-    async with sessions() as session:
-        if await already_processed(session, consumer, cmd.message_id):
-            log.info("duplicate command %s (stage %s) skipped", cmd.message_id, cmd.stage)
-            return None
+    """Steps 2 and 3: run one stage command; returns the result, or None if another delivery won."""
     started = time.perf_counter()
     outcome = await work(cmd)
     async with sessions.begin() as session:
@@ -100,23 +124,11 @@ async def execute_command(
             worker=consumer,
         )
         session.add_all(
-            AiCall(
-                service=consumer,
-                run_id=cmd.run_id,
-                command_id=cmd.message_id,
-                kind=c.kind,
-                model=c.model,
-                purpose=c.purpose,
-                prompt_tokens=c.prompt_tokens,
-                completion_tokens=c.completion_tokens,
-                images=c.images,
-                attempts=c.attempts,
-                ok=c.ok,
-                error=c.error,
-                ms=c.ms,
-            )
+            AiCall(service=consumer, run_id=cmd.run_id, command_id=cmd.message_id, **c.columns())
             for c in outcome.calls
         )
+        await keep_result(session, consumer, cmd.message_id, result.model_dump(mode="json"))
+        await drop_attempts(session, consumer, cmd.message_id)
         outbox.add(session, STAGE_RESULTS, cmd.site_id, result)
         if outcome.failures:
             outbox.add(session, COMMANDS_DLQ, cmd.site_id, FailedItems(**result.model_dump(exclude={"message_id"})))

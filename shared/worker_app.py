@@ -1,34 +1,55 @@
-"""Wiring of a stage worker process: one consumer group on one command topic, commit after the handler."""
+"""Wiring of a stage worker process: one consumer group on one command topic, several commands at once.
+
+The subscriber hands every record to an OrderedCommitPool (shared.parallel): up to the worker's model
+concurrency of commands are worked at once, also when they share a partition, and offsets are committed
+only for finished work, in order. See README "Delivery guarantees".
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
 from faststream import AckPolicy, FastStream
+from faststream.kafka.annotations import KafkaMessage
 
+from shared.kafka import CONSUMER_TUNING
+from shared.parallel import Handler, OrderedCommitPool
 from shared.runtime import Runtime
 
-# Longest handler: a batch of model calls, each with its own timeout and retry budget. Kafka must not
-# consider the consumer dead while it works, so the poll interval is well above that.
-MAX_POLL_INTERVAL_MS = 30 * 60 * 1000
+# The pool waits this long on a rebalance for in-flight commands before it cancels them (they are then
+# redelivered to the partition's next owner); the group waits a little longer for this member to rejoin.
+REVOKE_WAIT_SECONDS = 45.0
+REBALANCE_TIMEOUT_MS = 60_000
 
 
-def worker_app(rt: Runtime, topic: str, handler: Callable[..., Awaitable[Any]]) -> FastStream:
+def worker_app(rt: Runtime, topic: str, handler: Handler, *, key_ordered: bool = False) -> FastStream:
+    """`key_ordered`: records with the same Kafka key run one after another (the clusterer: one site's
+    batches must not cluster side by side)."""
+    pool = OrderedCommitPool(
+        handler,
+        name=rt.name,
+        max_in_flight=rt.settings.ai_max_concurrency,
+        key_ordered=key_ordered,
+        retry_seconds=0.1,  # the handler has already backed off (shared.consume.bounded) before it raises
+        revoke_seconds=REVOKE_WAIT_SECONDS,
+    )
+
+    async def on_record(msg: KafkaMessage) -> None:
+        await pool.submit(msg)
+
     rt.broker.subscriber(
         topic,
         group_id=f"contentline-{rt.name}",
-        # Commit only after the handler finished (at-least-once); an infrastructure failure nacks, which
-        # seeks back so the record is redelivered (after the handler's back-off, not in a hot loop).
-        ack_policy=AckPolicy.NACK_ON_ERROR,
+        # FastStream commits nothing; the pool commits each partition up to its first unfinished record.
+        ack_policy=AckPolicy.MANUAL,
         auto_offset_reset="earliest",
-        max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
-        max_poll_records=10,
+        listener=pool.listener,
+        rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
         title=f"{rt.name}:{topic}",
-    )(handler)
+        **CONSUMER_TUNING,
+    )(on_record)
     return FastStream(
         rt.broker,
         on_startup=[rt.ai.check_configured, rt.on_startup],
         after_startup=[rt.after_startup],
-        on_shutdown=[rt.on_shutdown],
+        # In-flight commands finish and are committed before the relay, the AI client and the DB close.
+        on_shutdown=[pool.drain, rt.on_shutdown],
     )

@@ -6,6 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -50,6 +51,32 @@ def keyword_set(n_topics: int = 8, per_topic: int = 8) -> list[dict[str, Any]]:
         for i, mod in enumerate(mods[:per_topic]):
             out.append({"keyword": f"{head} {mod}", "volume": 1000 - 50 * i})
     return out
+
+
+@dataclass
+class Tenant:
+    account_id: str
+    key: str
+    client: httpx.Client  # base URL /api/v1, Authorization: Bearer <key>
+
+
+def create_tenant(operator: httpx.Client, api_url: str, credits: str = "0", monthly: str = "0") -> Tenant:
+    """A new account made by the operator, with a client that holds the account's first key."""
+    account_id = f"acct-{uuid.uuid4().hex[:10]}"
+    r = operator.post(
+        "/accounts",
+        json={
+            "id": account_id,
+            "name": account_id,
+            "plan": "pro",
+            "initial_credits": credits,
+            "monthly_credits": monthly,
+        },
+    )
+    assert r.status_code == 201, r.text
+    key = r.json()["api_key"]["key"]
+    client = httpx.Client(base_url=f"{api_url}/api/v1", timeout=60, headers={"Authorization": f"Bearer {key}"})
+    return Tenant(account_id, key, client)
 
 
 def create_site(api: httpx.Client, name: str | None = None) -> str:
@@ -150,3 +177,16 @@ def slow_provider(fake: httpx.Client, latency_ms: int) -> None:
     """Every model call takes `latency_ms`: runs last long enough to pause or cancel mid-stage."""
     r = fake.post("/config", json={"latency_ms": latency_ms})
     assert r.status_code == 200, r.text
+
+
+def app_operations(prefix: str = "/api/v1") -> list[tuple[str, str, str]]:
+    """(method, path, route kind) of every operation the orchestrator serves under `prefix`, from its route
+    table (the app is built in-process; nothing is started)."""
+    from services.orchestrator.app import create_app
+    from services.orchestrator.web.routing import api_routes, route_kind
+
+    out = []
+    for route in api_routes(create_app().routes):
+        if route.path.startswith(prefix):
+            out.extend((method, route.path, route_kind(route) or "unclassified") for method in sorted(route.methods))
+    return out

@@ -12,8 +12,9 @@ from shared.worker_app import worker_app
 
 
 def create_app() -> FastStream:
-    rt = Runtime.create("clusterer")
+    rt = Runtime.create("clusterer", pre_ping=False)
     service = ClustererService(
         rt.sessions, rt.ai, rt.settings.embedding_model, prefetch=rt.settings.embedding_batch_size
     )
-    return worker_app(rt, CLUSTER_COMMANDS, make_handler(rt, service))
+    # One site's batches merge into the same clusters: they run one after another (stage 1 is keyed by site).
+    return worker_app(rt, CLUSTER_COMMANDS, make_handler(rt, service), key_ordered=True)

@@ -12,5 +12,5 @@ from shared.worker_app import worker_app
 
 
 def create_app() -> FastStream:
-    rt = Runtime.create("ideator")
+    rt = Runtime.create("ideator", pre_ping=False)
     return worker_app(rt, IDEATE_COMMANDS, make_handler(rt, IdeatorService(rt.sessions, rt.ai)))

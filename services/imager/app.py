@@ -13,6 +13,6 @@ from shared.worker_app import worker_app
 
 
 def create_app() -> FastStream:
-    rt = Runtime.create("imager")
+    rt = Runtime.create("imager", pre_ping=False)
     service = ImagerService(rt.sessions, rt.ai, LocalMediaStorage(rt.settings.media_dir))
     return worker_app(rt, IMAGE_COMMANDS, make_handler(rt, service))

@@ -1,29 +1,49 @@
-"""Orchestrator process: REST API + Kafka consumers + ticker. `python -m services.orchestrator`."""
+"""Orchestrator process: REST API + Kafka consumers + ticker. `python -m services.orchestrator`.
+
+Wiring only: one service per domain (accounts, sites, runs, review, ops), their routers, the Kafka
+handlers, the ticker, authentication, problem bodies and the offline API docs.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from faststream import AckPolicy
 
-from services.orchestrator import api
+from services.orchestrator import keys
+from services.orchestrator.accounts import router as accounts_router
+from services.orchestrator.accounts.service import AccountService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
 from services.orchestrator.handlers import make_ingest_handler, make_result_handler
-from services.orchestrator.operations import OutboxOperations
-from services.orchestrator.review import ReviewService
+from services.orchestrator.ops import router as ops_router
+from services.orchestrator.ops.service import OpsService
+from services.orchestrator.review import router as review_router
+from services.orchestrator.review.service import ReviewService
+from services.orchestrator.runs import router as runs_router
+from services.orchestrator.runs.context import Engine
+from services.orchestrator.runs.service import RunService, held_by_active_runs
 from services.orchestrator.scheduler import Ticker
-from services.orchestrator.service import RunQueries, RunService
+from services.orchestrator.sites import router as sites_router
+from services.orchestrator.sites.router import KeywordsIn
+from services.orchestrator.sites.service import SiteService
+from services.orchestrator.web import openapi, problems
+from services.orchestrator.web.auth import Authenticator
+from services.orchestrator.web.limits import BodyLimit
+from services.orchestrator.web.routing import KIND_KEY, RouteKind, api_routes
+from shared.kafka import CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST, STAGE_RESULTS
 
 GROUP = "contentline-orchestrator"
+MAX_BODY_BYTES = 25 * 1024 * 1024  # the CSV upload's 20 MB plus multipart overhead
+log = logging.getLogger(__name__)
 
 
-def wire(rt: Runtime) -> tuple[RunService, RunQueries]:
-    costs = CostTable.model_validate_json(rt.settings.cost_table_json) if rt.settings.cost_table_json else DEFAULT_COSTS
-    runs = RunService(rt.sessions, rt.outbox, rt.settings, costs)
+def subscribe(rt: Runtime, runs: RunService) -> None:
     for topic, handler in (
         (STAGE_RESULTS, make_result_handler(rt, runs)),
         (KEYWORDS_INGEST, make_ingest_handler(rt, runs)),
@@ -35,19 +55,27 @@ def wire(rt: Runtime) -> tuple[RunService, RunQueries]:
             auto_offset_reset="earliest",
             max_poll_interval_ms=10 * 60 * 1000,
             title=f"orchestrator:{topic}",
+            **CONSUMER_TUNING,  # fetch wait in tens of ms (shared.kafka)
         )(handler)
-    return runs, RunQueries(rt.sessions)
 
 
 def create_app() -> FastAPI:
     rt = Runtime.create("orchestrator")
-    runs, queries = wire(rt)
-    ticker = Ticker(runs, rt.settings.tick_seconds)
+    operator_key = keys.operator_key(rt.settings)
+    if operator_key is None:
+        log.warning("no operator key configured (CONTENTLINE_OPERATOR_KEY[_FILE]): operator routes refuse everyone")
+    costs = CostTable.model_validate_json(rt.settings.cost_table_json) if rt.settings.cost_table_json else DEFAULT_COSTS
+    accounts = AccountService(rt.sessions, reservations=held_by_active_runs)
+    sites = SiteService(rt.sessions)
+    runs = RunService(rt.sessions, Engine(rt.outbox, rt.settings, costs))
+    review = ReviewService(rt.sessions, rt.outbox)
+    ops = OpsService(rt.sessions)
+    subscribe(rt, runs)
+    ticker = Ticker(runs, accounts, rt.settings.tick_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await rt.on_startup()
-        await runs.bootstrap()
         await rt.broker.start()
         await rt.after_startup()
         ticker.start()
@@ -58,6 +86,34 @@ def create_app() -> FastAPI:
             await rt.broker.stop()
             await rt.on_shutdown()
 
-    app = FastAPI(title="contentline orchestrator", version="1", lifespan=lifespan)
-    api.install(app, runs, queries, ReviewService(rt.sessions, rt.outbox), OutboxOperations(rt.sessions))
+    # Swagger UI and ReDoc from the installed fastapi-offline package: /docs and /redoc work without internet.
+    app = FastAPIOffline(
+        title="contentline orchestrator",
+        version="1",
+        lifespan=lifespan,
+        description="Every /api/v1 route needs `Authorization: Bearer <key>`: an account key, or the operator "
+        "key for operator routes (see each operation's `x-route-kind`). Errors are RFC 9457 problem details.",
+    )
+    app.state.authenticator = Authenticator(operator_key, accounts.authenticate)
+    for docs_route in api_routes(app.routes):  # /docs, /redoc and the OAuth2 redirect page: public
+        docs_route.openapi_extra = {KIND_KEY: RouteKind.PUBLIC.value}
+    for router in (
+        *accounts_router.build(accounts),
+        *sites_router.build(sites),
+        *runs_router.build(runs),
+        *review_router.build(review),
+        *ops_router.build(ops),
+    ):
+        app.include_router(router)
+
+    token = rt.settings.instance_token
+
+    @app.get("/health", openapi_extra={KIND_KEY: RouteKind.PUBLIC.value}, tags=["health"])
+    async def health() -> dict[str, str | None]:
+        # The per-start token proves to the launcher that it reached this process, not whatever holds the port.
+        return {"status": "ok", "instance": token}
+
+    problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    openapi.install(app, [problems.Problem, KeywordsIn])
     return app

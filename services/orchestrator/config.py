@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import time
 from decimal import Decimal
+from functools import cache
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +24,11 @@ DEFAULT_BATCH_SIZES = {1: 20, 2: 1, 3: 20, 4: 1, 5: 1, 6: 1}
 DEFAULT_SHARES = {"clustering": 15, "ideas": 10, "content": 40, "image_prompts": 5, "images": 30}
 STAGE_FUNCTION = {1: "clustering", 2: "ideas", 4: "content", 5: "image_prompts", 6: "images"}
 MAX_ITEMS = 1_000_000
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
 
 
 class Limits(BaseModel):
@@ -58,7 +64,7 @@ def _check_stage_keys(value: dict[int, object], what: str) -> None:
         raise ValueError(f"{what}: stages {unknown} do not exist (stages 1-6 have batches)")
 
 
-def _check_shares(shares: dict[str, int]) -> dict[str, int]:
+def check_shares(shares: dict[str, int]) -> dict[str, int]:
     unknown = sorted(set(shares) - set(DEFAULT_SHARES))
     if unknown:
         raise ValueError(f"unknown AI functions {unknown}; known: {sorted(DEFAULT_SHARES)}")
@@ -93,9 +99,14 @@ class SiteConfig(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, value: str) -> str:
+        # Checked against the list of names first: ZoneInfo("Europe") or a 300-character name raise
+        # OSError (a directory, a name too long for the file system), not ZoneInfoNotFoundError.
+        if len(value) > 64 or value not in _zone_names():
+            shown = value if len(value) <= 64 else value[:64] + "..."
+            raise ValueError(f"unknown time zone {shown!r} (use an IANA name like Europe/Berlin)")
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
             raise ValueError(f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)") from exc
         return value
 
@@ -117,10 +128,11 @@ class SiteConfig(BaseModel):
     @field_validator("budget_shares")
     @classmethod
     def _shares(cls, value: dict[str, int] | None) -> dict[str, int] | None:
-        return None if value is None else _check_shares(value)
+        return None if value is None else check_shares(value)
 
-    def shares(self) -> dict[str, int]:
-        return self.budget_shares or dict(DEFAULT_SHARES)
+    def shares(self, default: dict[str, int] | None = None) -> dict[str, int]:
+        """The site's override, else `default` (the operator's global shares), else the built-in ones."""
+        return self.budget_shares or dict(default or DEFAULT_SHARES)
 
 
 class SiteConfigPatch(BaseModel):
@@ -174,14 +186,14 @@ class RunPlan(BaseModel):
         return self
 
     @classmethod
-    def from_config(cls, config: SiteConfig) -> RunPlan:
+    def from_config(cls, config: SiteConfig, default_shares: dict[str, int] | None = None) -> RunPlan:
         return cls(
             batch_sizes=config.batch_sizes,
             delay_between_batches_seconds=config.delay_between_batches_seconds,
             delay_between_stages_seconds=config.delay_between_stages_seconds,
             stage_enabled=config.stage_enabled,
             limits=config.limits,
-            shares=config.shares(),
+            shares=config.shares(default_shares),
             options=config.options,
         )
 

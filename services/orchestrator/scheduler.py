@@ -10,14 +10,16 @@ import asyncio
 import contextlib
 import logging
 
-from services.orchestrator.service import RunService
+from services.orchestrator.accounts.service import AccountService
+from services.orchestrator.runs.service import RunService
 
 log = logging.getLogger(__name__)
 
 
 class Ticker:
-    def __init__(self, runs: RunService, every_seconds: float) -> None:
+    def __init__(self, runs: RunService, accounts: AccountService, every_seconds: float) -> None:
         self._runs = runs
+        self._accounts = accounts
         self._every = every_seconds
         self._task: asyncio.Task[None] | None = None
 
@@ -25,7 +27,7 @@ class Ticker:
         for name, step in (
             ("tick", self._runs.tick),
             ("schedules", self._runs.schedule_due),
-            ("replenish", self._runs.replenish_all),
+            ("replenish", self._accounts.replenish_all),
         ):
             try:
                 await step()

@@ -12,5 +12,5 @@ from shared.worker_app import worker_app
 
 
 def create_app() -> FastStream:
-    rt = Runtime.create("writer")
+    rt = Runtime.create("writer", pre_ping=False)
     return worker_app(rt, WRITE_COMMANDS, make_handler(rt, WriterService(rt.sessions, rt.ai)))

@@ -73,6 +73,29 @@ class Site(Base):
     created_at: Mapped[datetime] = _now()
 
 
+class ApiKey(Base):
+    """An account's API key. Only the SHA-256 of the whole key is stored; `id` is its public prefix."""
+
+    __tablename__ = "api_keys"
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    key_sha256: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class GlobalBudgetShare(Base):
+    """The operator's default budget share per AI function (percent of a run's credit cap); sites may override."""
+
+    __tablename__ = "budget_shares"
+    __table_args__ = (CheckConstraint("percent BETWEEN 0 AND 100", name="percent_range"),)
+    function: Mapped[str] = mapped_column(String(40), primary_key=True)
+    percent: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = _now()
+
+
 class SiteConfigRow(Base):
     """The site's automation config (validated JSON, see services.orchestrator.config) + schedule state."""
 
@@ -200,6 +223,9 @@ class Draft(Base):
     target_words: Mapped[int] = mapped_column(Integer)
     quality_score: Mapped[int] = mapped_column(Integer)
     quality_notes: Mapped[list[Any]] = mapped_column(default=list)
+    # services.writer.quality's verdict: False when a blocking defect (placeholders, empty or repeated
+    # sections, degenerate headings, length far off) or a score under the floor holds the draft back.
+    quality_passed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
 
 
@@ -366,6 +392,11 @@ class AiCall(Base):
     ok: Mapped[bool] = mapped_column(Boolean, default=True)
     error: Mapped[str | None] = mapped_column(Text)
     ms: Mapped[int] = mapped_column(Integer, default=0)
+    # ok, or what went wrong (shared.ai.FailureKind: cut_off, invalid_json, timeout, ...); failed requests
+    # keep their tokens, so what re-asks cost is visible.
+    outcome: Mapped[str] = mapped_column(String(30), default="ok", server_default="ok")
+    finish_reason: Mapped[str | None] = mapped_column(String(30))
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
 
 
@@ -376,6 +407,8 @@ class InboxMessage(Base):
     consumer: Mapped[str] = mapped_column(String(60), primary_key=True)
     message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     processed_at: Mapped[datetime] = _now()
+    # What a worker answered (the StageResult payload): a command asked again gets the same message back.
+    result: Mapped[dict[str, Any] | None] = mapped_column()
 
 
 class DeliveryAttempt(Base):
@@ -416,3 +449,128 @@ class OutboxMessage(Base):
     send_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_error: Mapped[str | None] = mapped_column(Text)
     parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# ---------------------------------------------------------------- orchestrator: WordPress connections (issue 14)
+class WordPressConnection(Base):
+    """A site's WordPress: written by the orchestrator's API, read by the publisher.
+
+    The application password is stored Fernet-encrypted (shared.secrets, key CONTENTLINE_SECRET_KEY) or as a
+    reference to where it lives (`env:NAME`, `file:/path`); exactly one of the two. Never returned or logged.
+    """
+
+    __tablename__ = "wordpress_connections"
+    __table_args__ = (
+        CheckConstraint("(app_password_encrypted IS NULL) <> (app_password_ref IS NULL)", name="one_password_source"),
+        CheckConstraint("default_post_status IN ('publish', 'draft', 'pending', 'private')", name="post_status"),
+    )
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    base_url: Mapped[str] = mapped_column(String(500))
+    username: Mapped[str] = mapped_column(String(200))
+    app_password_encrypted: Mapped[str | None] = mapped_column(Text)
+    app_password_ref: Mapped[str | None] = mapped_column(String(500))
+    default_post_status: Mapped[str] = mapped_column(String(20), default="publish", server_default="publish")
+    category_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
+    tag_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
+# ---------------------------------------------------------------- webhooks (issue 15)
+class WebhookEndpoint(Base):
+    """An account's receiver of webhook events (services/webhooks).
+
+    The signing secret is needed in plaintext to sign, so it is stored Fernet-encrypted under
+    CONTENTLINE_SECRET_KEY, never hashed. After a rotation the previous secret signs too (a second signature
+    in the same header) until `previous_secret_expires_at`, so receivers switch over without dropping events.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(300), default="")
+    event_types: Mapped[list[Any]] = mapped_column(default=list)  # names from services.webhooks.events
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)  # e.g. the receiver answered 410 Gone
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+# ---------------------------------------------------------------- publisher
+class Publication(Base):
+    """One per draft sent to WordPress: the remote post and where publishing stands (PublicationState)."""
+
+    __tablename__ = "publications"
+    __table_args__ = (
+        CheckConstraint("state IN ('scheduled', 'publishing', 'published', 'failed')", name="state"),
+        Index("ix_publications_site_state", "site_id", "state"),
+        # The status sync's work list: published posts not known to be gone, by when they are due.
+        Index(
+            "ix_publications_sync_due",
+            "next_sync_at",
+            postgresql_where=text("state = 'published' AND remote_status IS DISTINCT FROM 'deleted'"),
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"), unique=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    command_id: Mapped[str | None] = mapped_column(String(64))  # the command that last worked on it
+    state: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    remote_post_id: Mapped[int | None] = mapped_column(BigInteger)
+    remote_status: Mapped[str | None] = mapped_column(String(20))  # RemoteStatus
+    url: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    notes: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    synced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PublicationMedia(Base):
+    """An image of a publication uploaded to the site's media library; recorded right after each upload."""
+
+    __tablename__ = "publication_media"
+    publication_id: Mapped[int] = mapped_column(ForeignKey("publications.id", ondelete="CASCADE"), primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id"), primary_key=True)
+    remote_media_id: Mapped[int] = mapped_column(BigInteger)
+    source_url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+class WebhookDelivery(Base):
+    """One event for one endpoint, retried until delivered or dead. Doubles as the endpoint's delivery log.
+
+    status: pending (no attempt yet) → failed (last attempt failed, next one at `next_attempt_at`) → delivered
+    (a 2xx answer) or dead (attempts exhausted, or 410 Gone). (endpoint_id, event_id) is unique: a redelivered
+    source event never makes a second delivery.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
+        CheckConstraint("status IN ('pending', 'delivered', 'failed', 'dead')", name="status_known"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'failed')"),
+        ),
+        Index("ix_webhook_deliveries_endpoint_log", "endpoint_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))  # the webhook-id header: the same on every attempt
+    event_type: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

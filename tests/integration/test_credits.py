@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,15 +15,16 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from devstack.stack import Stack
-from services.orchestrator.service import RunService
+from services.orchestrator.accounts.service import AccountService
+from services.orchestrator.runs.service import held_by_active_runs
 from shared.contracts import StageResult
 from shared.db.models import Account, CreditLedger, Run
-from shared.delivery import Outbox
-from shared.settings import Settings
 from shared.topics import STAGE_RESULTS
 from tests.helpers import (
     CLUSTERING_ONLY,
+    Tenant,
     configure,
+    create_site,
     eventually,
     import_keywords,
     keyword_set,
@@ -32,26 +34,14 @@ from tests.helpers import (
 )
 
 
-def new_account(api: httpx.Client, credits: str, monthly: str = "0") -> str:
-    account_id = f"acct-{uuid.uuid4().hex[:8]}"
-    r = api.post(
-        "/accounts",
-        json={
-            "id": account_id,
-            "name": account_id,
-            "plan": "pro",
-            "initial_credits": credits,
-            "monthly_credits": monthly,
-        },
-    )
-    assert r.status_code == 201, r.text
-    return account_id
+def open_account(new_tenant: Callable[..., Tenant], credits: str, monthly: str = "0") -> tuple[httpx.Client, str]:
+    """A fresh account with `credits` and its client: every test here counts one account's money."""
+    tenant = new_tenant(credits, monthly)
+    return tenant.client, tenant.account_id
 
 
-def site_of(api: httpx.Client, account: str) -> str:
-    r = api.post("/sites", json={"name": f"s-{uuid.uuid4().hex[:6]}", "account_id": account})
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
+def site_of(api: httpx.Client) -> str:
+    return create_site(api, f"s-{uuid.uuid4().hex[:6]}")
 
 
 async def assert_ledger_is_balance(db: async_sessionmaker[AsyncSession], account: str) -> Decimal:
@@ -67,10 +57,10 @@ async def assert_ledger_is_balance(db: async_sessionmaker[AsyncSession], account
 
 
 async def test_insufficient_balance_is_refused_with_numbers_and_no_run(
-    api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    new_tenant: Callable[..., Tenant], db: async_sessionmaker[AsyncSession]
 ) -> None:
-    account = new_account(api, "2")
-    site = site_of(api, account)
+    api, account = open_account(new_tenant, "2")
+    site = site_of(api)
     import_keywords(api, site, keyword_set(4, 6))  # 24 keywords: far more than 2 credits of work
     estimate = api.get(f"/sites/{site}/estimate").json()
     assert Decimal(estimate["required"]) == (Decimal(estimate["total"]) * Decimal("1.2")).quantize(Decimal("0.0001"))
@@ -87,10 +77,10 @@ async def test_insufficient_balance_is_refused_with_numbers_and_no_run(
 
 
 async def test_a_replayed_stage_result_is_charged_once(
-    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    stack: Stack, new_tenant: Callable[..., Tenant], db: async_sessionmaker[AsyncSession]
 ) -> None:
-    account = new_account(api, "1000")
-    site = site_of(api, account)
+    api, account = open_account(new_tenant, "1000")
+    site = site_of(api)
     import_keywords(api, site, keyword_set(2, 5))
     configure(api, site, stage_enabled=CLUSTERING_ONLY)
     run = wait_run(api, api.post(f"/sites/{site}/runs").json()["run_id"])
@@ -120,11 +110,11 @@ async def test_a_replayed_stage_result_is_charged_once(
 
 
 async def test_concurrent_starts_across_sites_never_overdraw(
-    api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    new_tenant: Callable[..., Tenant], db: async_sessionmaker[AsyncSession]
 ) -> None:
     # Each site: 10 keywords, clustering only → estimate 2, needs 2.4 to start. 12 credits cover 5 of 20.
-    account = new_account(api, "12")
-    sites = [site_of(api, account) for _ in range(20)]
+    api, account = open_account(new_tenant, "12")
+    sites = [site_of(api) for _ in range(20)]
     for i, site in enumerate(sites):
         import_keywords(api, site, [{"keyword": f"{k['keyword']} site{i}"} for k in keyword_set(2, 5)])
         configure(api, site, stage_enabled=CLUSTERING_ONLY)
@@ -145,10 +135,10 @@ async def test_concurrent_starts_across_sites_never_overdraw(
 
 
 async def test_credit_cap_stops_the_run_at_a_batch_boundary(
-    api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    new_tenant: Callable[..., Tenant], db: async_sessionmaker[AsyncSession]
 ) -> None:
-    account = new_account(api, "1000")
-    site = site_of(api, account)
+    api, account = open_account(new_tenant, "1000")
+    site = site_of(api)
     import_keywords(api, site, keyword_set(6, 5))  # 30 keywords = 6 batches of 5 at 1 credit each
     configure(
         api,
@@ -169,10 +159,10 @@ async def test_credit_cap_stops_the_run_at_a_batch_boundary(
 
 
 async def test_exhausted_budget_share_stops_that_stage_and_later_stages_run(
-    api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    new_tenant: Callable[..., Tenant], db: async_sessionmaker[AsyncSession]
 ) -> None:
-    account = new_account(api, "1000")
-    site = site_of(api, account)
+    api, account = open_account(new_tenant, "1000")
+    site = site_of(api)
     import_keywords(api, site, keyword_set(6, 5))  # 30 keywords
     # cap 20 → clustering share 15% = 3 credits = 3 batches of 5 keywords; ideas 10% = 2 credits = 1 cluster
     configure(
@@ -195,9 +185,9 @@ async def test_exhausted_budget_share_stops_that_stage_and_later_stages_run(
 
 
 async def test_monthly_replenishment_is_granted_once_per_period(
-    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    stack: Stack, new_tenant: Callable[..., Tenant], operator: httpx.Client, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    account = new_account(api, "0", monthly="500")
+    api, account = open_account(new_tenant, "0", monthly="500")
 
     async def granted_this_month() -> Decimal | None:
         balance = Decimal(api.get(f"/accounts/{account}").json()["balance"])
@@ -205,15 +195,15 @@ async def test_monthly_replenishment_is_granted_once_per_period(
 
     assert await eventually(granted_this_month, timeout=30) == 500  # the orchestrator's own ticker granted it
     with ThreadPoolExecutor(5) as pool:
-        again = list(pool.map(lambda _: api.post(f"/accounts/{account}/replenish").json(), range(5)))
+        again = list(pool.map(lambda _: operator.post(f"/accounts/{account}/replenish").json(), range(5)))
+    assert api.post(f"/accounts/{account}/replenish").status_code == 403  # the operator's to do
     assert [r["granted"] for r in again] == [False] * 5
 
     # Next month, from two more orchestrator instances at once (a restart or a second replica): once.
-    settings = Settings(database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap)
     engines = [create_async_engine(stack.database_url) for _ in range(2)]
     try:
         services = [
-            RunService(async_sessionmaker(e, expire_on_commit=False), Outbox("orchestrator"), settings) for e in engines
+            AccountService(async_sessionmaker(e, expire_on_commit=False), held_by_active_runs) for e in engines
         ]
         next_month = datetime(2099, 1, 15, tzinfo=UTC)
         results = await asyncio.gather(*(svc.replenish(account, next_month) for svc in services for _ in range(3)))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -20,6 +22,7 @@ from shared.topics import (
     STAGE_RESULTS,
 )
 from tests.helpers import (
+    Tenant,
     configure,
     create_site,
     eventually,
@@ -57,10 +60,11 @@ async def test_same_command_twice_is_processed_once(
     await publish(stack.kafka_bootstrap, CLUSTER_COMMANDS, body, key=site.encode())
     await publish(stack.kafka_bootstrap, CLUSTER_COMMANDS, body, key=site.encode())
 
-    first = await eventually(lambda: results_for(stack, cmd.message_id), timeout=60)
+    await eventually(lambda: results_for(stack, cmd.message_id), timeout=60)
     await asyncio.sleep(3)  # room for the duplicate to be consumed (it is, right behind the first)
     results = await results_for(stack, cmd.message_id)
-    assert len(results) == 1 == len(first)
+    # the duplicate is answered from what the worker stored: the same result message once more, no new work
+    assert len(results) == 2 and results[0] == results[1]
     result = results[0]
     assert result.items_in == len(ids) and result.items_processed == len(ids) and not result.failures
 
@@ -110,10 +114,11 @@ async def test_malformed_command_goes_to_dead_letter_and_consumer_moves_on(
 
 
 async def test_keyword_ingest_topic_imports_and_dead_letters_bad_batches(
-    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    stack: Stack, api: httpx.Client, tenant: Tenant, other_tenant: httpx.Client, db: async_sessionmaker[AsyncSession]
 ) -> None:
     site = create_site(api)
     batch = KeywordBatchIngested(
+        account_id=tenant.account_id,
         site_id=site,
         source="planner-sync",
         keywords=[
@@ -123,9 +128,20 @@ async def test_keyword_ingest_topic_imports_and_dead_letters_bad_batches(
         ],
     )
     bad_json = b"{not json"
-    unknown_site = KeywordBatchIngested(site_id="no-such-site", keywords=[KeywordIn(keyword="x")])
+    unknown_site = KeywordBatchIngested(
+        account_id=tenant.account_id, site_id="no-such-site", keywords=[KeywordIn(keyword="x")]
+    )
+    # A producer naming another account cannot put keywords into this account's site.
+    foreign = KeywordBatchIngested(
+        account_id=other_tenant.get("/me").json()["account_id"], site_id=site, keywords=[KeywordIn(keyword="spam")]
+    )
+    no_account = batch.model_dump(mode="json")
+    no_account.pop("account_id")
+    no_account["message_id"] = "no-account-0001"
     await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, bad_json)
     await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, unknown_site.model_dump_json().encode())
+    await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, foreign.model_dump_json().encode(), key=site.encode())
+    await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, json.dumps(no_account).encode(), key=site.encode())
     for _ in range(2):  # the same message twice: imported once
         await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, batch.model_dump_json().encode(), key=site.encode())
 
@@ -134,25 +150,32 @@ async def test_keyword_ingest_topic_imports_and_dead_letters_bad_batches(
             return list((await s.scalars(select(Keyword.keyword_norm).where(Keyword.site_id == site))).all())
 
     assert sorted(await eventually(imported, timeout=60)) == ["espresso machine", "milk frother"]
-    parked = await eventually(
-        lambda: read_topic(
+
+    async def both_parked() -> list[Any] | None:  # handled one after the other: wait for all four
+        got = await read_topic(
             stack.kafka_bootstrap,
             KEYWORDS_INGEST_DLQ,
-            lambda r: r.value == bad_json or unknown_site.message_id.encode() in r.value,
-        ),
-        timeout=30,
-    )
+            lambda r: r.value == bad_json
+            or any(m.encode() in r.value for m in (unknown_site.message_id, foreign.message_id, "no-account-0001")),
+        )
+        return got if len(got) >= 4 else None
+
+    parked = await eventually(both_parked, timeout=30)
     reasons = sorted(dict(r.headers)[DLQ_REASON_HEADER].decode() for r in parked)
-    assert len(reasons) == 2
-    assert any("invalid message" in r for r in reasons) and any("no-such-site" in r for r in reasons)
+    assert len(reasons) == 4, reasons
+    assert any("invalid message" in r and "account_id" in r for r in reasons)
+    assert any("no-such-site" in r and "does not exist" in r for r in reasons)
+    assert any(f"is not a site of account {foreign.account_id!r}" in r for r in reasons)
 
 
 async def test_ingest_event_can_start_a_run_and_a_refusal_is_logged(
-    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    stack: Stack, api: httpx.Client, tenant: Tenant, db: async_sessionmaker[AsyncSession]
 ) -> None:
     site = create_site(api)
     configure(api, site, stage_enabled={"2": False, "3": False, "4": False, "5": False, "6": False})
-    first = KeywordBatchIngested(site_id=site, start_run=True, keywords=[KeywordIn(keyword="tea kettle")])
+    first = KeywordBatchIngested(
+        account_id=tenant.account_id, site_id=site, start_run=True, keywords=[KeywordIn(keyword="tea kettle")]
+    )
     await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, first.model_dump_json().encode(), key=site.encode())
 
     async def event_run() -> Run | None:
@@ -170,7 +193,9 @@ async def test_ingest_event_can_start_a_run_and_a_refusal_is_logged(
     configure(api, site, batch_sizes={"1": 1})
     held = api.post(f"/sites/{site}/runs").json()["run_id"]
     assert api.post(f"/runs/{held}/pause").status_code == 200
-    second = KeywordBatchIngested(site_id=site, start_run=True, keywords=[KeywordIn(keyword="matcha")])
+    second = KeywordBatchIngested(
+        account_id=tenant.account_id, site_id=site, start_run=True, keywords=[KeywordIn(keyword="matcha")]
+    )
     await publish(stack.kafka_bootstrap, KEYWORDS_INGEST, second.model_dump_json().encode(), key=site.encode())
 
     async def refusal() -> str | None:

@@ -41,7 +41,7 @@ def test_an_outage_never_counts_as_a_refusal(error: BaseException, for_good: boo
 
 
 async def test_refused_row_is_parked_and_the_rows_behind_it_still_go_out(
-    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+    stack: Stack, operator: httpx.Client, db: async_sessionmaker[AsyncSession]
 ) -> None:
     producer, topic = f"parking-{uuid.uuid4().hex[:8]}", f"contentline.test.parking.{uuid.uuid4().hex[:8]}"
     await ensure_topics(stack.kafka_bootstrap, 1, [topic])
@@ -77,16 +77,16 @@ async def test_refused_row_is_parked_and_the_rows_behind_it_still_go_out(
     assert parked.last_error is not None and "MessageSizeTooLarge" in parked.last_error
     assert len(parked.payload["blob"]) == 2_000_000  # the payload is kept for the operator
 
-    listed = {r["id"]: r for r in api.get("/ops/outbox/parked", params={"limit": 1000}).json()}
+    listed = {r["id"]: r for r in operator.get("/ops/outbox/parked", params={"limit": 1000}).json()}
     assert listed[too_large.id]["topic"] == topic and "MessageSizeTooLarge" in listed[too_large.id]["last_error"]
     assert before.id not in listed and after.id not in listed
 
-    retried = api.post(f"/ops/outbox/{too_large.id}/retry")
+    retried = operator.post(f"/ops/outbox/{too_large.id}/retry")
     assert retried.status_code == 200, retried.text
     assert retried.json()["parked_at"] is None and retried.json()["send_attempts"] == 0
-    assert api.post(f"/ops/outbox/{too_large.id}/retry").status_code == 409  # back in the queue, not parked
-    assert api.post(f"/ops/outbox/{after.id}/retry").status_code == 409  # sent rows are not parked
-    missing = api.post("/ops/outbox/999999999999/retry")
+    assert operator.post(f"/ops/outbox/{too_large.id}/retry").status_code == 409  # back in the queue, not parked
+    assert operator.post(f"/ops/outbox/{after.id}/retry").status_code == 409  # sent rows are not parked
+    missing = operator.post("/ops/outbox/999999999999/retry")
     assert missing.status_code == 404 and "does not exist" in missing.text
     async with db() as s:
         again = await s.get_one(OutboxMessage, too_large.id)

@@ -14,7 +14,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from devstack.stack import Stack
-from services.orchestrator.service import RunService
+from services.orchestrator.costs import DEFAULT_COSTS
+from services.orchestrator.runs.context import Engine
+from services.orchestrator.runs.service import RunService
 from shared.contracts import utcnow
 from shared.db.models import Cluster, Keyword, Run, SiteConfigRow, StageBatch
 from shared.delivery import Outbox
@@ -269,7 +271,10 @@ async def test_two_schedulers_start_one_run(
     engines = [create_async_engine(stack.database_url) for _ in range(2)]
     settings = Settings(database_url=stack.database_url, kafka_bootstrap=stack.kafka_bootstrap)
     services = [
-        RunService(async_sessionmaker(e, expire_on_commit=False), Outbox("orchestrator"), settings) for e in engines
+        RunService(
+            async_sessionmaker(e, expire_on_commit=False), Engine(Outbox("orchestrator"), settings, DEFAULT_COSTS)
+        )
+        for e in engines
     ]
     try:
         async with db.begin() as s:

@@ -1,7 +1,4 @@
-"""publishing settings, schedule, WordPress connections and remote posts (issue 14)
-
-A slot reserved so that work on several issues can land in any order without re-chaining Alembic.
-Until its issue lands it changes nothing.
+"""publishing: WordPress connections (orchestrator), publications and their media (publisher) (issue 14)
 
 Revision ID: 0009
 Revises: 0008
@@ -10,6 +7,10 @@ Create Date: 2026-12-01 15:00:00
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
 revision: str = "0009"
 down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
@@ -17,8 +18,89 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "wordpress_connections",
+        sa.Column("site_id", sa.String(length=64), nullable=False),
+        sa.Column("base_url", sa.String(length=500), nullable=False),
+        sa.Column("username", sa.String(length=200), nullable=False),
+        sa.Column("app_password_encrypted", sa.Text(), nullable=True),
+        sa.Column("app_password_ref", sa.String(length=500), nullable=True),
+        sa.Column("default_post_status", sa.String(length=20), server_default="publish", nullable=False),
+        sa.Column("category_mapping", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
+        sa.Column("tag_mapping", postgresql.JSONB(), server_default=sa.text("'{}'::jsonb"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.CheckConstraint(
+            "(app_password_encrypted IS NULL) <> (app_password_ref IS NULL)",
+            name=op.f("ck_wordpress_connections_one_password_source"),
+        ),
+        sa.CheckConstraint(
+            "default_post_status IN ('publish', 'draft', 'pending', 'private')",
+            name=op.f("ck_wordpress_connections_post_status"),
+        ),
+        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], name=op.f("fk_wordpress_connections_site_id_sites")),
+        sa.PrimaryKeyConstraint("site_id", name=op.f("pk_wordpress_connections")),
+    )
+    op.create_table(
+        "publications",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("draft_id", sa.BigInteger(), nullable=False),
+        sa.Column("site_id", sa.String(length=64), nullable=False),
+        sa.Column("run_id", sa.String(length=80), nullable=True),
+        sa.Column("command_id", sa.String(length=64), nullable=True),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default=sa.text("0"), nullable=False),
+        sa.Column("remote_post_id", sa.BigInteger(), nullable=True),
+        sa.Column("remote_status", sa.String(length=20), nullable=True),
+        sa.Column("url", sa.Text(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("notes", postgresql.JSONB(), server_default=sa.text("'[]'::jsonb"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("synced_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("next_sync_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "state IN ('scheduled', 'publishing', 'published', 'failed')", name=op.f("ck_publications_state")
+        ),
+        sa.ForeignKeyConstraint(["draft_id"], ["drafts.id"], name=op.f("fk_publications_draft_id_drafts")),
+        sa.ForeignKeyConstraint(["site_id"], ["sites.id"], name=op.f("fk_publications_site_id_sites")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_publications")),
+        sa.UniqueConstraint("draft_id", name=op.f("uq_publications_draft_id")),
+    )
+    op.create_index("ix_publications_site_state", "publications", ["site_id", "state"], unique=False)
+    op.create_index(
+        "ix_publications_sync_due",
+        "publications",
+        ["next_sync_at"],
+        unique=False,
+        postgresql_where=sa.text("state = 'published' AND remote_status IS DISTINCT FROM 'deleted'"),
+    )
+    op.create_table(
+        "publication_media",
+        sa.Column("publication_id", sa.BigInteger(), nullable=False),
+        sa.Column("image_id", sa.BigInteger(), nullable=False),
+        sa.Column("remote_media_id", sa.BigInteger(), nullable=False),
+        sa.Column("source_url", sa.Text(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["publication_id"],
+            ["publications.id"],
+            name=op.f("fk_publication_media_publication_id_publications"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(["image_id"], ["images.id"], name=op.f("fk_publication_media_image_id_images")),
+        sa.PrimaryKeyConstraint("publication_id", "image_id", name=op.f("pk_publication_media")),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("publication_media")
+    op.drop_index(
+        "ix_publications_sync_due",
+        table_name="publications",
+        postgresql_where=sa.text("state = 'published' AND remote_status IS DISTINCT FROM 'deleted'"),
+    )
+    op.drop_index("ix_publications_site_state", table_name="publications")
+    op.drop_table("publications")
+    op.drop_table("wordpress_connections")

@@ -1,0 +1,216 @@
+"""SQL of the runs domain: runs, their batches and stage results, reservations, the run log's reads.
+
+Reads for a caller take its account and filter by it (`Run.account_id`, or the site's account for the
+activity log). The engine's own steps (results, ticker, schedules) act on ids the orchestrator issued.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.contracts import RunStatus
+from shared.db.models import (
+    ActivityLog,
+    Cluster,
+    Draft,
+    Idea,
+    ImagePrompt,
+    Keyword,
+    Run,
+    Site,
+    StageBatch,
+    StageRunResult,
+    WriterTask,
+)
+
+ACTIVE = [RunStatus.RUNNING.value, RunStatus.PAUSED.value]
+
+
+# ---------------------------------------------------------------- a caller's reads
+async def get_run(session: AsyncSession, account_id: str, run_id: str) -> Run | None:
+    return await session.scalar(select(Run).where(Run.id == run_id, Run.account_id == account_id))
+
+
+async def lock_own_run(session: AsyncSession, account_id: str, run_id: str) -> Run | None:
+    """The caller's run, locked like `lock_run`; None for an unknown id or another account's."""
+    return await session.scalar(
+        select(Run)
+        .where(Run.id == run_id, Run.account_id == account_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def count_runs(session: AsyncSession, account_id: str, site_id: str) -> int:
+    stmt = select(func.count()).select_from(Run).where(Run.site_id == site_id, Run.account_id == account_id)
+    return int(await session.scalar(stmt) or 0)
+
+
+async def runs_page(session: AsyncSession, account_id: str, site_id: str, page: int, size: int) -> list[Run]:
+    stmt = (
+        select(Run)
+        .where(Run.site_id == site_id, Run.account_id == account_id)
+        .order_by(Run.started_at.desc(), Run.id.desc())
+        .offset((page - 1) * size)
+        .limit(size)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def own_active_run(session: AsyncSession, account_id: str, site_id: str) -> Run | None:
+    return await session.scalar(
+        select(Run).where(Run.site_id == site_id, Run.account_id == account_id, Run.status.in_(ACTIVE))
+    )
+
+
+async def activity(
+    session: AsyncSession, account_id: str, run_id: str, stage: int | None, limit: int
+) -> list[ActivityLog]:
+    stmt = (
+        select(ActivityLog)
+        .join(Site, Site.id == ActivityLog.site_id)
+        .where(ActivityLog.run_id == run_id, Site.account_id == account_id)
+    )
+    if stage is not None:
+        stmt = stmt.where(ActivityLog.stage == stage)
+    rows = (await session.scalars(stmt.order_by(ActivityLog.id.desc()).limit(limit))).all()
+    return list(reversed(rows))
+
+
+async def stage_results(session: AsyncSession, run_id: str) -> list[StageRunResult]:
+    stmt = select(StageRunResult).where(StageRunResult.run_id == run_id).order_by(StageRunResult.stage)
+    return list((await session.scalars(stmt)).all())
+
+
+async def released_batches(session: AsyncSession, run_id: str) -> list[StageBatch]:
+    stmt = (
+        select(StageBatch)
+        .where(StageBatch.run_id == run_id, StageBatch.status == "released")
+        .order_by(StageBatch.stage, StageBatch.seq)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def held_by_active_runs(session: AsyncSession, account_id: str) -> Decimal:
+    """Credits the account's active runs still hold back: reserved minus already used."""
+    held = await session.scalar(
+        select(func.coalesce(func.sum(func.greatest(Run.reserved_credits - Run.total_credits_used, 0)), 0)).where(
+            Run.account_id == account_id, Run.status.in_(ACTIVE)
+        )
+    )
+    return Decimal(held or 0)
+
+
+# ---------------------------------------------------------------- the engine
+async def lock_run(session: AsyncSession, run_id: str) -> Run | None:
+    """The run row, locked (FOR NO KEY UPDATE: batches and results reference it) and re-read."""
+    return await session.scalar(
+        select(Run).where(Run.id == run_id).with_for_update(key_share=True).execution_options(populate_existing=True)
+    )
+
+
+async def try_lock_running(session: AsyncSession, run_id: str) -> Run | None:
+    """The run locked, unless another replica holds it right now (SKIP LOCKED)."""
+    return await session.scalar(
+        select(Run)
+        .where(Run.id == run_id)
+        .with_for_update(skip_locked=True, key_share=True)
+        .execution_options(populate_existing=True)
+    )
+
+
+async def running_run_ids(session: AsyncSession, after: str, page: int) -> list[str]:
+    stmt = select(Run.id).where(Run.status == RunStatus.RUNNING.value, Run.id > after).order_by(Run.id).limit(page)
+    return list((await session.scalars(stmt)).all())
+
+
+async def batch_run_id(session: AsyncSession, command_id: str) -> str | None:
+    return await session.scalar(select(StageBatch.run_id).where(StageBatch.id == command_id))
+
+
+async def lock_batch(session: AsyncSession, command_id: str) -> StageBatch | None:
+    return await session.get(StageBatch, command_id, with_for_update=True, populate_existing=True)
+
+
+async def overdue_batches(session: AsyncSession, run_id: str, deadline: datetime) -> list[StageBatch]:
+    stmt = (
+        select(StageBatch)
+        .where(StageBatch.run_id == run_id, StageBatch.status == "released", StageBatch.released_at < deadline)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def active_run(session: AsyncSession, site_id: str) -> Run | None:
+    return await session.scalar(select(Run).where(Run.site_id == site_id, Run.status.in_(ACTIVE)))
+
+
+async def batch_status_counts(session: AsyncSession, run_id: str, stage: int) -> dict[str, int]:
+    rows = await session.execute(
+        select(StageBatch.status, func.count())
+        .where(StageBatch.run_id == run_id, StageBatch.stage == stage)
+        .group_by(StageBatch.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+async def pending_batches(session: AsyncSession, run_id: str, stage: int, limit: int) -> list[StageBatch]:
+    stmt = (
+        select(StageBatch)
+        .where(StageBatch.run_id == run_id, StageBatch.stage == stage, StageBatch.status == "pending")
+        .order_by(StageBatch.seq)
+        .limit(limit)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def stage_result(session: AsyncSession, run_id: str, stage: int) -> StageRunResult | None:
+    return await session.get(StageRunResult, (run_id, stage), with_for_update=True, populate_existing=True)
+
+
+async def inflight(session: AsyncSession, run_id: str, stage: int | None = None) -> tuple[int, Decimal]:
+    """Released batches without a result yet, and their estimated cost."""
+    stmt = select(func.count(), func.coalesce(func.sum(StageBatch.estimate), 0)).where(
+        StageBatch.run_id == run_id, StageBatch.status == "released"
+    )
+    if stage is not None:
+        stmt = stmt.where(StageBatch.stage == stage)
+    count, total = (await session.execute(stmt)).one()
+    return int(count), Decimal(total)
+
+
+async def last_release(session: AsyncSession, run_id: str, stage: int) -> datetime | None:
+    return await session.scalar(
+        select(func.max(StageBatch.released_at)).where(StageBatch.run_id == run_id, StageBatch.stage == stage)
+    )
+
+
+async def close_pending_batches(session: AsyncSession, run_id: str, status: str, stage: int | None = None) -> int:
+    """Mark a run's unreleased batches (of one stage, or all) `cancelled` or `skipped`; returns how many."""
+    stmt = update(StageBatch).where(StageBatch.run_id == run_id, StageBatch.status == "pending")
+    if stage is not None:
+        stmt = stmt.where(StageBatch.stage == stage)
+    return len((await session.execute(stmt.values(status=status).returning(StageBatch.id))).all())
+
+
+async def item_titles(session: AsyncSession, stage: int, site_id: str, ids: list[int]) -> dict[int, str]:
+    """Human-readable names of a batch's items, for the current-processing view (only the site's own)."""
+    model: Any
+    model, title = {
+        1: (Keyword, Keyword.keyword),
+        2: (Cluster, Cluster.name),
+        3: (Idea, Idea.title),
+        4: (WriterTask, WriterTask.title),
+        5: (Draft, Draft.title),
+        6: (ImagePrompt, ImagePrompt.alt_text),
+    }[stage]
+    rows = await session.execute(select(model.id, title).where(model.id.in_(ids), model.site_id == site_id))
+    return {int(i): str(t) for i, t in rows}

@@ -1,0 +1,226 @@
+"""Run orchestration: the only place that decides what happens next.
+
+State lives in PostgreSQL, so every decision survives a restart. Each decision runs in one
+transaction that locks the run row (`SELECT ... FOR UPDATE`), which serialises result handlers, API
+calls, the ticker and the scheduler of any number of orchestrator replicas for one run. Commands and
+run events go out through the outbox in that same transaction. Lock order: run, then account.
+
+The engine is split by concern: `start` (plan, estimate, reserve), `barrier` (strict stage order),
+`window` (bounded release, budget), `results`, `control` (pause/resume/cancel), `timers`, `schedules`.
+This class is its public face; a caller's reads and actions take the caller's account.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.orchestrator.errors import ConflictError, NotFoundError, ProblemError
+from services.orchestrator.runs import control, results, schedules, start, timers
+from services.orchestrator.runs import repository as repo
+from services.orchestrator.runs.context import Engine
+from services.orchestrator.runs.views import (
+    ActivityView,
+    BatchInFlight,
+    BatchItem,
+    EstimateView,
+    Processing,
+    RunHistory,
+    RunView,
+    run_view,
+)
+from services.orchestrator.runs.window import available_for
+from services.orchestrator.safetext import describe_bad_char
+from services.orchestrator.sites import service as sites
+from shared.contracts import KeywordBatchIngested, RunStatus, StageResult, utcnow
+from shared.db.models import Run, Site
+from shared.delivery import claim_inbox
+
+log = logging.getLogger(__name__)
+
+INGEST_CONSUMER = "orchestrator.ingest"
+held_by_active_runs = repo.held_by_active_runs
+
+
+class RunService:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: Engine) -> None:
+        self._sessions = sessions
+        self._engine = engine
+
+    # ------------------------------------------------------------------ starting
+    async def start_run(self, account_id: str, site_id: str, trigger: str = "manual") -> RunView:
+        try:
+            async with self._sessions.begin() as session:
+                site = await sites.site_of(session, account_id, site_id)
+                run = await start.start_in_session(self._engine, session, site, trigger)
+        except IntegrityError as exc:
+            if "uq_runs_one_active_per_site" not in str(exc):
+                raise
+            async with self._sessions() as session:
+                active = await repo.own_active_run(session, account_id, site_id)
+            active_id = active.id if active else "unknown"
+            raise ConflictError(
+                f"site {site_id!r} already has an active run {active_id}; pause/cancel it or wait",
+                active_run_id=active_id,
+            ) from exc
+        self._engine.outbox.committed()
+        return await self.run(account_id, run.id)
+
+    async def estimate(self, account_id: str, site_id: str) -> EstimateView:
+        async with self._sessions.begin() as session:
+            site = await sites.site_of(session, account_id, site_id)
+            _, _, est = await start.plan_and_estimate(self._engine, session, site.id)
+            balance, free = await available_for(session, site.account_id)
+        return EstimateView(**est.model_dump(), balance=balance, available=free, sufficient=free >= est.required)
+
+    async def ingest(self, batch: KeywordBatchIngested) -> bool:
+        """An upstream keyword batch, at most once per message; with `start_run`, a run (trigger "event")
+        starts in the same transaction, so a crash never leaves the keywords in and the run not started.
+
+        Raises ProblemError (the handler dead-letters the record with its detail) for a batch that can
+        never be imported: an unknown site, a site of another account, text the database cannot store.
+        """
+        for n, item in enumerate(batch.keywords):
+            if problem := describe_bad_char(item.keyword):
+                raise ProblemError(f"keywords.{n}.keyword {problem}")
+        prepared = await asyncio.to_thread(sites.prepare_keywords, list(batch.keywords))
+        async with self._sessions.begin() as session:
+            site = await sites.site_by_id(session, batch.site_id)
+            if site is None:
+                raise NotFoundError(f"site {batch.site_id!r} does not exist")
+            if site.account_id != batch.account_id:
+                raise NotFoundError(f"site {batch.site_id!r} is not a site of account {batch.account_id!r}")
+            if not await claim_inbox(session, INGEST_CONSUMER, batch.message_id):
+                return False
+            await sites.import_in_session(session, site, prepared, f"kafka:{batch.source}"[:100])
+            if batch.start_run:
+                await self._start_for_event(session, site)
+        self._engine.outbox.committed()
+        return True
+
+    async def _start_for_event(self, session: AsyncSession, site: Site) -> None:
+        """A refused start is logged with its reason; the import stands."""
+        try:
+            async with session.begin_nested():
+                await start.start_in_session(self._engine, session, site, "event")
+        except ProblemError as exc:
+            sites.log_line(session, site.id, None, None, f"event run not started: {exc.detail}", "warning")
+        except IntegrityError:
+            active = await repo.active_run(session, site.id)
+            reason = f"run {active.id} is {active.status}" if active else "another run started"
+            sites.log_line(session, site.id, None, None, f"event run not started: {reason}", "warning")
+
+    # ------------------------------------------------------------------ control
+    async def _transition(self, account_id: str, run_id: str, target: RunStatus) -> RunView:
+        async with self._sessions.begin() as session:
+            await control.transition(self._engine, session, account_id, run_id, target)
+        self._engine.outbox.committed()
+        return await self.run(account_id, run_id)
+
+    async def pause(self, account_id: str, run_id: str) -> RunView:
+        return await self._transition(account_id, run_id, RunStatus.PAUSED)
+
+    async def resume(self, account_id: str, run_id: str) -> RunView:
+        return await self._transition(account_id, run_id, RunStatus.RUNNING)
+
+    async def cancel(self, account_id: str, run_id: str) -> RunView:
+        return await self._transition(account_id, run_id, RunStatus.CANCELLED)
+
+    # ------------------------------------------------------------------ the engine's own inputs
+    async def on_result(self, result: StageResult) -> bool:
+        async with self._sessions.begin() as session:
+            recorded = await results.record_result(self._engine, session, result)
+        self._engine.outbox.committed()
+        return recorded
+
+    async def tick(self, page: int = 500) -> None:
+        """Expire overdue batches and nudge running runs (delays elapse here); safe from any replica.
+
+        Every running run is visited, page by page; a failure on one run is logged and does not keep the
+        others from their turn.
+        """
+        deadline = utcnow() - timedelta(seconds=self._engine.settings.stage_deadline_seconds)
+        after = ""
+        while True:
+            async with self._sessions() as session:
+                run_ids = await repo.running_run_ids(session, after, page)
+            for run_id in run_ids:
+                try:
+                    async with self._sessions.begin() as session:
+                        await timers.tick_run(self._engine, session, run_id, deadline)
+                    self._engine.outbox.committed()
+                except Exception:
+                    log.exception("tick of run %s failed; the next tick tries again", run_id)
+            if len(run_ids) < page:
+                return
+            after = run_ids[-1]
+
+    async def schedule_due(self, now: datetime | None = None) -> list[str]:
+        """Start runs for due schedules (each in its own transaction); returns the started run ids."""
+        now = now or utcnow()
+        started: list[str] = []
+        while True:
+            async with self._sessions.begin() as session:
+                found, run_id = await schedules.start_next_due(self._engine, session, now)
+            if not found:
+                return started
+            if run_id is not None:
+                started.append(run_id)
+            self._engine.outbox.committed()
+
+    # ------------------------------------------------------------------ a caller's reads
+    async def _view(self, session: AsyncSession, run: Run) -> RunView:
+        return run_view(run, await repo.stage_results(session, run.id))
+
+    async def run(self, account_id: str, run_id: str) -> RunView:
+        async with self._sessions() as session:
+            run = await repo.get_run(session, account_id, run_id)
+            if run is None:
+                raise NotFoundError(f"run {run_id!r} does not exist")
+            return await self._view(session, run)
+
+    async def current(self, account_id: str, site_id: str) -> RunView | None:
+        async with self._sessions() as session:
+            await sites.site_of(session, account_id, site_id)
+            run = await repo.own_active_run(session, account_id, site_id)
+            return await self._view(session, run) if run else None
+
+    async def history(self, account_id: str, site_id: str, page: int, size: int) -> RunHistory:
+        async with self._sessions() as session:
+            await sites.site_of(session, account_id, site_id)
+            total = await repo.count_runs(session, account_id, site_id)
+            runs = await repo.runs_page(session, account_id, site_id, page, size)
+            return RunHistory(
+                total=total, page=page, size=size, runs=[await self._view(session, r) for r in runs]
+            )
+
+    async def activity(self, account_id: str, run_id: str, stage: int | None, limit: int) -> list[ActivityView]:
+        async with self._sessions() as session:
+            if await repo.get_run(session, account_id, run_id) is None:
+                raise NotFoundError(f"run {run_id!r} does not exist")
+            return [ActivityView.of(r) for r in await repo.activity(session, account_id, run_id, stage, limit)]
+
+    async def processing(self, account_id: str, site_id: str) -> Processing:
+        """The batches of the site's active run that workers hold right now, with their items' titles."""
+        async with self._sessions() as session:
+            await sites.site_of(session, account_id, site_id)
+            run = await repo.own_active_run(session, account_id, site_id)
+            if run is None:
+                return Processing(site_id=site_id, run_id=None, batches=[])
+            out = []
+            for b in await repo.released_batches(session, run.id):
+                titles = await repo.item_titles(session, b.stage, site_id, list(b.item_ids))
+                out.append(
+                    BatchInFlight(
+                        command_id=b.id,
+                        stage=b.stage,
+                        seq=b.seq,
+                        released_at=b.released_at,
+                        items=[BatchItem(id=i, title=titles.get(i, "?")) for i in b.item_ids],
+                    )
+                )
+            return Processing(site_id=site_id, run_id=run.id, status=run.status, stage=run.current_stage, batches=out)

@@ -1,0 +1,148 @@
+"""What the runs API answers with: runs with their per-stage results, history, activity, batches in flight."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, computed_field
+
+from services.orchestrator.estimate import Estimate
+from shared.contracts import Stage
+from shared.db.models import ActivityLog, Run, StageRunResult
+
+
+class ItemFailureView(BaseModel):
+    item_id: int
+    reason: str
+
+
+class StageView(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    stage: int
+    status: str
+    items_in: int
+    items_processed: int
+    items_created: int
+    items_skipped: int
+    items_failed: int
+    failures: list[ItemFailureView]
+    batches_total: int
+    batches_done: int
+    credits: Decimal
+    seconds: float
+    partial: bool
+    stopped_reason: str | None
+    started_at: AwareDatetime
+    finished_at: AwareDatetime | None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def label(self) -> str:
+        return Stage(self.stage).label
+
+
+class Progress(BaseModel):
+    items_done: int
+    items_total: int
+    percent: float
+    initial_total: int
+
+
+class RunView(BaseModel):
+    run_id: str
+    site_id: str
+    account_id: str
+    trigger: str
+    status: str
+    current_stage: int
+    current_stage_label: str | None
+    initial_snapshot: dict[str, Any] = Field(description="pending counts and the estimate at the start")
+    progress: Progress
+    total_credits_used: Decimal
+    stopped_reason: str | None
+    error_message: str | None
+    started_at: AwareDatetime
+    paused_at: AwareDatetime | None
+    resumed_at: AwareDatetime | None
+    cancelled_at: AwareDatetime | None
+    completed_at: AwareDatetime | None
+    stages: list[StageView]
+
+
+class RunHistory(BaseModel):
+    total: int
+    page: int
+    size: int
+    runs: list[RunView]
+
+
+class ActivityView(BaseModel):
+    at: AwareDatetime
+    stage: int | None
+    level: str
+    message: str
+
+    @classmethod
+    def of(cls, row: ActivityLog) -> ActivityView:
+        return cls(at=row.created_at, stage=row.stage, level=row.level, message=row.message)
+
+
+class BatchItem(BaseModel):
+    id: int
+    title: str
+
+
+class BatchInFlight(BaseModel):
+    command_id: str
+    stage: int
+    seq: int
+    released_at: AwareDatetime | None
+    items: list[BatchItem]
+
+
+class Processing(BaseModel):
+    site_id: str
+    run_id: str | None
+    status: str | None = None
+    stage: int | None = None
+    batches: list[BatchInFlight]
+
+
+class EstimateView(Estimate):
+    balance: Decimal
+    available: Decimal
+    sufficient: bool = Field(description="available >= required (1.2 × total)")
+
+
+def run_view(run: Run, results: list[StageRunResult]) -> RunView:
+    stages = [StageView.model_validate(r) for r in results]
+    # Global progress: items finished (processed + failed) over everything the stages took in.
+    done = sum(s.items_processed + s.items_failed + s.items_skipped for s in stages if s.stage <= 6)
+    total = sum(s.items_in for s in stages if s.stage <= 6)
+    return RunView(
+        run_id=run.id,
+        site_id=run.site_id,
+        account_id=run.account_id,
+        trigger=run.trigger,
+        status=run.status,
+        current_stage=run.current_stage,
+        current_stage_label=Stage(run.current_stage).label if run.current_stage else None,
+        initial_snapshot=run.initial_snapshot,
+        progress=Progress(
+            items_done=done,
+            items_total=total,
+            percent=round(100 * done / total, 1) if total else 100.0,
+            initial_total=int(run.initial_snapshot.get("total", 0)),
+        ),
+        total_credits_used=run.total_credits_used,
+        stopped_reason=run.stopped_reason,
+        error_message=run.error_message,
+        started_at=run.started_at,
+        paused_at=run.paused_at,
+        resumed_at=run.resumed_at,
+        cancelled_at=run.cancelled_at,
+        completed_at=run.completed_at,
+        stages=stages,
+    )
