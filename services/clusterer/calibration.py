@@ -197,8 +197,9 @@ def calibrate(
     del sims
     candidates = np.unique(np.quantile(pair_sims, _LADDER)) if pair_sims.size else np.array([1.0])
     empty = np.zeros((0, sample.shape[1]), np.float32)
-    best: Calibration | None = None
-    for threshold in candidates.tolist():
+    b2 = RECALL_WEIGHT**2
+
+    def score(threshold: float) -> Calibration:
         plan = assign(sample, empty, threshold, order=range(m))
         lab = labels(plan.new_groups, plan.outliers, m)
         sizes = np.bincount(lab)
@@ -206,24 +207,37 @@ def calibrate(
         inside = int((lab[left] == lab[right]).sum())
         precision = inside / co_members if co_members else 1.0
         recall = inside / n_pairs
-        b2 = RECALL_WEIGHT**2
-        score = (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall else 0.0
+        f = (1 + b2) * precision * recall / (b2 * precision + recall) if precision + recall else 0.0
         if trace is not None:
-            trace.append((threshold, score))
-        if best is None or score > best.f_score:
-            best = Calibration(
-                threshold=float(threshold),
-                keywords=keywords,
-                sample=m,
-                neighbours=k,
-                quantile=float((pair_sims < threshold).mean()) if pair_sims.size else 1.0,
-                f_score=score,
-                precision=precision,
-                recall=recall,
-                sample_clusters=int(sizes.size),
-            )
-    assert best is not None  # candidates is never empty
-    return best
+            trace.append((threshold, f))
+        return Calibration(
+            threshold=float(threshold),
+            keywords=keywords,
+            sample=m,
+            neighbours=k,
+            quantile=float((pair_sims < threshold).mean()) if pair_sims.size else 1.0,
+            f_score=f,
+            precision=precision,
+            recall=recall,
+            sample_clusters=int(sizes.size),
+        )
+
+    scored = [score(t) for t in candidates.tolist()]
+    # The best candidate. When the candidates next to it score exactly the same (the same clustering of the
+    # sample: typical of small sites with well separated topics), the lowest of them sits just above the
+    # similarity of the two closest topics, where a keyword that arrives later would join the wrong one. The
+    # clustering holds from there up to the next candidate: take the middle of that range, the widest margin
+    # to both sides (when it still scores the same; else the middle candidate of the run).
+    top = max(c.f_score for c in scored)
+    first = next(i for i, c in enumerate(scored) if c.f_score == top)
+    last = first
+    while last + 1 < len(scored) and scored[last + 1].f_score == top:
+        last += 1
+    if last + 1 < len(scored):
+        middle = score((scored[first].threshold + scored[last + 1].threshold) / 2)
+        if middle.f_score == top:
+            return middle
+    return scored[(first + last) // 2]
 
 
 def calibrate_vectors(
