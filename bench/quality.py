@@ -26,6 +26,7 @@ from bench.strategies import (
 from services.clusterer.clustering import Vectors, normalise
 
 RATIO_TARGET = 0.9  # default settings within 10 % of the best fixed threshold
+FORMER_DEFAULT = 0.5  # the fixed raw-cosine threshold every site had before issue 10
 
 
 def evaluate(name: str, vectors: Vectors, truth: np.ndarray[Any, Any], embed_batch: int, steps: int) -> dict[str, Any]:
@@ -48,6 +49,8 @@ def evaluate(name: str, vectors: Vectors, truth: np.ndarray[Any, Any], embed_bat
     centred = normalise(vectors - vectors.mean(axis=0))
     best_centred = max(adjusted_rand_score(truth, one_pass(centred, t)[0]) for t in sweep_thresholds(centred, steps))
     baseline, k_base = isolated_batches(vectors, best_t)
+    # What the former fixed default (raw cosine 0.5 for every site) made of the same vectors.
+    former, k_former = one_pass(vectors, FORMER_DEFAULT)
     ari = adjusted_rand_score(truth, ours)
     return {
         "variant": name,
@@ -68,6 +71,8 @@ def evaluate(name: str, vectors: Vectors, truth: np.ndarray[Any, Any], embed_bat
         "best_centred_ari": best_centred,
         "ratio_centred": ari / best_centred if best_centred > 0 else float("inf"),
         "ari_baseline": adjusted_rand_score(truth, baseline),
+        "ari_former_default": adjusted_rand_score(truth, former),
+        "clusters_former_default": k_former,
         "ari_oracle20": adjusted_rand_score(truth, oracle_batches(truth)),
         "clusters": k_ours,
         "clusters_service": k_service,
@@ -124,13 +129,14 @@ def summary(rows: list[dict[str, Any]]) -> None:
     )
     print(
         f"   {'data set':<24} {'embedder':<22} {'variant':<7} | {'default':>7} {'best':>5} {'ratio':>5} |"
-        f" {'cmds/20':>7} | {'baseline':>8} {'ours/base':>9}"
+        f" {'cmds/20':>7} | {'baseline':>8} {'ours/base':>9} | {'at 0.5: ARI':>11} {'clusters':>8}"
     )
     for r in rows:
         print(
             f"   {r['dataset']:<24} {r['embedder']:<22} {r['variant']:<7} | {r['ari']:>7.3f} {r['best_ari']:>5.3f}"
             f" {r['ratio']:>5.2f} | {r['ari_service']:>7.3f} | {r['ari_baseline']:>8.3f}"
-            f" {r['ari'] / max(r['ari_baseline'], 1e-3):>8.0f}x"
+            f" {r['ari'] / max(r['ari_baseline'], 1e-3):>8.0f}x | {r['ari_former_default']:>11.3f}"
+            f" {r['clusters_former_default']:>8}"
         )
     worst = min(rows, key=lambda r: r["ratio"]) if rows else None
     if worst is not None:
