@@ -125,7 +125,8 @@ def sweep_thresholds(vectors: Vectors, steps: int = 40, seed: int = 1) -> list[f
     """`steps` thresholds evenly spaced between the median and the 99.9 % quantile of the pair cosines of
     `vectors` as given: the range where any useful threshold lies, for any scale."""
     sims = pair_cosines(vectors, seed=seed)
-    return np.linspace(np.quantile(sims, 0.5), np.quantile(sims, 0.999), steps).tolist()
+    out: list[float] = np.linspace(np.quantile(sims, 0.5), np.quantile(sims, 0.999), steps).tolist()
+    return out
 
 
 def pair_cosines(vectors: Vectors, pairs: int = 50_000, seed: int = 1) -> npt.NDArray[np.float32]:
@@ -143,7 +144,7 @@ def narrow_band(
     """The same vectors pushed towards one common direction u: normalise(v + a·u), with `a` found by
     bisection so that only `share_below` of the pair cosines stay under `target` (u: a fixed random unit
     vector). Mimics models whose cosines all sit in a narrow high band. Returns the vectors and `a`."""
-    u = np.random.default_rng(seed).standard_normal(vectors.shape[1]).astype(np.float32)
+    u = np.asarray(np.random.default_rng(seed).standard_normal((vectors.shape[1],)), np.float32)
     u /= np.linalg.norm(u)
     lo, hi = 0.0, 64.0
     for _ in range(40):
