@@ -32,7 +32,9 @@ async def load_tasks(session: AsyncSession, site_id: str, ids: list[int]) -> lis
 
 
 async def tasks_with_drafts(session: AsyncSession, ids: list[int]) -> set[int]:
-    return set((await session.scalars(select(Draft.task_id).where(Draft.task_id.in_(ids)))).all())
+    """Tasks with a live draft; a superseded one (a rejected draft asked to be regenerated) does not count."""
+    stmt = select(Draft.task_id).where(Draft.task_id.in_(ids), Draft.superseded_at.is_(None))
+    return set((await session.scalars(stmt)).all())
 
 
 async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
