@@ -124,7 +124,12 @@ class ClustererService:
             calibration = await self._spaces.calibrate(cmd.site_id, stats, batch.fresh)
             stats.calibrated(calibration)
         decision = decide(stats, override)
-        clusters = [c for c in batch.clusters if c.embedding_model == self._model and c.centroid.size == stats.dim]
+        # A cluster without a centroid in this space, or emptied by an edit (zero vector), attracts nothing.
+        clusters = [
+            c
+            for c in batch.clusters
+            if c.embedding_model == self._model and c.centroid.size == stats.dim and np.any(c.centroid)
+        ]
         centroids = (
             decision.view(np.vstack([c.centroid for c in clusters]))
             if clusters
