@@ -166,9 +166,29 @@ class Cluster(Base):
     name_norm: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     intent: Mapped[str] = mapped_column(String(20))
-    centroid: Mapped[bytes] = mapped_column(LargeBinary)  # float32, L2-normalised mean of members
+    # float32 mean of the members' raw vectors (issue 10: a mean, so it can be centred on the site's mean;
+    # rows from before are L2-normalised, and rebuilt from their members on the first batch after the upgrade)
+    centroid: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = _now()
+    # The embedding model whose vectors the centroid averages; NULL for rows from before issue 10.
+    embedding_model: Mapped[str | None] = mapped_column(String(100))
+
+
+class ClusteringSpace(Base):
+    """A site's keyword vectors of one embedding model: running sum and count (so the mean the clusterer
+    centres on), and the similarity threshold calibrated from them (services/clusterer/calibration.py)."""
+
+    __tablename__ = "clustering_spaces"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    embedding_model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    keyword_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    vector_sum: Mapped[bytes] = mapped_column(LargeBinary)  # float64 little-endian, `dim` values
+    threshold: Mapped[float | None] = mapped_column(Float)  # cosine in the centred view; NULL until calibrated
+    calibrated_count: Mapped[int] = mapped_column(BigInteger, default=0)  # keyword_count when calibrated
+    calibration: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the figures behind the threshold
+    updated_at: Mapped[datetime] = _now()
 
 
 # ---------------------------------------------------------------- ideator
