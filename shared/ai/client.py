@@ -213,12 +213,15 @@ class AiClient:
         max_tokens: int | None = None,
         language_name: str | None = None,
         check: Callable[[T], str | None] | None = None,
+        soft_check: Callable[[T], str | None] | None = None,
     ) -> T:
         """A chat reply parsed into `schema_model`; AiError (permanent) naming the problem when none is usable.
 
         `max_tokens`: the reply's budget (default: from the schema's bounds); `language_name`: the language
         the prose must be in (checked when `CONTENTLINE_AI_LANGUAGE_CHECK` is on); `check`: the caller's own
         test of a valid reply (e.g. "40 words for 300"), a problem it names is re-asked like any other.
+        `soft_check`: re-asked the same way while asks are left, but the last reply is returned even with its
+        problem (the caller's own gate judges the whole, e.g. the draft quality check that holds a draft back).
         """
         model = chat_model(self._s, purpose)
         cap = self._s.chat_max_output_tokens
@@ -230,6 +233,7 @@ class AiClient:
         found: list[ReplyProblem] = []
         asks = adaptations = 0
         grown = False
+        usable: T | None = None  # the last reply whose only problem was a soft one
         sdk = self._sdk("chat")
         while True:
             record = CallRecord(kind="chat", model=model, purpose=purpose, max_tokens=budget)
@@ -265,6 +269,10 @@ class AiClient:
                 parsed = await self._read(completion, content, schema_model, record, budget, language_name)
                 if check is not None and (missed := check(parsed)):
                     raise ReplyProblem(FailureKind.OFF_TARGET, missed)
+                last_ask = asks >= self._s.ai_invalid_output_attempts
+                if soft_check is not None and not last_ask and (missed := soft_check(parsed)):
+                    usable = parsed
+                    raise ReplyProblem(FailureKind.OFF_TARGET, missed)
                 return parsed
             except ReplyProblem as problem:
                 found.append(problem)
@@ -278,6 +286,8 @@ class AiClient:
                         f"{purpose}: {problem.kind.label} [{where}]: {problem.detail}", False, problem.kind
                     ) from problem
                 if problem.kind is FailureKind.CUT_OFF and (grown or budget >= cap):
+                    if usable is not None:
+                        return usable
                     raise AiError(
                         f"{purpose}: {problem.kind.label} even at max_tokens={budget} (first {first_budget}) "
                         f"[{where}]: the model does not stop; {problem.detail}",
@@ -285,6 +295,8 @@ class AiClient:
                         problem.kind,
                     ) from problem
                 if asks >= self._s.ai_invalid_output_attempts:
+                    if usable is not None:  # an earlier reply had only a soft problem: the caller judges it
+                        return usable
                     kinds = ", ".join(p.kind.label for p in found)
                     raise AiError(
                         f"{purpose}: invalid output after {asks} attempts ({kinds}) [{where}]; "

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan
 from services.orchestrator.estimate import batch_estimate
+from services.orchestrator.runs import outcome
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import release_window, stop_for_budget
@@ -169,11 +170,15 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
         )
     )
     run.status, run.completed_at = RunStatus.COMPLETED.value, now
+    why = outcome.no_output(plan, await repo.stage_results(session, run.id))
+    if why:
+        run.stopped_reason, run.error_message = outcome.NO_OUTPUT, why
     engine.event(
         session,
         run,
         Stage.REVIEW,
         "completed",
-        f"run completed: {admitted} drafts ready for review; {run.total_credits_used:.2f} credits used; "
-        "reservation released",
+        (f"run completed with {why}" if why else f"run completed: {admitted} drafts ready for review")
+        + f"; {run.total_credits_used:.2f} credits used; reservation released",
+        level="warning" if why else "info",
     )

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts import RunStatus
 from shared.db.models import (
     ActivityLog,
+    AiCall,
     Cluster,
     Draft,
     Idea,
@@ -85,6 +86,24 @@ async def activity(
 async def stage_results(session: AsyncSession, run_id: str) -> list[StageRunResult]:
     stmt = select(StageRunResult).where(StageRunResult.run_id == run_id).order_by(StageRunResult.stage)
     return list((await session.scalars(stmt)).all())
+
+
+async def token_rows(session: AsyncSession, run_id: str) -> list[tuple[int, bool, int, int, int]]:
+    """(stage, ok, calls, prompt tokens, completion tokens) of the run's model calls (the workers' `ai_calls`
+    rows, read-only), by the stage of the command each call served."""
+    rows = await session.execute(
+        select(
+            StageBatch.stage,
+            AiCall.ok,
+            func.count(),
+            func.coalesce(func.sum(AiCall.prompt_tokens), 0),
+            func.coalesce(func.sum(AiCall.completion_tokens), 0),
+        )
+        .join(StageBatch, StageBatch.id == AiCall.command_id)
+        .where(AiCall.run_id == run_id)
+        .group_by(StageBatch.stage, AiCall.ok)
+    )
+    return [(int(stage), bool(ok), int(n), int(p), int(c)) for stage, ok, n, p, c in rows]
 
 
 async def released_batches(session: AsyncSession, run_id: str) -> list[StageBatch]:

@@ -11,6 +11,7 @@ from services.orchestrator.errors import NotFoundError
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import MAX_RECORDED_FAILURES, Engine
+from services.orchestrator.sites import service as sites
 from shared.contracts import StageResult, utcnow
 from shared.delivery import claim_inbox
 
@@ -86,6 +87,25 @@ async def record_result(engine: Engine, session: AsyncSession, result: StageResu
             batch.stage,
             "item-failures",
             f"batch {batch.seq}: {len(result.failures)} item(s) failed: {result.failures[0].reason[:200]}",
+            level="warning",
+        )
+    parked = await sites.record_item_outcomes(
+        session,
+        run.site_id,
+        batch.stage,
+        run.id,
+        list(batch.item_ids),
+        [(f.item_id, f.reason) for f in result.failures],
+        engine.settings.park_after_failed_runs,
+    )
+    for item in parked:
+        engine.event(
+            session,
+            run,
+            batch.stage,
+            "item-parked",
+            f"stage {batch.stage} item {item.item_id} parked after failing {item.failed_runs} runs in a row "
+            f"(un-park it through /sites/{run.site_id}/parked-items): {item.reasons[-1]['reason'][:200]}",
             level="warning",
         )
     await advance(engine, session, run)

@@ -31,6 +31,7 @@ from services.orchestrator.runs.views import (
     Processing,
     RunHistory,
     RunView,
+    TokenUse,
     run_view,
 )
 from services.orchestrator.runs.window import available_for
@@ -174,7 +175,16 @@ class RunService:
 
     # ------------------------------------------------------------------ a caller's reads
     async def _view(self, session: AsyncSession, run: Run) -> RunView:
-        return run_view(run, await repo.stage_results(session, run.id))
+        tokens: dict[int, TokenUse] = {}
+        for stage, ok, calls, prompt, completion in await repo.token_rows(session, run.id):
+            use = (
+                TokenUse(calls=calls, prompt_tokens=prompt, completion_tokens=completion)
+                if ok
+                else TokenUse(calls=calls, prompt_tokens=prompt, completion_tokens=completion, failed_calls=calls,
+                              failed_prompt_tokens=prompt, failed_completion_tokens=completion)
+            )  # fmt: skip
+            tokens[stage] = tokens.get(stage, TokenUse()).add(use)
+        return run_view(run, await repo.stage_results(session, run.id), tokens)
 
     async def run(self, account_id: str, run_id: str) -> RunView:
         async with self._sessions() as session:
