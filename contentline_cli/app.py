@@ -33,6 +33,7 @@ from contentline_cli.accounts import account_app, keys_app, whoami
 from contentline_cli.client import ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
 from contentline_cli.session import (
     EXIT_FAILED,
+    EXIT_NO_OUTPUT,
     EXIT_OK,
     EXIT_PAUSED,
     EXIT_TIMEOUT,
@@ -95,9 +96,10 @@ def headline_counts(run: RunInfo) -> dict[str, int]:
     return counts
 
 
-def exit_code_for(status: str) -> int:
+def exit_code_for(status: str, stopped_reason: str | None = None) -> int:
     if status == "completed":
-        return EXIT_OK
+        # Completed with nothing out (every item failed, reasons in error_message): not a success to a script.
+        return EXIT_NO_OUTPUT if stopped_reason == "no_output" else EXIT_OK
     if status == "paused":
         return EXIT_PAUSED
     return EXIT_FAILED
@@ -358,7 +360,8 @@ def follow_and_summarise(
     client: ContentlineClient, run_id: str, out: Console = console, timeout: float = 600.0, interval: float = 0.5,
     watchdog: Callable[[], str | None] | None = None,
 ) -> int:
-    """follow_run + print_summary; returns the exit code (0 completed, 1 failed/cancelled, 2 timeout, 3 paused)."""
+    """follow_run + print_summary; returns the exit code (0 completed, 1 failed/cancelled, 2 timeout, 3 paused,
+    4 completed with no output)."""
     try:
         run = follow_run(client, run_id, out, timeout, interval, watchdog)
     except FollowAbortedError as exc:
@@ -374,8 +377,10 @@ def follow_and_summarise(
         )
         return EXIT_TIMEOUT
     print_summary(run, out)
-    code = exit_code_for(run.status)
-    if run.status == "paused":
+    code = exit_code_for(run.status, run.stopped_reason)
+    if code == EXIT_NO_OUTPUT:
+        err_console.print(f"[yellow]Run {run_id} completed with no output: {run.error_message}[/]")
+    elif run.status == "paused":
         err_console.print(f"[blue]Run is paused; resume it with `contentline run resume {run_id}`.[/]")
     elif code != EXIT_OK:
         err_console.print(f"[red]Run {run_id} ended {run.status}.[/]")

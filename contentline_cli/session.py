@@ -13,7 +13,7 @@ from rich.console import Console
 from contentline_cli import config
 from contentline_cli.client import ApiError, ContentlineClient
 
-EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_PAUSED = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_TIMEOUT, EXIT_PAUSED, EXIT_NO_OUTPUT = 0, 1, 2, 3, 4
 MAX_REJECTED_SHOWN = 10
 
 console = Console(highlight=False)

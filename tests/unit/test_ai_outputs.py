@@ -251,3 +251,17 @@ async def test_a_clean_draft_passes_the_gate(fake: RunningFake) -> None:
     brief = {"title": "Espresso at home", "primary_keyword": "espresso", "outline": outline, "target_words": 600}
     draft = await write_draft(AiClient(settings(fake)), brief, StageOptions(), Usage())
     assert draft.row["quality_passed"] is True and draft.held is None, draft.row["quality_notes"]
+
+
+async def test_a_timed_out_attempt_is_re_sent_with_twice_the_timeout_and_the_client_keeps_it(
+    fake: RunningFake,
+) -> None:
+    # a server that needs 1 s: 0.6 s cannot do, the same 0.6 s again could not either; 1.2 s can
+    await fake.configure(faults=[{"kind": "slow", "delay_ms": 1000}])
+    ai, usage = AiClient(settings(fake, chat_timeout_seconds=0.6)), Usage()
+    assert isinstance(await ask(ai, "x", usage), Piece)
+    assert [(r.outcome, r.attempts) for r in usage.records] == [("ok", 2)]
+    later = Usage()
+    assert isinstance(await ask(ai, "y", later), Piece)
+    assert later.records[0].attempts == 1  # the grown timeout stays for the next calls
+    await ai.close()

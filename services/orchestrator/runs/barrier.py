@@ -10,7 +10,7 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan
-from services.orchestrator.estimate import batch_estimate
+from services.orchestrator.estimate import batch_estimate, snapshot_cost_factor
 from services.orchestrator.runs import outcome
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
@@ -75,6 +75,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
     limited = bool(limit) and len(ids) > limit
     ids = ids[:limit] if limit else ids
     size = plan.batch_sizes[int(stage)]
+    factor = snapshot_cost_factor(run.initial_snapshot, int(stage))  # the site's calibration, as estimated
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     session.add_all(
         StageBatch(
@@ -84,7 +85,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
             seq=seq,
             item_ids=chunk,
             status="pending",
-            estimate=batch_estimate(int(stage), len(chunk), plan, engine.costs),
+            estimate=batch_estimate(int(stage), len(chunk), plan, engine.costs, cost_factor=factor),
         )
         for seq, chunk in enumerate(chunks)
     )

@@ -88,6 +88,39 @@ async def stage_results(session: AsyncSession, run_id: str) -> list[StageRunResu
     return list((await session.scalars(stmt)).all())
 
 
+async def stage_history(
+    session: AsyncSession, site_id: str, runs_per_stage: int
+) -> list[tuple[int, int, int, Decimal, dict[str, Any]]]:
+    """(stage, items attempted, items created, credits, the run's plan) of the site's latest finished runs that
+    did each stage's work (a closed stage that took items in), newest first, up to `runs_per_stage` per stage."""
+    ranked = (
+        select(
+            StageRunResult.stage,
+            (StageRunResult.items_processed + StageRunResult.items_failed).label("attempted"),
+            StageRunResult.items_created,
+            StageRunResult.credits,
+            Run.options,
+            func.row_number()
+            .over(partition_by=StageRunResult.stage, order_by=Run.started_at.desc())
+            .label("n"),
+        )
+        .join(Run, Run.id == StageRunResult.run_id)
+        .where(
+            Run.site_id == site_id,
+            Run.status.not_in(ACTIVE),
+            StageRunResult.status == "completed",
+            StageRunResult.items_processed + StageRunResult.items_failed > 0,
+        )
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.stage, ranked.c.attempted, ranked.c.items_created, ranked.c.credits, ranked.c.options).where(
+            ranked.c.n <= runs_per_stage
+        )
+    )
+    return [(int(s), int(i), int(c), Decimal(cr), dict(o)) for s, i, c, cr, o in rows]
+
+
 async def token_rows(session: AsyncSession, run_id: str) -> list[tuple[int, bool, int, int, int]]:
     """(stage, ok, calls, prompt tokens, completion tokens) of the run's model calls (the workers' `ai_calls`
     rows, read-only), by the stage of the command each call served."""

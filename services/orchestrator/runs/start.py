@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan
 from services.orchestrator.errors import InsufficientCreditsError
-from services.orchestrator.estimate import Estimate, estimate
+from services.orchestrator.estimate import HISTORY_RUNS, Estimate, calibrate, estimate
+from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import available_for
@@ -29,7 +30,9 @@ async def plan_and_estimate(
     config = await sites.site_config(session, site_id)
     plan = RunPlan.from_config(config, await sites.global_shares(session))
     counts = await sites.pending_counts(session, site_id)
-    return plan, counts, estimate(counts, plan, engine.costs)
+    recent = await repo.stage_history(session, site_id, HISTORY_RUNS)
+    history = calibrate(((s, n, c, cr, RunPlan.model_validate(o)) for s, n, c, cr, o in recent), engine.costs)
+    return plan, counts, estimate(counts, plan, engine.costs, history=history)
 
 
 async def start_in_session(engine: Engine, session: AsyncSession, site: Site, trigger: str) -> Run:
