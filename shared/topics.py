@@ -22,6 +22,7 @@ PUBLISH_RESULTS: Final = "contentline.publish.results"
 PUBLICATION_STATUS: Final = "contentline.publish.status"
 PUBLISH_DLQ: Final = "contentline.publish.commands.dlq"
 WEBHOOKS_DLQ: Final = "contentline.webhooks.dlq"  # source events the webhooks service cannot read or handle
+PUBLISH_RESULTS_DLQ: Final = "contentline.publish.results.dlq"  # the orchestrator's: results and status events
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
     1: CLUSTER_COMMANDS,
@@ -49,6 +50,7 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     PUBLICATION_STATUS,
     PUBLISH_DLQ,
     WEBHOOKS_DLQ,
+    PUBLISH_RESULTS_DLQ,
 )
 
 # Header that carries the reason on every dead-letter record.

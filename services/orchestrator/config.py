@@ -166,6 +166,22 @@ class SiteConfigPatch(BaseModel):
         return SiteConfig.model_validate(merged)
 
 
+class RunTarget(BaseModel):
+    """A targeted run: only `item_ids` of what stage `stage` takes in, and in the later stages only what
+    descends from them (a task's new draft, that draft's image prompts, ...). Stages before `stage` or
+    not in `stages` are skipped. Used to regenerate a rejected draft, and by automation rules."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: int = Field(ge=1, le=6)
+    item_ids: list[int] = Field(min_length=1, max_length=10_000)
+    stages: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 7])
+    reason: str = Field(default="", max_length=200)
+
+    def includes(self, stage: int) -> bool:
+        return stage >= self.stage and stage in self.stages
+
+
 class RunPlan(BaseModel):
     """What a run froze at its start."""
 
@@ -178,6 +194,7 @@ class RunPlan(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     shares: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_SHARES))
     options: StageOptions = Field(default_factory=StageOptions)
+    target: RunTarget | None = None  # None: everything pending
 
     @model_validator(mode="after")
     def _complete(self) -> RunPlan:

@@ -40,9 +40,12 @@ class ExistingDraft:
 
 
 async def existing_drafts(session: AsyncSession, ids: list[int]) -> dict[int, ExistingDraft]:
-    """The draft each task already has, by task id."""
+    """The live draft each task already has, by task id; a superseded one (a rejected draft asked to be
+    regenerated) does not count."""
     rows = await session.execute(
-        select(Draft.task_id, Draft.id, Draft.quality_passed, Draft.run_id).where(Draft.task_id.in_(ids))
+        select(Draft.task_id, Draft.id, Draft.quality_passed, Draft.run_id).where(
+            Draft.task_id.in_(ids), Draft.superseded_at.is_(None)
+        )
     )
     return {int(task): ExistingDraft(int(draft), bool(passed), run) for task, draft, passed, run in rows}
 
@@ -62,6 +65,7 @@ async def replace_draft(session: AsyncSession, draft_id: int, row: dict[str, Any
         .where(
             Draft.id == draft_id,
             Draft.quality_passed.is_(False),
+            Draft.superseded_at.is_(None),
             ~exists().where(ImagePrompt.draft_id == Draft.id),
         )
         .values(**{k: v for k, v in row.items() if k not in ("site_id", "task_id")}, created_at=func.now())

@@ -19,10 +19,11 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image as PILImage
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
-from shared.db.models import Cluster, Draft, Idea, WriterTask
+from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, WriterTask
 from tests.helpers import CLUSTERING_ONLY, Tenant, app_operations, configure, create_site, import_keywords, wait_run
 
 KINDS = {"public", "any_key", "account", "owner_or_operator", "operator"}
@@ -46,6 +47,18 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/accounts"): {"json": {"name": "probe"}},
     ("POST", "/api/v1/sites"): {"json": {"name": "probe"}},
     ("PUT", "/api/v1/budget-shares"): {"json": {"shares": {}}},
+    ("PATCH", "/api/v1/sites/{site_id}/publishing/settings"): {"json": {"auto_approval_enabled": False}},
+    ("PUT", "/api/v1/drafts/{draft_id}/schedule"): {"json": {}},
+    ("PUT", "/api/v1/sites/{site_id}/wordpress"): {
+        "json": {"base_url": "http://127.0.0.1:9", "username": "probe", "app_password_ref": "env:PROBE"}
+    },
+    ("PATCH", "/api/v1/sites/{site_id}/keywords"): {"json": {"keyword_ids": [1], "enabled": False}},
+    ("PATCH", "/api/v1/sites/{site_id}/clusters/{cluster_id}"): {"json": {"name": "probe"}},
+    ("POST", "/api/v1/sites/{site_id}/clusters/{cluster_id}/keywords"): {"json": {"keyword_ids": [1]}},
+    ("POST", "/api/v1/sites/{site_id}/clusters/{cluster_id}/merge"): {"json": {"from_cluster_id": 1}},
+    ("POST", "/api/v1/sites/{site_id}/clusters/{cluster_id}/split"): {"json": {"keyword_ids": [1], "name": "p"}},
+    ("PATCH", "/api/v1/drafts/{draft_id}"): {"json": {"title": "probe"}},
+    ("POST", "/api/v1/drafts/{draft_id}/restore"): {"json": {"version": 1}},
 }
 
 
@@ -83,6 +96,19 @@ async def victim(
         s.add(draft)
         await s.flush()
         draft_id = draft.id
+        # An image of A's draft, with its file in the media store (served by GET /images/{image_id}).
+        png = stack.media_dir / "tenancy" / f"{uuid.uuid4().hex}.png"
+        png.parent.mkdir(parents=True, exist_ok=True)
+        PILImage.new("RGB", (1, 1)).save(png)
+        prompt = ImagePrompt(site_id=site, draft_id=draft_id, position=0, placement="featured", prompt="p",
+                             alt_text="a", caption="c")
+        s.add(prompt)
+        await s.flush()
+        image = Image(site_id=site, prompt_id=prompt.id, draft_id=draft_id, path=str(png), checksum_sha256="0" * 64,
+                      size_bytes=png.stat().st_size, mime="image/png", width=1, height=1)
+        s.add(image)
+        await s.flush()
+        cluster_id, image_id = cluster.id, image.id
     key_id = api.get(f"/accounts/{tenant.account_id}/keys").json()[0]["id"]
     return {
         "site_id": site,
@@ -91,6 +117,8 @@ async def victim(
         "account_id": tenant.account_id,
         "key_id": key_id,
         "row_id": "1",
+        "cluster_id": str(cluster_id),
+        "image_id": str(image_id),
     }
 
 

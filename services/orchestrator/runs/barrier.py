@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan
 from services.orchestrator.estimate import batch_estimate, snapshot_cost_factor
-from services.orchestrator.runs import outcome
+from services.orchestrator.publishing.scheduling import Policy
+from services.orchestrator.review import service as review
+from services.orchestrator.runs import outcome, truth
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import release_window, stop_for_budget
@@ -55,6 +57,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
     run.current_stage = int(stage)
     now = utcnow()
     if not plan.stage_enabled[int(stage)]:
+        reason = "not targeted" if plan.target is not None and not plan.target.includes(stage) else "disabled"
         session.add(
             StageRunResult(
                 run_id=run.id,
@@ -62,16 +65,17 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
                 status="skipped",
                 failures=[],
                 credits=Decimal(0),
-                stopped_reason="disabled",
+                stopped_reason=reason,
                 started_at=now,
                 finished_at=now,
             )
         )
         await session.flush()
-        engine.event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): disabled, skipped")
+        engine.event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): {reason}, skipped")
         return
     limit = plan.limits.for_stage(int(stage))
-    ids = await sites.pending_ids(session, stage, run.site_id, limit + 1 if limit else None)
+    ids = await sites.pending_ids(session, stage, run.site_id, limit + 1 if limit else None, plan.target)
+    ids, held = await truth.hold_back(session, run, stage, ids)  # made from items this run failed
     limited = bool(limit) and len(ids) > limit
     ids = ids[:limit] if limit else ids
     size = plan.batch_sizes[int(stage)]
@@ -89,21 +93,22 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
         )
         for seq, chunk in enumerate(chunks)
     )
-    session.add(
-        StageRunResult(
-            run_id=run.id,
-            stage=int(stage),
-            status="running" if chunks else "skipped",
-            items_in=len(ids),
-            batches_total=len(chunks),
-            failures=[],
-            credits=Decimal(0),
-            partial=limited,
-            stopped_reason="limit" if limited else None,
-            started_at=now,
-            finished_at=None if chunks else now,
-        )
+    sr = StageRunResult(
+        run_id=run.id,
+        stage=int(stage),
+        status="running" if chunks or held else "skipped",
+        items_in=len(ids),
+        batches_total=len(chunks),
+        failures=[],
+        credits=Decimal(0),
+        partial=limited,
+        stopped_reason="limit" if limited else None,
+        started_at=now,
+        finished_at=None if chunks or held else now,
     )
+    session.add(sr)
+    if held:
+        truth.record_held(engine, session, run, stage, held, len(chunks), sr)
     await session.flush()
     if chunks:
         engine.event(
@@ -114,7 +119,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
             f"stage {int(stage)} ({stage.label}): {len(ids)} items in {len(chunks)} batches"
             + (f"; limited to {limit} per run, the rest waits for the next run" if limited else ""),
         )
-    else:
+    elif not held:
         engine.event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): nothing pending")
 
 
@@ -151,7 +156,7 @@ async def finish_stage(engine: Engine, session: AsyncSession, run: Run, stage: S
 
 async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: RunPlan) -> None:
     run.current_stage = int(Stage.REVIEW)
-    ready = len(await sites.pending_ids(session, Stage.REVIEW, run.site_id))
+    ready = len(await sites.pending_ids(session, Stage.REVIEW, run.site_id, None, plan.target))
     limit = plan.limits.for_stage(int(Stage.REVIEW))
     admitted = min(ready, limit) if limit else ready
     now = utcnow()
@@ -170,6 +175,7 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
             finished_at=now,
         )
     )
+    auto = await review.auto_review(session, Policy.of(engine.settings), run.site_id, run.id, limit)
     run.status, run.completed_at = RunStatus.COMPLETED.value, now
     why = outcome.no_output(plan, await repo.stage_results(session, run.id))
     if why:
@@ -180,6 +186,7 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
         Stage.REVIEW,
         "completed",
         (f"run completed with {why}" if why else f"run completed: {admitted} drafts ready for review")
-        + f"; {run.total_credits_used:.2f} credits used; reservation released",
+        + f"; {run.total_credits_used:.2f} credits used; reservation released"
+        + (f"; {auto.summary()}" if auto is not None else ""),
         level="warning" if why else "info",
     )

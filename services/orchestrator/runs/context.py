@@ -24,9 +24,7 @@ class Engine:
     settings: Settings
     costs: CostTable
 
-    def event(
-        self, session: AsyncSession, run: Run, stage: int, event: str, detail: str, level: str = "info"
-    ) -> None:
+    def event(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str, level: str = "info") -> None:
         """An activity line, the optional run log file, and a RunEvent on the outbox (same transaction)."""
         sites.log_line(session, run.site_id, run.id, stage or None, detail, level)
         if self.settings.run_log_dir is not None:
@@ -34,6 +32,10 @@ class Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("a", encoding="utf-8") as fh:
                 fh.write(f"{utcnow().isoformat()} stage={stage} {level} {detail}\n")
+        self.notify(session, run, stage, event, detail)
+
+    def notify(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str) -> None:
+        """Only the RunEvent (no activity line): progress inside a stage, for live views (the dashboard)."""
         self.outbox.add(
             session,
             RUN_EVENTS,

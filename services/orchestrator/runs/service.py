@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.orchestrator.config import RunTarget
 from services.orchestrator.errors import ConflictError, NotFoundError, ProblemError
-from services.orchestrator.runs import control, results, schedules, start, timers
+from services.orchestrator.runs import control, liveness, results, schedules, start, timers
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.views import (
     ActivityView,
     BatchInFlight,
     BatchItem,
+    BatchWait,
     EstimateView,
     Processing,
     RunHistory,
@@ -37,27 +41,69 @@ from services.orchestrator.runs.views import (
 from services.orchestrator.runs.window import available_for
 from services.orchestrator.safetext import describe_bad_char
 from services.orchestrator.sites import service as sites
-from shared.contracts import KeywordBatchIngested, RunStatus, StageResult, utcnow
-from shared.db.models import Run, Site
+from shared.contracts import KeywordBatchIngested, RunStatus, Stage, StageResult, utcnow
+from shared.db.models import Run, Site, StageBatch
 from shared.delivery import claim_inbox
 
 log = logging.getLogger(__name__)
 
 INGEST_CONSUMER = "orchestrator.ingest"
 held_by_active_runs = repo.held_by_active_runs
+Settled = Callable[[AsyncSession], Awaitable[None]]
+LATE_SWEEP_SECONDS = 30.0
+Prepare = Callable[[AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class HeldItems:
+    """What the site's active run holds: the items of its current stage's unfinished batches."""
+
+    run_id: str
+    status: str
+    stage: int
+    item_ids: frozenset[int]
+
+    def reason(self, what: str) -> str:
+        label = Stage(self.stage).label if self.stage else "starting"
+        return f"{what} is held by stage {self.stage} ({label}) of run {self.run_id} ({self.status}); wait or cancel it"
+
+
+async def held_items(session: AsyncSession, site_id: str) -> HeldItems | None:
+    """None when the site has no active run (then nothing is held)."""
+    run = await repo.active_run(session, site_id)
+    if run is None:
+        return None
+    ids = await repo.unfinished_items(session, run.id, run.current_stage) if run.current_stage else []
+    return HeldItems(run.id, run.status, run.current_stage, frozenset(int(i) for i in ids))
 
 
 class RunService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: Engine) -> None:
         self._sessions = sessions
         self._engine = engine
+        self._next_late_sweep = 0.0
 
     # ------------------------------------------------------------------ starting
     async def start_run(self, account_id: str, site_id: str, trigger: str = "manual") -> RunView:
+        return await self.start_targeted(account_id, site_id, None, trigger)
+
+    async def start_targeted(
+        self,
+        account_id: str,
+        site_id: str,
+        target: RunTarget | None,
+        trigger: str = "targeted",
+        prepare: Prepare | None = None,
+    ) -> RunView:
+        """A run over the targeted items only (all pending work when `target` is None), charged like any
+        other. `prepare` runs first in the same transaction (e.g. retiring the draft a regeneration
+        replaces), so a refused start (402, 409) leaves nothing of it behind."""
         try:
             async with self._sessions.begin() as session:
                 site = await sites.site_of(session, account_id, site_id)
-                run = await start.start_in_session(self._engine, session, site, trigger)
+                if prepare is not None:
+                    await prepare(session)
+                run = await start.start_in_session(self._engine, session, site, trigger, target)
         except IntegrityError as exc:
             if "uq_runs_one_active_per_site" not in str(exc):
                 raise
@@ -132,14 +178,26 @@ class RunService:
         return await self._transition(account_id, run_id, RunStatus.CANCELLED)
 
     # ------------------------------------------------------------------ the engine's own inputs
-    async def on_result(self, result: StageResult) -> bool:
+    async def command_runs(self, command_ids: list[str]) -> dict[str, str]:
+        """command id → run id, for the commands this orchestrator issued (unknown ids left out)."""
+        async with self._sessions() as session:
+            return await repo.batch_runs(session, command_ids)
+
+    async def apply_results(
+        self, run_id: str, stage_results: list[StageResult], settled: Settled | None = None
+    ) -> list[bool]:
+        """Record results of one run in one transaction (per result False for a duplicate); `settled` runs
+        in that transaction too (the consumer clears its attempt counts there)."""
         async with self._sessions.begin() as session:
-            recorded = await results.record_result(self._engine, session, result)
+            recorded = await results.record_results(self._engine, session, run_id, stage_results)
+            if settled is not None:
+                await settled(session)
         self._engine.outbox.committed()
         return recorded
 
     async def tick(self, page: int = 500) -> None:
-        """Expire overdue batches and nudge running runs (delays elapse here); safe from any replica.
+        """Ask again for silent batches, expire overdue ones and nudge running runs (delays elapse here); safe
+        from any replica.
 
         Every running run is visited, page by page; a failure on one run is logged and does not keep the
         others from their turn.
@@ -157,8 +215,25 @@ class RunService:
                 except Exception:
                     log.exception("tick of run %s failed; the next tick tries again", run_id)
             if len(run_ids) < page:
-                return
+                break
             after = run_ids[-1]
+        await self._ask_expired()
+
+    async def _ask_expired(self) -> None:
+        """Ask again for the results of batches their deadline failed (timers.ask_expired). It scans recent
+        runs, so it runs at most every LATE_SWEEP_SECONDS (or silence), not on every tick."""
+        every = min(self._engine.settings.silence_timeout_seconds, LATE_SWEEP_SECONDS)
+        now = asyncio.get_running_loop().time()
+        if now < self._next_late_sweep:
+            return
+        self._next_late_sweep = now + every
+        try:
+            async with self._sessions.begin() as session:
+                sent = await timers.ask_expired(self._engine, session)
+            if sent:
+                self._engine.outbox.committed()
+        except Exception:
+            log.exception("asking for the results of expired batches failed; the next sweep tries again")
 
     async def schedule_due(self, now: datetime | None = None) -> list[str]:
         """Start runs for due schedules (each in its own transaction); returns the started run ids."""
@@ -174,6 +249,14 @@ class RunService:
             self._engine.outbox.committed()
 
     # ------------------------------------------------------------------ a caller's reads
+    async def _in_flight(self, session: AsyncSession, run: Run) -> list[tuple[StageBatch, BatchWait]]:
+        released = await repo.released_batches(session, run.id)
+        if not released:
+            return []
+        longest = await repo.longest_answered_waits(session, run.id)
+        now = utcnow()
+        return [(b, liveness.batch_wait(self._engine.settings, b, longest.get(b.stage), now)) for b in released]
+
     async def _view(self, session: AsyncSession, run: Run) -> RunView:
         tokens: dict[int, TokenUse] = {}
         for stage, ok, calls, prompt, completion in await repo.token_rows(session, run.id):
@@ -184,7 +267,9 @@ class RunService:
                               failed_prompt_tokens=prompt, failed_completion_tokens=completion)
             )  # fmt: skip
             tokens[stage] = tokens.get(stage, TokenUse()).add(use)
-        return run_view(run, await repo.stage_results(session, run.id), tokens)
+        waits = [w for _, w in await self._in_flight(session, run)]
+        results = await repo.stage_results(session, run.id)
+        return run_view(run, results, waits, liveness.run_liveness(waits, run.status), tokens)
 
     async def run(self, account_id: str, run_id: str) -> RunView:
         async with self._sessions() as session:
@@ -204,9 +289,7 @@ class RunService:
             await sites.site_of(session, account_id, site_id)
             total = await repo.count_runs(session, account_id, site_id)
             runs = await repo.runs_page(session, account_id, site_id, page, size)
-            return RunHistory(
-                total=total, page=page, size=size, runs=[await self._view(session, r) for r in runs]
-            )
+            return RunHistory(total=total, page=page, size=size, runs=[await self._view(session, r) for r in runs])
 
     async def activity(self, account_id: str, run_id: str, stage: int | None, limit: int) -> list[ActivityView]:
         async with self._sessions() as session:
@@ -221,16 +304,17 @@ class RunService:
             run = await repo.own_active_run(session, account_id, site_id)
             if run is None:
                 return Processing(site_id=site_id, run_id=None, batches=[])
+            in_flight = await self._in_flight(session, run)
             out = []
-            for b in await repo.released_batches(session, run.id):
+            for b, w in in_flight:
                 titles = await repo.item_titles(session, b.stage, site_id, list(b.item_ids))
-                out.append(
-                    BatchInFlight(
-                        command_id=b.id,
-                        stage=b.stage,
-                        seq=b.seq,
-                        released_at=b.released_at,
-                        items=[BatchItem(id=i, title=titles.get(i, "?")) for i in b.item_ids],
-                    )
-                )
-            return Processing(site_id=site_id, run_id=run.id, status=run.status, stage=run.current_stage, batches=out)
+                items = [BatchItem(id=i, title=titles.get(i, "?")) for i in b.item_ids]
+                out.append(BatchInFlight(**w.model_dump(), items=items))
+            return Processing(
+                site_id=site_id,
+                run_id=run.id,
+                status=run.status,
+                stage=run.current_stage,
+                liveness=liveness.run_liveness([w for _, w in in_flight], run.status),
+                batches=out,
+            )

@@ -1,4 +1,5 @@
-"""Starting a run: freeze the plan, estimate, reserve 1.2 × the estimate (or refuse with 402), advance."""
+"""Starting a run: freeze the plan, estimate, reserve 1.2 × the estimate (or refuse with 402), advance.
+A run with nothing to do at any enabled stage is refused with the reason (409), never "completed" empty."""
 
 from __future__ import annotations
 
@@ -7,16 +8,34 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.orchestrator.config import RunPlan
-from services.orchestrator.errors import InsufficientCreditsError
+from services.orchestrator.config import RunPlan, RunTarget
+from services.orchestrator.errors import ConflictError, InsufficientCreditsError
 from services.orchestrator.estimate import HISTORY_RUNS, Estimate, calibrate, estimate
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import available_for
 from services.orchestrator.sites import service as sites
-from shared.contracts import RunStatus, utcnow
+from shared.contracts import WORKER_STAGES, RunStatus, Stage, utcnow
 from shared.db.models import Run, Site
+
+
+class NothingPendingError(ConflictError):
+    """No enabled stage has anything to work on (issue 17: it used to "complete" with 1/0)."""
+
+    slug = "nothing-pending"
+
+
+def nothing_to_do(plan: RunPlan, counts: dict[int, int]) -> str | None:
+    """Why a run would have nothing to do, or None when some enabled work stage has pending items."""
+    if any(counts.get(int(s), 0) and plan.stage_enabled.get(int(s), True) for s in WORKER_STAGES):
+        return None
+    disabled = [f"stage {int(s)} ({s.label}) has {counts[int(s)]}" for s in WORKER_STAGES if counts.get(int(s))]
+    review = counts.get(int(Stage.REVIEW), 0)
+    waiting = f"; {review} drafts wait for review (approve or reject them)" if review else ""
+    if disabled:
+        return f"nothing to do: the stages with pending items are disabled ({', '.join(disabled)}){waiting}"
+    return f"nothing to do: no keyword awaits clustering and no stage has pending items (import keywords){waiting}"
 
 
 def new_run_id(trigger: str) -> str:
@@ -25,24 +44,32 @@ def new_run_id(trigger: str) -> str:
 
 
 async def plan_and_estimate(
-    engine: Engine, session: AsyncSession, site_id: str
+    engine: Engine, session: AsyncSession, site_id: str, target: RunTarget | None = None
 ) -> tuple[RunPlan, dict[int, int], Estimate]:
+    """The plan from the site's config; a targeted run also switches off the stages outside its target,
+    so the estimate (and the barrier) see only the targeted part of the pending work."""
     config = await sites.site_config(session, site_id)
     plan = RunPlan.from_config(config, await sites.global_shares(session))
-    counts = await sites.pending_counts(session, site_id)
+    if target is not None:
+        enabled = {s: on and target.includes(s) for s, on in plan.stage_enabled.items()}
+        plan = plan.model_copy(update={"target": target, "stage_enabled": enabled})
+    counts = await sites.pending_counts(session, site_id, target)
     recent = await repo.stage_history(session, site_id, HISTORY_RUNS)
     history = calibrate(((s, n, c, cr, RunPlan.model_validate(o)) for s, n, c, cr, o in recent), engine.costs)
     return plan, counts, estimate(counts, plan, engine.costs, history=history)
 
 
-async def start_in_session(engine: Engine, session: AsyncSession, site: Site, trigger: str) -> Run:
-    """Create and advance a run inside the caller's transaction (API, scheduler or ingest event).
+async def start_in_session(
+    engine: Engine, session: AsyncSession, site: Site, trigger: str, target: RunTarget | None = None
+) -> Run:
+    """Create and advance a run inside the caller's transaction (API, scheduler, ingest event, or a
+    targeted run such as a regeneration: same reservation, same charging, same one-active-run rule).
 
     The run row goes in first and the account is locked after: every other path locks run then
     account, and the one-active-run index may make this insert wait on a transaction that holds a run
     of this site, so taking the account lock first could deadlock with it.
     """
-    plan, counts, est = await plan_and_estimate(engine, session, site.id)
+    plan, counts, est = await plan_and_estimate(engine, session, site.id, target)
     run = Run(
         id=new_run_id(trigger),
         site_id=site.id,
@@ -55,6 +82,7 @@ async def start_in_session(engine: Engine, session: AsyncSession, site: Site, tr
             "pending": {str(k): v for k, v in counts.items() if k <= 6},
             "total": sum(v for k, v in counts.items() if k <= 6),
             "estimate": est.model_dump(mode="json"),
+            **({"target": target.model_dump(mode="json")} if target else {}),
         },
         total_credits_used=Decimal(0),
         estimated_credits=est.total,
@@ -63,6 +91,8 @@ async def start_in_session(engine: Engine, session: AsyncSession, site: Site, tr
     )
     session.add(run)
     await session.flush()  # the one-active-run index speaks here, not at commit
+    if (why := nothing_to_do(plan, counts)) is not None:  # raising rolls the run back, as below
+        raise NothingPendingError(why, pending={str(k): v for k, v in sorted(counts.items())})
     balance, free = await available_for(session, site.account_id)
     free += run.reserved_credits  # not counting this run's own hold
     if free < est.required:  # raising rolls the run back with the transaction (or savepoint)
@@ -80,7 +110,8 @@ async def start_in_session(engine: Engine, session: AsyncSession, site: Site, tr
         run,
         0,
         "started",
-        f"run started ({trigger}); pending {counts}; estimate {est.total} credits, reserved {est.required}",
+        f"run started ({trigger}); pending {counts}; estimate {est.total} credits, reserved {est.required}"
+        + (f"; targeted: {target.reason or f'{len(target.item_ids)} items of stage {target.stage}'}" if target else ""),
     )
     await advance(engine, session, run)
     return run
