@@ -64,10 +64,16 @@ class WriterService:
         return outcome
 
     async def _drafts(self, cmd: StageCommand) -> BatchOutcome:
+        """Write each task's draft. A task whose draft the quality gate held back in an EARLIER run is written
+        again and its draft replaced (regeneration); a draft held back by this very run is not retried here
+        (the next run does it, and the orchestrator parks a task that keeps failing). A held-back draft is
+        stored with its reasons and reported as a failed item: it goes no further and is not charged."""
         usage = Usage()
         async with self._sessions() as session:
             tasks = await repo.load_tasks(session, cmd.site_id, cmd.item_ids)
-            done = await repo.tasks_with_drafts(session, cmd.item_ids)
+            existing = await repo.existing_drafts(session, cmd.item_ids)
+        regenerate = {t: d.id for t, d in existing.items() if not d.quality_passed and d.run_id != cmd.run_id}
+        done = set(existing) - set(regenerate)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
         outcome.failures = not_found(cmd.item_ids, {t.id for t in tasks}, "writer task")
         todo = [t for t in tasks if t.id not in done]
@@ -80,17 +86,32 @@ class WriterService:
 
         written = await asyncio.gather(*(one(t.brief) for t in todo))
         rows: list[dict[str, Any]] = []
-        words = 0
+        replacements: list[tuple[int, dict[str, Any]]] = []
+        words = passed = 0
         for task, draft in zip(todo, written, strict=True):
             if isinstance(draft, AiError):
                 outcome.failures.append(ItemFailure(item_id=task.id, reason=draft.reason))
                 continue
-            rows.append({"site_id": cmd.site_id, "task_id": task.id, "run_id": cmd.run_id} | draft.row)
-            words += draft.words
-        outcome.processed = len(rows)
+            row = {"site_id": cmd.site_id, "task_id": task.id, "run_id": cmd.run_id} | draft.row
+            if task.id in regenerate:
+                replacements.append((regenerate[task.id], row))
+            else:
+                rows.append(row)
+            if draft.held is not None:
+                outcome.failures.append(ItemFailure(item_id=task.id, reason=draft.held))
+            else:
+                words += draft.words
+                passed += 1
+        outcome.processed = passed
 
         async def persist(session: AsyncSession) -> None:
-            outcome.created = await repo.insert_drafts(session, rows)
+            # `created` counts the drafts really written that may go on; held-back ones are stored, not counted.
+            created = await repo.insert_drafts(session, [r for r in rows if r["quality_passed"]])
+            await repo.insert_drafts(session, [r for r in rows if not r["quality_passed"]])
+            for draft_id, row in replacements:
+                if await repo.replace_draft(session, draft_id, row) and row["quality_passed"]:
+                    created += 1
+            outcome.created = created
 
         outcome.persist = persist
         outcome.usage = BatchUsage(

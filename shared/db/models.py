@@ -428,6 +428,24 @@ class DashboardSession(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
+class FailingItem(Base):
+    """Orchestrator (sites domain): an item whose last run(s) failed it. Its streak counts runs in a row that
+    failed it (a success deletes the row); at `park_after_failed_runs` the item is parked: no stage takes it
+    in again until a person un-parks it. Stage 4's items are writer tasks, so a draft the quality gate held
+    back counts against its task (issue 11)."""
+
+    __tablename__ = "failing_items"
+    stage: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    failed_runs: Mapped[int] = mapped_column(Integer, default=1)
+    last_run_id: Mapped[str] = mapped_column(String(80))
+    reasons: Mapped[list[Any]] = mapped_column(default=list)  # the latest few, newest last
+    first_failed_at: Mapped[datetime] = _now()
+    last_failed_at: Mapped[datetime] = _now()
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 # ---------------------------------------------------------------- every service: its own rows
 class AiCall(Base):
     """One row per model call: the usage record that credits are derived from."""
