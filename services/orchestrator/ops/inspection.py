@@ -125,6 +125,11 @@ class Inspector:
 
     async def lag(self, groups: list[str] | None, topics: list[str] | None) -> list[GroupLag]:
         with translated():
+            if topics:
+                # A misspelt topic would filter everything out and answer an empty list: say which one.
+                missing = [t.name for t in await list_topics(self._bootstrap, topics) if not t.exists]
+                if missing:
+                    raise _invalid("query", "topic", f"no such topic: {', '.join(repr(m) for m in missing[:10])}")
             return await consumer_lag(self._bootstrap, groups=groups or None, topics=topics or None)
 
     async def dead_letters(
