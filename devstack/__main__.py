@@ -1,5 +1,8 @@
 """`python -m devstack demo|up|down|status`: the whole stack on this machine.
 
+`--local-model` (demo, up): chat from a real small model (llama.cpp's llama-server with SmolLM2-135M-Instruct,
+built and cached on first use, see devstack/llama.py); embeddings and images stay with the fake.
+
 * `demo`   — start everything under .stack/demo, push the example keywords through all seven stages with live
              progress, print the summary, stop everything (also on Ctrl-C). Exit 0 only if the run completed.
 * `up`     — start everything under .stack/dev and leave it running; `.stack/dev/stack.json` records it.
@@ -30,6 +33,7 @@ from rich.table import Table
 from devstack import kafka as local_kafka
 from devstack import postgres as local_pg
 from devstack import wordpress as local_wp
+from devstack.llama import MODEL_ALIAS
 from devstack.stack import ROOT, SERVICES, Stack, free_port
 
 DEMO_DIR = Path(".stack/demo")
@@ -46,10 +50,28 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
 RealAiOption = Annotated[bool, typer.Option(
     "--real-ai", help="Call the real OpenAI API (OPENAI_API_KEY / OPENAI_BASE_URL from the environment) "
                       "instead of the bundled fake.")]
+UnsafeFastDbOption = Annotated[bool, typer.Option(
+    "--unsafe-fast-db", help="Run the local PostgreSQL with fsync, synchronous_commit and full_page_writes off: "
+                             "faster, but a crash of the server loses acknowledged commits. Durable by default.")]
+LocalModelOption = Annotated[bool, typer.Option(
+    "--local-model", help="Chat from a real small local model (llama-server + SmolLM2-135M-Instruct, built into "
+                          "~/.cache/contentline on first use: 15-30 min); embeddings and images stay fake.")]
 
 
 # ---------------------------------------------------------------------- helpers
-def _check_real_ai(real_ai: bool) -> None:
+def _check_real_ai(real_ai: bool, local_model: bool = False) -> None:
+    if real_ai and local_model:
+        err.print("[bold red]--real-ai and --local-model exclude each other[/]: pick one provider for chat.")
+        raise typer.Exit(2)
+    if local_model:
+        from devstack import llama
+
+        try:  # before any spinner: a first build runs for many minutes and should say how far it got
+            llama.ensure_llama_server(lambda msg: _say(err, f"[dim]llama:[/] {msg}"))
+            llama.ensure_model(lambda msg: _say(err, f"[dim]llama:[/] {msg}"))
+        except RuntimeError as exc:
+            err.print(f"[bold red]--local-model: {exc}[/]")
+            raise typer.Exit(1) from None
     if real_ai and not os.environ.get("OPENAI_API_KEY"):
         err.print("[bold red]--real-ai needs OPENAI_API_KEY in the environment[/] (and OPENAI_BASE_URL for a "
                   "compatible provider); refusing to start. Leave out --real-ai to use the bundled fake AI.")
@@ -69,18 +91,28 @@ def _leftover_services(state_dir: Path) -> dict[str, int]:
             continue
         try:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"-m" not in argv:
-                continue
-            module = argv[argv.index(b"-m") + 1].decode()
-            if module != "fakeai" and not module.startswith("services."):
+            name = _process_name(argv)
+            if name is None:
                 continue
             env = dict(item.split(b"=", 1) for item in (proc / "environ").read_bytes().split(b"\0") if b"=" in item)
             configured = env.get(b"CONTENTLINE_MEDIA_DIR")
             if configured and (Path(os.readlink(proc / "cwd")) / configured.decode()).resolve() == media:
-                found[module.removeprefix("services.")] = int(proc.name)
+                found[name] = int(proc.name)
         except (OSError, ValueError, IndexError):
             continue  # gone meanwhile, or not ours to read
     return found
+
+
+def _process_name(argv: list[bytes]) -> str | None:
+    """Which of the stack's processes this command line is (services.X → X), or None if none of them."""
+    if argv and Path(argv[0].decode(errors="replace")).name == "llama-server":
+        return "llama-server"
+    if b"-m" not in argv[:-1]:
+        return None
+    module = argv[argv.index(b"-m") + 1].decode(errors="replace")
+    if module in {"fakeai", "devstack.aigateway"}:
+        return module.removeprefix("devstack.")
+    return module.removeprefix("services.") if module.startswith("services.") else None
 
 
 def _stop_leftovers(state_dir: Path) -> None:
@@ -168,14 +200,18 @@ def demo(
     keywords: Annotated[Path, typer.Option(exists=True, dir_okay=False, readable=True,
                                            help="Keyword file (CSV export or .json).")] = DEFAULT_KEYWORDS,
     real_ai: RealAiOption = False,
-    timeout: Annotated[float, typer.Option(min=10, help="Give up following the run after this many seconds.")] = 600,
+    local_model: LocalModelOption = False,
+    timeout: Annotated[float | None, typer.Option(
+        min=10, help="Give up following the run after this many seconds [600; 3600 with --local-model].")] = None,
+    unsafe_fast_db: UnsafeFastDbOption = False,
 ) -> None:
     """Start everything, run the example keywords through all 7 stages, print the summary, stop everything."""
     from contentline_cli.app import create_site, follow_and_summarise, import_keywords, start_run
     from contentline_cli.bootstrap import create_first_account, ensure_operator_key
     from contentline_cli.client import ApiError, ContentlineClient
 
-    _check_real_ai(real_ai)
+    _check_real_ai(real_ai, local_model)
+    timeout = timeout or (3600 if local_model else 600)
     keywords = keywords.resolve()
     state_dir = DEMO_DIR
     _stop_leftovers(state_dir)
@@ -184,17 +220,20 @@ def demo(
     t0 = time.monotonic()
     secrets_dir = state_dir / "secrets"
     operator_file = ensure_operator_key(secrets_dir).resolve()
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai,
-                  extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, local_model=local_model,
+                  unsafe_fast_db=unsafe_fast_db, extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
     code = 1
     try:
         with _interrupts_as_keyboardinterrupt():
             with console.status("Starting Kafka, PostgreSQL, "
-                                f"{'the fake AI, ' if not real_ai else ''}{len(SERVICES)} services…"):
+                                f"{'the fake AI, ' if not real_ai else ''}"
+                                f"{'llama-server, ' if local_model else ''}{len(SERVICES)} services…"):
                 stack.start_all()
             startup = time.monotonic() - t0
             ai = "fake AI at " + stack.fake_url if not real_ai else "real AI at " + os.environ.get(
                 "OPENAI_BASE_URL", "https://api.openai.com/v1")
+            if local_model:
+                ai = f"chat from {MODEL_ALIAS} at {stack.llama_url}, embeddings/images from the {ai}"
             console.print(f"[bold]Infrastructure:[/] {stack.infra_source} (Kafka {stack.kafka_bootstrap}); {ai}")
             console.print(f"[bold]Stack up in {startup:.1f}s[/]; API at {stack.api_url}")
 
@@ -256,17 +295,13 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _is_ours(name: str, pid: int) -> bool:
-    """Guard against pid reuse: the pid still runs `python -m services.<name>` / `-m fakeai`."""
-    module = "fakeai" if name == "fakeai" else f"services.{name}"
-    return _alive(pid) and f"-m {module}" in _cmdline(pid)
+    """Guard against pid reuse: the pid still runs `python -m services.<name>` / `-m fakeai` / llama-server."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return _alive(pid) and _process_name(argv) == name
 
 
 def _pidfile_pid(path: Path) -> int | None:
@@ -290,10 +325,12 @@ def _port_free(port: int) -> bool:
 def up(
     state_dir: StateDirOption = DEV_DIR,
     real_ai: RealAiOption = False,
+    local_model: LocalModelOption = False,
     api_port: Annotated[int, typer.Option(help="API port (a free one is picked if this is taken).")] = DEFAULT_API_PORT,
+    unsafe_fast_db: UnsafeFastDbOption = False,
 ) -> None:
     """Start the stack and leave it running (stop it with `down`)."""
-    _check_real_ai(real_ai)
+    _check_real_ai(real_ai, local_model)
     state = _read_state(state_dir)
     if state and any(_is_ours(n, p) for n, p in state.get("pids", {}).items()):
         err.print(f"[yellow]A stack is already up from {state_dir} (API {state.get('api_url')}); "
@@ -309,8 +346,8 @@ def up(
 
     secrets_dir = state_dir / "secrets"
     operator_file = ensure_operator_key(secrets_dir).resolve()
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, api_port=port,
-                  extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, local_model=local_model, api_port=port,
+                  unsafe_fast_db=unsafe_fast_db, extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
     t0 = time.monotonic()
     try:
         with _interrupts_as_keyboardinterrupt(), console.status("Starting Kafka, PostgreSQL, fake AI and services…"):
@@ -335,10 +372,11 @@ def up(
         "CONTENTLINE_API_KEY_FILE": str(key_file),  # the CLI's key (a path: no secret in this output)
     }
     if not real_ai:
-        env |= {"OPENAI_BASE_URL": f"{stack.fake_url}/v1", "OPENAI_API_KEY": "fake-key"}
+        env |= {"OPENAI_BASE_URL": f"{stack.ai_url}/v1", "OPENAI_API_KEY": "fake-key"}
     record = {
         "started_at": datetime.now(UTC).isoformat(), "infra_source": stack.infra_source,
         "api_url": stack.api_url, "fake_url": stack.fake_url if not real_ai else None,
+        "llama_url": stack.llama_url or None,
         "kafka_bootstrap": stack.kafka_bootstrap, "database_url": stack.database_url,
         "state_dir": str(state_dir.resolve()), "media_dir": str(stack.media_dir.resolve()),
         "logs_dir": str((state_dir / "logs").resolve()), "pids": pids, "env": env,
@@ -439,6 +477,8 @@ def status(state_dir: StateDirOption = DEV_DIR) -> None:
             where = f"{state.get('api_url')} ({'healthy' if _health(str(state.get('api_url'))) else 'no answer'})"
         elif name == "fakeai":
             where = str(state.get("fake_url") or "")
+        elif name == "llama-server":
+            where = str(state.get("llama_url") or "")
         row(name, int(pid), _is_ours(name, int(pid)), where)
     console.print(table)
     console.print(f"logs: {state.get('logs_dir')}   media: {state.get('media_dir')}")

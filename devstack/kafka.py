@@ -249,6 +249,20 @@ class KafkaProcess:
         """Kafka's CLI tools preset to this broker (see devstack.kafka_tools)."""
         return self.state_dir / "bin"
 
+    def kill(self) -> None:
+        """SIGKILL the JVM, like a crash or the OOM killer (the fault suite); no clean shutdown at all."""
+        if self._popen is not None:
+            if self._popen.poll() is None:
+                self._popen.kill()
+            self._popen.wait(30)
+        elif _is_broker_of(self.pid, self.state_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while _is_alive(self.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        _remove_pidfile(self.state_dir, self.pid)
+
     def stop(self, timeout: float = 15.0) -> None:
         """Stop the broker: SIGTERM, then SIGKILL after `timeout` seconds. Safe to call twice."""
         if self._popen is not None:
@@ -436,11 +450,14 @@ def start_kafka(
     controller_port: int = 19093,
     heap: str = "1g",
     ready_timeout: float = 90.0,
+    fresh: bool = True,
 ) -> KafkaProcess:
-    """Start a fresh single-node broker on 127.0.0.1:port and wait until it serves clients.
+    """Start a single-node broker on 127.0.0.1:port and wait until it serves clients.
 
-    All data in state_dir/data is wiped first. A broker still running from an earlier start on
-    the same state_dir is stopped. Raises RuntimeError (with the log's tail) if it fails.
+    ``fresh``: all data in state_dir/data is wiped first and formatted anew. Otherwise the data dir
+    of an earlier start is kept (a restart after a crash: the broker recovers its logs, topics and
+    committed offsets), and formatted only if it never was. A broker still running from an earlier
+    start on the same state_dir is stopped. Raises RuntimeError (with the log's tail) if it fails.
     """
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -453,10 +470,14 @@ def start_kafka(
     libs = ensure_kafka_jars()
     java = java_executable()
     data_dir = state_dir / "data"
-    shutil.rmtree(data_dir, ignore_errors=True)
-    # One run per log file, so the tail quoted in errors is about this run.
+    if fresh:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    # One run per log file, so the tail quoted in errors is about this run (a restart keeps the last one).
     for name in (_LOG, _OUT):
-        (state_dir / name).unlink(missing_ok=True)
+        if fresh:
+            (state_dir / name).unlink(missing_ok=True)
+        elif (state_dir / name).exists():
+            (state_dir / name).replace(state_dir / f"{name}.previous")
     props = state_dir / "server.properties"
     props.write_text(_server_properties(data_dir, port, controller_port))
     # Kafka's own CLI tools, preset to this broker (a late import: kafka_tools builds on this module).
@@ -464,6 +485,8 @@ def start_kafka(
 
     write_tool_wrappers(state_dir / "bin", f"127.0.0.1:{port}", libs)
 
+    if not fresh and (data_dir / "meta.properties").exists():
+        return _launch(java, libs, state_dir, props, port, heap, ready_timeout)
     # KRaft refuses to start on an unformatted dir; static controller.quorum.voters means no
     # --standalone flag.
     fmt_args = ["kafka.tools.StorageTool", "format", "-t", _new_cluster_id(), "-c", str(props)]
@@ -479,7 +502,13 @@ def start_kafka(
     if fmt.returncode != 0:
         output = "\n".join((fmt.stdout + fmt.stderr).splitlines()[-40:])
         raise RuntimeError(f"Formatting {data_dir} failed (exit {fmt.returncode}):\n{output}")
+    return _launch(java, libs, state_dir, props, port, heap, ready_timeout)
 
+
+def _launch(
+    java: str, libs: Path, state_dir: Path, props: Path, port: int, heap: str, ready_timeout: float
+) -> KafkaProcess:
+    """Run the broker JVM detached and wait until it serves clients."""
     with open(state_dir / _OUT, "wb") as out:
         popen = subprocess.Popen(
             [*_jvm_args(java, libs, state_dir, heap), _MAIN_CLASS, str(props)],

@@ -17,8 +17,10 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -29,6 +31,16 @@ _SERVER_OS_USER = "postgres"
 _HOST = "127.0.0.1"
 # sun_path is 108 bytes on Linux; keep headroom for the NUL and ".lock" suffix.
 _MAX_SOCKET_PATH = 100
+
+StopMode = Literal["smart", "fast", "immediate"]
+
+# Durable by default, like production: every commit is on disk before it is acknowledged. Spelled out
+# (they are PostgreSQL's defaults) so a postgresql.conf edited by hand cannot quietly turn them off.
+DURABLE_SETTINGS: dict[str, str] = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+# Only where a caller asks for it (``unsafe_fast=True``): a crash of the server loses acknowledged
+# commits, an OS crash may corrupt the cluster. Never for the fault suite, except the one test that must
+# lose an acknowledged commit on purpose.
+UNSAFE_FAST_SETTINGS: dict[str, str] = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -164,7 +176,7 @@ def _bin_for_cluster(data_dir: Path) -> Path | None:
     return candidate if _has_server(candidate) else find_pg_bin()
 
 
-def _stop_cluster(data_dir: Path, timeout: float = 60.0) -> None:
+def _stop_cluster(data_dir: Path, timeout: float = 60.0, mode: StopMode = "fast") -> None:
     pid_file = data_dir / "postmaster.pid"
     if not pid_file.exists():
         return
@@ -173,7 +185,7 @@ def _stop_cluster(data_dir: Path, timeout: float = 60.0) -> None:
         raise RuntimeError(f"cannot stop cluster in {data_dir}: no PostgreSQL binaries found")
     pg_ctl = str(bin_dir / "pg_ctl")
     proc = _run(
-        [pg_ctl, "-D", str(data_dir), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"],
+        [pg_ctl, "-D", str(data_dir), "-m", mode, "-w", "-t", str(int(timeout)), "stop"],
         as_server=True,
         timeout=timeout + 10,
     )
@@ -215,9 +227,13 @@ class PostgresProcess:
         """Plain libpq / asyncpg DSN."""
         return f"postgresql://{self._netloc()}"
 
-    def stop(self) -> None:
-        """Fast shutdown (rolls back open transactions); no-op if already stopped."""
-        _stop_cluster(self.data_dir)
+    def stop(self, mode: StopMode = "fast") -> None:
+        """Shut down; no-op if already stopped.
+
+        ``fast`` rolls back open transactions and checkpoints. ``immediate`` is a crash as far as the
+        data is concerned (no checkpoint; the next start replays the WAL): what the fault suite uses.
+        """
+        _stop_cluster(self.data_dir, mode=mode)
 
 
 def _socket_dir(state_dir: Path, port: int) -> Path:
@@ -265,7 +281,14 @@ def _sql_literal(value: str) -> str:
 
 
 def _initdb(
-    *, bin_dir: Path, data_dir: Path, run_dir: Path, password: str, account: pwd.struct_passwd, timeout: float
+    *,
+    bin_dir: Path,
+    data_dir: Path,
+    run_dir: Path,
+    password: str,
+    account: pwd.struct_passwd,
+    timeout: float,
+    sync: bool,
 ) -> None:
     # Superuser password via a file, not argv; peer auth on the socket lets us
     # provision without it, scram-sha-256 guards TCP.
@@ -287,7 +310,8 @@ def _initdb(
                     "--auth-local=peer",
                     "--auth-host=scram-sha-256",
                     f"--pwfile={pwfile}",
-                    "--no-sync",
+                    # Without sync an OS crash right after initdb can leave a broken cluster: unsafe mode only.
+                    *([] if sync else ["--no-sync"]),
                 ],
                 as_server=True,
                 timeout=timeout,
@@ -363,11 +387,18 @@ def start_postgres(
     database: str = "contentline",
     fresh: bool = True,
     ready_timeout: float = 60.0,
+    unsafe_fast: bool = False,
+    settings: Mapping[str, str] | None = None,
 ) -> PostgresProcess:
     """Start a private cluster; return once the app user can ``SELECT 1`` over TCP.
 
     ``fresh`` wipes and re-initdb's ``<state_dir>/pgdata``; otherwise an existing
-    cluster is reused (and initialised only if absent).
+    cluster is reused (and initialised only if absent), e.g. to restart it after a crash: the
+    server replays its WAL before it accepts connections.
+
+    The server is durable unless ``unsafe_fast`` (fsync, synchronous_commit and full_page_writes
+    off: faster DDL and commits, but a server crash loses acknowledged commits). ``settings`` adds or
+    overrides server settings (``-c name=value``) for this start only.
     """
     bin_dir = ensure_postgres_installed()  # apt may take minutes; not counted in ready_timeout
     deadline = time.monotonic() + ready_timeout
@@ -404,14 +435,18 @@ def start_postgres(
             password=password,
             account=account,
             timeout=deadline - time.monotonic(),
+            sync=not unsafe_fast,
         )
 
-    # fsync/full_page_writes off: a crash may corrupt the cluster, which is fine for a
-    # throwaway test/demo database and makes initdb + DDL-heavy tests much faster.
-    server_opts = (
-        f"-p {port} -k {shlex.quote(str(run_dir))} -c listen_addresses={_HOST}"
-        " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        " -c max_connections=200 -c shared_buffers=128MB"
+    options = {
+        "listen_addresses": _HOST,
+        "max_connections": "200",
+        "shared_buffers": "128MB",
+        **(UNSAFE_FAST_SETTINGS if unsafe_fast else DURABLE_SETTINGS),
+        **(settings or {}),
+    }
+    server_opts = f"-p {port} -k {shlex.quote(str(run_dir))} " + " ".join(
+        f"-c {name}={shlex.quote(value)}" for name, value in options.items()
     )
     wait_s = max(1, int(deadline - time.monotonic()))
     proc = _run(

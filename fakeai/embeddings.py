@@ -98,8 +98,9 @@ def validate_inputs(request: EmbeddingRequest) -> list[str]:
     return texts
 
 
-def response(request: EmbeddingRequest, texts: list[str]) -> dict[str, Any]:
-    vectors = embed(texts, request.dimensions or DEFAULT_DIMENSIONS)
+def response(request: EmbeddingRequest, texts: list[str], native: int | None = None) -> dict[str, Any]:
+    """`native`: a model's own size, returned whatever `dimensions` asked (a provider that ignores it)."""
+    vectors = embed(texts, native or request.dimensions or DEFAULT_DIMENSIONS)
     little_endian = vectors.astype("<f4", copy=False)
     data: list[dict[str, Any]] = [
         {

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fakeai.faults import FaultRule
+
+ResponseFormat = Literal["json_schema", "json_object", "text"]
+RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object", "text")
 
 
 class FakeSettings(BaseSettings):
@@ -21,6 +26,26 @@ class FakeSettings(BaseSettings):
     seed: int = Field(default=0, description="Seeds the random.Random behind error_rate/malformed_rate.")
     strict_schema_check: bool = Field(
         default=True, description="Reject strict json_schema formats the real API would refuse (400)."
+    )
+
+    # What a real server does with a reply's token limit: stop there, with finish_reason "length".
+    honour_max_tokens: bool = True
+    faults: list[FaultRule] = Field(default_factory=list, description="Fault rules, see fakeai/faults.py.")
+    reject_params: list[str] = Field(
+        default_factory=list, description="Request fields answered with 400 unsupported_parameter, e.g. dimensions."
+    )
+    reject_schema_keywords: list[str] = Field(
+        default_factory=list, description="json_schema keywords refused (400) the way a strict mode does: maxLength."
+    )
+    response_formats: list[ResponseFormat] = Field(
+        default_factory=lambda: list(RESPONSE_FORMATS),
+        description="response_format types this server accepts; others are a 400 (a JSON-mode-only server).",
+    )
+    context_tokens: int | None = Field(
+        default=None, ge=16, description="Chat: refuse (400, vLLM's wording) when prompt + max_tokens exceed this."
+    )
+    native_dimensions: int | None = Field(
+        default=None, ge=1, le=4096, description="Embeddings: ignore `dimensions` and return this size."
     )
 
     def updated(self, patch: dict[str, Any]) -> FakeSettings:

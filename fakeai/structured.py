@@ -411,8 +411,19 @@ def json_object(info: PromptInfo) -> dict[str, Any]:
     }
 
 
-def completion(info: PromptInfo, response_format: Mapping[str, Any] | None, *, bad: bool, strict_check: bool) -> str:
-    """Assistant message content for a chat request; ``bad`` asks for malformed output."""
+def completion(
+    info: PromptInfo,
+    response_format: Mapping[str, Any] | None,
+    *,
+    bad: bool,
+    strict_check: bool,
+    shape: Schema | None = None,
+) -> str:
+    """Assistant message content for a chat request; ``bad`` asks for malformed output.
+
+    ``shape``: the schema the prompt describes (fakeai.shape), answered in JSON mode and without any
+    response_format, as a model that reads its prompt would.
+    """
     kind = (response_format or {}).get("type", "text")
     if kind == "json_schema" and response_format is not None:
         spec = response_format.get("json_schema")
@@ -423,16 +434,37 @@ def completion(info: PromptInfo, response_format: Mapping[str, Any] | None, *, b
             raise ResponseFormatError(f"Invalid schema for response_format '{spec['name']}': {problem}")
         doc = generate(schema, info)
         return malformed(doc, schema, info.seed) if bad else json.dumps(doc, ensure_ascii=False)
+    if kind not in ("json_object", "text"):
+        raise ResponseFormatError(f"unsupported response_format type {kind!r}")
+    if shape is not None:
+        doc = generate(shape, info)
+        return malformed(doc, shape, info.seed) if bad else json.dumps(doc, ensure_ascii=False)
     if kind == "json_object":
         doc = json_object(info)
         return malformed(doc, {}, 1) if bad else json.dumps(doc, ensure_ascii=False)
-    if kind != "text":
-        raise ResponseFormatError(f"unsupported response_format type {kind!r}")
     if bad:
         return ""  # prose has no schema to break; empty content is the detectable failure
     if info.outline:
         return text.outline_markdown(info.outline, info.target_words or DEFAULT_ARTICLE_WORDS, info.keywords, info.seed)
     return text.prose(info.target_words or 150, info.keywords, info.seed)
+
+
+def keyword_in_schema(schema: Any, keywords: set[str]) -> tuple[str, str] | None:
+    """(keyword, path) of the first of `keywords` used in the schema, as a strict mode would refuse it."""
+    if isinstance(schema, list):
+        return next((found for item in schema if (found := keyword_in_schema(item, keywords))), None)
+    if not isinstance(schema, dict):
+        return None
+    for key, value in schema.items():
+        if key in keywords and key not in ("properties", "$defs"):
+            return key, key
+        if key in ("properties", "$defs") and isinstance(value, dict):
+            for name, sub in value.items():
+                if found := keyword_in_schema(sub, keywords):
+                    return found[0], f"{name}.{found[1]}"
+        elif isinstance(value, dict | list) and (found := keyword_in_schema(value, keywords)):
+            return found
+    return None
 
 
 def is_json_format(response_format: Mapping[str, Any] | None) -> bool:

@@ -33,9 +33,14 @@ CONSUMED = (
     (t.IMAGE_COMMANDS, StageCommand, "contentline-imager", "Stage 5 (drafts → prompts) and 6 (prompts → images)."),
     (t.STAGE_RESULTS, StageResult, "contentline-orchestrator", "One result per command, success or failure."),
     (t.PUBLISH_COMMANDS, PublishCommand, "contentline-publisher", "One approved draft to publish on its WordPress."),
+    (
+        t.RUN_EVENTS,
+        RunEvent,
+        "contentline-webhooks",
+        "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed (webhooks notify).",
+    ),
 )
 PUBLISHED_ONLY = (
-    (t.RUN_EVENTS, RunEvent, "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed."),
     (t.ARTICLES_PUBLISHED, ArticlePublished, "Published articles (approved, then published through the API)."),
     (t.KEYWORDS_INGEST_DLQ, bytes, "Unusable ingest records as received; reason in header x-dead-letter-reason."),
     (t.COMMANDS_DLQ, bytes, "Unparseable commands (reason header) and copies of results with failed items."),
@@ -43,6 +48,7 @@ PUBLISHED_ONLY = (
     (t.PUBLISH_RESULTS, PublishResult, "One per publish command: the post's id and URL, or why it failed."),
     (t.PUBLICATION_STATUS, PublicationStatusChanged, "A published post changed or vanished on WordPress (sync)."),
     (t.PUBLISH_DLQ, bytes, "Unparseable publish commands as received; reason in header x-dead-letter-reason."),
+    (t.WEBHOOKS_DLQ, bytes, "Source events the webhooks service could not read or handle; reason in a header."),
 )
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from faststream.kafka import KafkaBroker
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -56,8 +58,19 @@ class Runtime:
 
     async def after_startup(self) -> None:
         self.relay.start()
+        if self.settings.ready_file is not None:
+            write_ready_file(self.settings.ready_file, self.settings.instance_token or "")
 
     async def on_shutdown(self) -> None:
         await self.relay.stop()
         await self.ai.close()
         await self.engine.dispose()
+
+
+def write_ready_file(path: Path, token: str) -> None:
+    """Tell the launcher this process is up (consumers and relay started): the start's token, written
+    whole (temp file + rename) so the launcher never reads half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(token)
+    os.replace(tmp, path)

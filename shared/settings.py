@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, PositiveFloat, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,26 +22,73 @@ class Settings(BaseSettings):
     # Partitions per topic: enough for several replicas of each service.
     topic_partitions: int = Field(default=6, ge=1, le=256)
 
-    # The AI boundary. OPENAI_API_KEY / OPENAI_BASE_URL are the names every OpenAI-compatible tool knows.
+    # ---------------------------------------------------------------- the AI boundary (shared/ai/)
+    # OPENAI_API_KEY / OPENAI_BASE_URL are the names every OpenAI-compatible tool knows; they are the common
+    # provider that chat, embeddings and images fall back to when their own base URL / key is not set.
     openai_api_key: SecretStr = Field(
         default=SecretStr(""), validation_alias=AliasChoices("OPENAI_API_KEY", "CONTENTLINE_OPENAI_API_KEY")
     )
     openai_base_url: str | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "CONTENTLINE_OPENAI_BASE_URL")
     )
+    # Chat (cluster names, ideas, drafts, image prompts). `*_api_version` set = Azure OpenAI deployments API.
+    chat_base_url: str | None = None
+    chat_api_key: SecretStr | None = None
+    chat_api_version: str | None = None
     chat_model: str = "gpt-4o-mini"
+    # Per AI function; unset = chat_model.
+    cluster_label_model: str | None = None
+    ideas_model: str | None = None
+    draft_frame_model: str | None = None
+    draft_section_model: str | None = None
+    image_prompts_model: str | None = None
+    chat_timeout_seconds: float | None = Field(default=None, gt=0)  # unset: ai_timeout_seconds, else 60
+    # json_schema (enforced by the provider), json_object (JSON mode) or none (JSON parsed from the text).
+    chat_response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    # Which request field carries the output cap; a provider that refuses one gets the other (once, then kept).
+    chat_token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    chat_max_output_tokens: int = Field(default=8192, ge=64, le=200_000)  # cap on any one reply's budget
+    chat_requests_per_minute: int = Field(default=0, ge=0)  # 0 = no client-side limit (headers still obeyed)
+    chat_tokens_per_minute: int = Field(default=0, ge=0)
+    # Requests in flight per worker process; unset = ai_max_concurrency. A local server with N slots
+    # (llama-server -np N, Ollama's OLLAMA_NUM_PARALLEL) makes the rest queue on its side, inside our timeout.
+    chat_max_concurrency: int | None = Field(default=None, ge=1, le=256)
+    # Embeddings (keyword clustering).
+    embedding_base_url: str | None = None
+    embedding_api_key: SecretStr | None = None
+    embedding_api_version: str | None = None
     embedding_model: str = "text-embedding-3-small"
-    embedding_dimensions: int | None = Field(default=256, ge=16, le=4096)
+    # Sent only when set: many providers do not know the parameter, and the model's own size is the default.
+    embedding_dimensions: int | None = Field(default=None, ge=16, le=4096)
     embedding_batch_size: int = Field(default=512, ge=1, le=2048)
+    embedding_timeout_seconds: float | None = Field(default=None, gt=0)  # unset: ai_timeout_seconds, else 120
+    embedding_requests_per_minute: int = Field(default=0, ge=0)
+    embedding_tokens_per_minute: int = Field(default=0, ge=0)
+    embedding_max_concurrency: int | None = Field(default=None, ge=1, le=256)
+    # Images.
+    image_base_url: str | None = None
+    image_api_key: SecretStr | None = None
+    image_api_version: str | None = None
     image_model: str = "gpt-image-1"
-    ai_timeout_seconds: float = Field(default=60.0, gt=0)
-    ai_max_attempts: int = Field(default=4, ge=1, le=10)  # transient errors (429/5xx/timeouts)
-    ai_retry_budget_seconds: float = Field(default=120.0, gt=0)
-    ai_invalid_output_attempts: int = Field(default=3, ge=1, le=10)
+    image_timeout_seconds: float | None = Field(default=None, gt=0)  # unset: ai_timeout_seconds, else 180
+    image_requests_per_minute: int = Field(default=0, ge=0)
+    image_max_concurrency: int | None = Field(default=None, ge=1, le=256)
+    # Shared by all functions.
+    ai_timeout_seconds: float | None = Field(default=None, gt=0)  # one timeout for every function, if set
+    ai_max_attempts: int = Field(default=4, ge=1, le=10)  # per request, for transient errors (429/5xx/timeouts)
+    # Unset: derived so that every attempt gets its full timeout (attempts x timeout + waits between them).
+    ai_retry_budget_seconds: float | None = Field(default=None, gt=0)
+    ai_invalid_output_attempts: int = Field(default=3, ge=1, le=10)  # asks per structured reply (re-asks change)
     ai_max_concurrency: int = Field(default=8, ge=1, le=256)
+    ai_language_check: bool = True  # prose replies in another language than the site's are re-asked
 
     media_dir: Path = Path("var/media")
     log_level: str = "INFO"
+    # Set by the launcher (devstack) for each start: the orchestrator's /health echoes the token and every
+    # service writes it to `ready_file` once its broker is started, so the launcher knows it reached this
+    # very process, not another one holding the port or a file left by an earlier start. Not a secret.
+    instance_token: str | None = None
+    ready_file: Path | None = None
 
     # Orchestrator
     api_host: str = "127.0.0.1"
@@ -70,6 +118,22 @@ class Settings(BaseSettings):
     wordpress_max_attempts: int = Field(default=4, ge=1, le=10)  # transient errors (timeouts, 429, 5xx)
     wordpress_retry_budget_seconds: float = Field(default=60.0, gt=0)
     publisher_sync_seconds: float = Field(default=300.0, gt=0)
+    # Webhooks (services/webhooks, README: Webhooks). A failed delivery is retried after the n-th entry of the
+    # schedule (seconds, ±jitter), then every `webhook_retry_every_seconds` until `webhook_max_attempts`
+    # attempts: about 24 hours with the defaults, then the delivery is dead.
+    webhook_retry_schedule_seconds: list[PositiveFloat] = Field(
+        default=[5, 30, 120, 600, 1800, 3600], min_length=1, max_length=50
+    )
+    webhook_retry_every_seconds: float = Field(default=7200.0, gt=0)
+    webhook_max_attempts: int = Field(default=18, ge=1, le=100)
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)  # ± fraction, so retries of many do not align
+    webhook_connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)  # the whole request, response included
+    webhook_max_concurrency: int = Field(default=32, ge=1, le=1000)  # requests in flight per process
+    webhook_max_per_endpoint: int = Field(default=4, ge=1, le=100)  # ... and per endpoint
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)  # new deliveries wake the dispatcher at once
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)  # a rotated-out secret still signs this long
+    webhook_log_retention_days: float = Field(default=30.0, gt=0)  # delivered and dead deliveries are kept
 
 
 @lru_cache(maxsize=1)

@@ -21,6 +21,7 @@ PUBLISH_COMMANDS: Final = "contentline.publish.commands"
 PUBLISH_RESULTS: Final = "contentline.publish.results"
 PUBLICATION_STATUS: Final = "contentline.publish.status"
 PUBLISH_DLQ: Final = "contentline.publish.commands.dlq"
+WEBHOOKS_DLQ: Final = "contentline.webhooks.dlq"  # source events the webhooks service cannot read or handle
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
     1: CLUSTER_COMMANDS,
@@ -47,6 +48,7 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     PUBLISH_RESULTS,
     PUBLICATION_STATUS,
     PUBLISH_DLQ,
+    WEBHOOKS_DLQ,
 )
 
 # Header that carries the reason on every dead-letter record.

@@ -124,21 +124,7 @@ async def execute_command(
             worker=consumer,
         )
         session.add_all(
-            AiCall(
-                service=consumer,
-                run_id=cmd.run_id,
-                command_id=cmd.message_id,
-                kind=c.kind,
-                model=c.model,
-                purpose=c.purpose,
-                prompt_tokens=c.prompt_tokens,
-                completion_tokens=c.completion_tokens,
-                images=c.images,
-                attempts=c.attempts,
-                ok=c.ok,
-                error=c.error,
-                ms=c.ms,
-            )
+            AiCall(service=consumer, run_id=cmd.run_id, command_id=cmd.message_id, **c.columns())
             for c in outcome.calls
         )
         await keep_result(session, consumer, cmd.message_id, result.model_dump(mode="json"))

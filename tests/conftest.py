@@ -10,6 +10,7 @@ import secrets
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,10 +26,17 @@ PLENTY = "10000000"
 
 
 @pytest.fixture(scope="session")
-def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+def stack_options() -> dict[str, Any]:
+    """More `Stack(...)` arguments (and `extra_env` entries) for a test tier: tests/chaos overrides it."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest, stack_options: dict[str, Any]) -> Iterator[Stack]:
     # One directory per session: two test runs on one machine never share (or wipe) each other's servers.
     state = ROOT / ".stack" / f"test-{os.getpid()}"
     shutil.rmtree(state, ignore_errors=True)
+    options = dict(stack_options)
     st = Stack(
         state_dir=state,
         # Short deadlines so a test can watch the ticker work; stage deadline stays generous.
@@ -37,7 +45,9 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
             "CONTENTLINE_OUTBOX_POLL_SECONDS": "0.5",
             "CONTENTLINE_RUN_LOG_DIR": str(state / "run-logs"),
             "CONTENTLINE_OPERATOR_KEY": OPERATOR_KEY,
+            **options.pop("extra_env", {}),
         },
+        **options,
     )
     try:
         st.start_all()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -11,34 +12,65 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.ideator import repository as repo
 from services.ideator.repository import ClusterBrief
 from shared import prompts
-from shared.ai import AiClient, AiError, Usage
+from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
 from shared.text import normalise
 from shared.worker import BatchOutcome
 
+_HEADING_NOISE = re.compile(r"^(?:#+\s*)?(?:\d+(?:\.\d+)*[.):]|[ivx]+[.)])?\s*", re.I)
 ContentType = Literal["guide", "how-to", "listicle", "comparison", "review", "explainer", "checklist"]
 Intent = Literal["informational", "commercial", "transactional", "navigational"]
 
 
+# Bounded, so a looping model stops early (schema where the provider enforces it, max_tokens everywhere).
+MAX_OUTLINE_ITEMS = 16
+MAX_IDEAS = 20  # StageOptions.ideas_per_cluster's upper bound
+IDEA_TOKENS = 700  # one idea at its realistic size (the bounds allow more; max_tokens is the stop)
+
+
 class OutlineItem(BaseModel):
-    level: int = Field(description="2 for an H2 section, 3 for an H3 under the previous H2")
-    heading: str
+    level: int = Field(ge=2, le=3, description="2 for an H2 section, 3 for an H3 under the previous H2")
+    heading: str = Field(min_length=3, max_length=120, description="The heading text only: no number, no '#'")
 
 
 class IdeaDraft(BaseModel):
-    title: str
+    title: str = Field(min_length=5, max_length=120)
     content_type: ContentType
     intent: Intent
-    primary_keyword: str = Field(description="Exactly one of the given keywords")
-    secondary_keywords: list[str] = Field(description="Other given keywords to cover")
-    outline: list[OutlineItem] = Field(description="H2/H3 outline of the article body")
-    target_words: int
-    brief: str = Field(description="One paragraph for the writer: angle, reader, what to cover")
+    primary_keyword: str = Field(min_length=1, max_length=100, description="Exactly one of the given keywords")
+    secondary_keywords: list[Annotated[str, Field(max_length=100)]] = Field(
+        max_length=10, description="Other given keywords to cover"
+    )
+    outline: list[OutlineItem] = Field(
+        min_length=1, max_length=MAX_OUTLINE_ITEMS, description="H2/H3 outline of the article body"
+    )
+    target_words: int = Field(ge=0, le=20_000)
+    brief: str = Field(
+        min_length=40, max_length=800, description="One paragraph for the writer: angle, reader, what to cover"
+    )
 
 
 class IdeaSet(BaseModel):
-    ideas: list[IdeaDraft]
+    ideas: list[IdeaDraft] = Field(min_length=1, max_length=MAX_IDEAS)
+
+
+def ideas_budget(count: int) -> int:
+    return budgets.JSON_OVERHEAD + count * IDEA_TOKENS
+
+
+def degenerate(answer: IdeaSet) -> str | None:
+    """What a schema-valid but useless answer looks like (a small local model's habit): the same heading
+    over and over, a brief that only repeats the title. Named so the re-ask can say what to fix."""
+    for n, idea in enumerate(answer.ideas, 1):
+        headings = [normalise(o.heading) for o in idea.outline]
+        distinct = len(set(headings))
+        if len(headings) >= 3 and distinct < max(3, len(headings) // 2):
+            top = max(set(headings), key=headings.count)
+            return f"idea {n}: the outline repeats '{top}' {headings.count(top)} times; give distinct section headings"
+        if normalise(idea.brief) == normalise(idea.title):
+            return f"idea {n}: the brief only repeats the title; write what the article covers"
+    return None
 
 
 def ideas_system(options: StageOptions) -> str:
@@ -58,17 +90,24 @@ def ideas_prompt(cluster: ClusterBrief, options: StageOptions) -> str:
     )
 
 
+def clean_heading(heading: str) -> str:
+    """A heading without the numbering or '#' marks models copy from outlines ("2. How to ...")."""
+    return _HEADING_NOISE.sub("", heading.strip()).strip()[:200]
+
+
 def clean_idea(draft: IdeaDraft, cluster: ClusterBrief, options: StageOptions) -> dict[str, Any]:
     """Hold the model to the cluster: keywords from the cluster only, a usable outline, a sane length."""
     known = {normalise(k): k for k in cluster.keywords}
     primary = known.get(normalise(draft.primary_keyword), cluster.keywords[0] if cluster.keywords else cluster.name)
     secondary = [known[n] for n in dict.fromkeys(normalise(k) for k in draft.secondary_keywords) if n in known]
     secondary = [k for k in secondary if k != primary][:10]
-    outline = [
-        {"level": 3 if item.level >= 3 else 2, "heading": item.heading.strip()[:200]}
-        for item in draft.outline
-        if item.heading.strip()
-    ]
+    seen: set[str] = set()
+    outline = []
+    for item in draft.outline:
+        heading = clean_heading(item.heading)
+        if heading and normalise(heading) not in seen:  # a heading twice makes a repeated section
+            seen.add(normalise(heading))
+            outline.append({"level": 3 if item.level >= 3 else 2, "heading": heading})
     if not outline or outline[0]["level"] != 2:
         outline.insert(0, {"level": 2, "heading": f"What to know about {primary}"})
     target = draft.target_words if 300 <= draft.target_words <= 5000 else options.target_words
@@ -132,7 +171,14 @@ class IdeatorService:
     async def _ideas(self, cluster: ClusterBrief, options: StageOptions, usage: Usage) -> IdeaSet | AiError:
         try:
             return await self._ai.structured(
-                ideas_system(options), ideas_prompt(cluster, options), IdeaSet, "ideas", usage
+                ideas_system(options),
+                ideas_prompt(cluster, options),
+                IdeaSet,
+                "ideas",
+                usage,
+                max_tokens=ideas_budget(options.ideas_per_cluster),
+                language_name=options.language,
+                check=degenerate,
             )
         except AiError as exc:
             return exc

@@ -8,13 +8,13 @@ import re
 from typing import Any
 
 from PIL import Image as PILImage
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.imager import repository as repo
 from services.imager.storage import MediaStorage
 from shared import prompts
-from shared.ai import AiClient, AiError, Usage
+from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import ImageUsage, ItemFailure, Stage, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
 from shared.db.models import Draft, ImagePrompt
@@ -22,13 +22,29 @@ from shared.worker import BatchOutcome
 
 
 class ImagePromptDraft(BaseModel):
-    prompt: str
-    alt_text: str
-    caption: str
+    prompt: str = Field(
+        min_length=20, max_length=600, description="What the image shows, its style; no text in the image"
+    )
+    alt_text: str = Field(min_length=5, max_length=200)
+    caption: str = Field(min_length=5, max_length=250)
 
 
 class ImagePromptSet(BaseModel):
-    prompts: list[ImagePromptDraft]
+    prompts: list[ImagePromptDraft] = Field(min_length=1, max_length=20)
+
+
+PROMPT_TOKENS = budgets.chars(600 + 200 + 250) + 16  # one prompt at its bounds
+
+
+def prompts_budget(count: int) -> int:
+    return budgets.JSON_OVERHEAD + count * PROMPT_TOKENS
+
+
+def enough(answer: ImagePromptSet, spots: list[str]) -> str | None:
+    """Fewer prompts than placements: asked again, naming how many are missing."""
+    if len(answer.prompts) < len(spots):
+        return f"{len(answer.prompts)} image prompt(s) for {len(spots)} placements ({', '.join(spots)})"
+    return None
 
 
 def prompt_system(options: StageOptions) -> str:
@@ -95,6 +111,8 @@ class ImagerService:
                     ImagePromptSet,
                     "image-prompts",
                     usage,
+                    max_tokens=prompts_budget(len(spots)),
+                    check=lambda reply: enough(reply, spots),
                 )
             except AiError as exc:
                 return exc

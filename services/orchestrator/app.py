@@ -122,9 +122,12 @@ def create_app() -> FastAPI:
     ):
         app.include_router(router)
 
+    token = rt.settings.instance_token
+
     @app.get("/health", openapi_extra={KIND_KEY: RouteKind.PUBLIC.value}, tags=["health"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, str | None]:
+        # The per-start token proves to the launcher that it reached this process, not whatever holds the port.
+        return {"status": "ok", "instance": token}
 
     # The dashboard (same origin, same keys: sign in with one); its pages are not API operations.
     @app.get("/", openapi_extra={KIND_KEY: RouteKind.PUBLIC.value}, include_in_schema=False)

@@ -15,27 +15,35 @@ from pydantic import BaseModel, Field
 
 from services.writer import quality
 from shared import prompts
-from shared.ai import AiClient, Usage
+from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import StageOptions
 from shared.safe_html import inert_markdown, render_markdown
 from shared.text import one_line, slugify, word_count
 
 
+# Bounds: what a good answer needs with room to spare, so a looping model is stopped by the schema (where the
+# provider enforces it) and by max_tokens (everywhere). Meta fields are trimmed to their SEO limits afterwards.
 class FaqItem(BaseModel):
-    question: str
-    answer: str
+    question: str = Field(min_length=10, max_length=200)
+    answer: str = Field(min_length=20, max_length=1000, description="Two to four sentences")
 
 
 class DraftFrame(BaseModel):
-    meta_title: str = Field(description="At most 60 characters, contains the primary keyword")
-    meta_description: str = Field(description="At most 160 characters")
-    intro_markdown: str = Field(description="Introduction paragraph(s), no heading")
-    conclusion_markdown: str = Field(description="Conclusion paragraph(s), no heading")
-    faq: list[FaqItem]
+    meta_title: str = Field(
+        min_length=10, max_length=100, description="At most 60 characters, contains the primary keyword"
+    )
+    meta_description: str = Field(min_length=50, max_length=300, description="At most 160 characters")
+    intro_markdown: str = Field(min_length=80, max_length=5000, description="Introduction paragraph(s), no heading")
+    conclusion_markdown: str = Field(
+        min_length=80, max_length=5000, description="Conclusion paragraph(s), no heading"
+    )
+    faq: list[FaqItem] = Field(min_length=1, max_length=6)
 
 
 class SectionText(BaseModel):
-    section_markdown: str = Field(description="The section body; H3 subheadings as '### ' lines if given")
+    section_markdown: str = Field(
+        min_length=40, max_length=20_000, description="The section body; H3 subheadings as '### ' lines if given"
+    )
 
 
 @dataclass
@@ -63,6 +71,33 @@ def trim(text: str, limit: int) -> str:
 
 
 FAQ_COUNT = 3
+FAQ_WORDS = 60  # a question and a short answer
+SHORT_SECTION = 0.35  # of its target words: below this a section is asked again
+META_TOKENS = budgets.chars(100 + 300)  # meta title and description at their schema bounds
+
+
+def frame_budget(edge_words: int) -> int:
+    """Tokens for the frame: intro and conclusion of `edge_words` each, the FAQ, the meta fields."""
+    return budgets.prose(2 * edge_words + FAQ_COUNT * FAQ_WORDS) + META_TOKENS
+
+
+def frame_problems(frame: DraftFrame) -> str | None:
+    """Schema-valid but useless: one text pasted into every field (a small model's habit)."""
+    texts = [frame.meta_title, frame.meta_description, frame.intro_markdown, frame.conclusion_markdown]
+    if len({" ".join(t.lower().split()) for t in texts}) < len(texts):
+        return "fields repeat each other's text: the meta title, meta description, intro and conclusion must differ"
+    return None
+
+
+def too_short(text: str, target: int) -> str | None:
+    """A section far under its share is asked again (small models often stop after a sentence or two)."""
+    words = word_count(text)
+    return f"the section has {words} words, the target is {target}" if words < SHORT_SECTION * target else None
+
+
+def section_budget(words: int, subheadings: int) -> int:
+    """Tokens for one section of `words` words with its H3 lines."""
+    return budgets.prose(words) + 16 * subheadings
 
 
 def context(brief: dict[str, Any]) -> dict[str, str]:
@@ -100,6 +135,9 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         DraftFrame,
         "draft-frame",
         usage,
+        max_tokens=frame_budget(edge_words),
+        language_name=options.language,
+        check=frame_problems,
     )
     faq_md = "\n\n".join(f"### {one_line(q.question)}\n\n{q.answer.strip()}" for q in frame.faq)
     used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)
@@ -107,7 +145,15 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
 
     async def section(s: Section) -> str:
         outline = "".join(f"### {h}\n" for h in s.subheadings)
-        text = await ai.structured(
+        try:
+            text = await section_text(s, outline)
+        except AiError as exc:
+            raise exc.within(f"section '{trim(s.heading, 60)}'") from exc
+        body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
+        return f"## {one_line(s.heading)}\n\n{body}"
+
+    async def section_text(s: Section, outline: str) -> SectionText:
+        return await ai.structured(
             system,
             prompts.render(
                 "draft_section.user",
@@ -120,11 +166,19 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             SectionText,
             "draft-section",
             usage,
+            max_tokens=section_budget(per_section, len(s.subheadings)),
+            language_name=options.language,
+            check=lambda reply: too_short(reply.section_markdown, per_section),
         )
-        body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
-        return f"## {one_line(s.heading)}\n\n{body}"
 
-    bodies = await asyncio.gather(*(section(s) for s in sections))
+    # A failed section fails the draft: the other sections' calls are cancelled rather than paid for.
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(section(s)) for s in sections]
+    except* AiError as failed:
+        first = failed.exceptions[0]
+        raise first if isinstance(first, AiError) else AiError(str(first), transient=False) from None
+    bodies = [t.result() for t in tasks]
     title = brief["title"]
     body_markdown = "\n\n".join(
         [frame.intro_markdown.strip(), *bodies, "## Conclusion", frame.conclusion_markdown.strip()]
@@ -157,5 +211,6 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         "target_words": target,
         "quality_score": q.score,
         "quality_notes": q.notes,
+        "quality_passed": q.passed,
     }
     return WrittenDraft(row, words)

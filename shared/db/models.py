@@ -213,6 +213,9 @@ class Draft(Base):
     target_words: Mapped[int] = mapped_column(Integer)
     quality_score: Mapped[int] = mapped_column(Integer)
     quality_notes: Mapped[list[Any]] = mapped_column(default=list)
+    # services.writer.quality's verdict: False when a blocking defect (placeholders, empty or repeated
+    # sections, degenerate headings, length far off) or a score under the floor holds the draft back.
+    quality_passed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
     superseded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -409,6 +412,11 @@ class AiCall(Base):
     ok: Mapped[bool] = mapped_column(Boolean, default=True)
     error: Mapped[str | None] = mapped_column(Text)
     ms: Mapped[int] = mapped_column(Integer, default=0)
+    # ok, or what went wrong (shared.ai.FailureKind: cut_off, invalid_json, timeout, ...); failed requests
+    # keep their tokens, so what re-asks cost is visible.
+    outcome: Mapped[str] = mapped_column(String(30), default="ok", server_default="ok")
+    finish_reason: Mapped[str | None] = mapped_column(String(30))
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = _now()
 
 
@@ -484,6 +492,26 @@ class WordPressConnection(Base):
     default_post_status: Mapped[str] = mapped_column(String(20), default="publish", server_default="publish")
     category_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
     tag_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
+# ---------------------------------------------------------------- webhooks (issue 15)
+class WebhookEndpoint(Base):
+    """An account's receiver of webhook events (services/webhooks).
+
+    The signing secret is needed in plaintext to sign, so it is stored Fernet-encrypted under
+    CONTENTLINE_SECRET_KEY, never hashed. After a rotation the previous secret signs too (a second signature
+    in the same header) until `previous_secret_expires_at`, so receivers switch over without dropping events.
+    """
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str] = mapped_column(String(300), default="")
+    event_types: Mapped[list[Any]] = mapped_column(default=list)  # names from services.webhooks.events
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    previous_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)  # e.g. the receiver answered 410 Gone
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 
@@ -531,3 +559,38 @@ class PublicationMedia(Base):
     remote_media_id: Mapped[int] = mapped_column(BigInteger)
     source_url: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
+class WebhookDelivery(Base):
+    """One event for one endpoint, retried until delivered or dead. Doubles as the endpoint's delivery log.
+
+    status: pending (no attempt yet) → failed (last attempt failed, next one at `next_attempt_at`) → delivered
+    (a 2xx answer) or dead (attempts exhausted, or 410 Gone). (endpoint_id, event_id) is unique: a redelivered
+    source event never makes a second delivery.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id", name="uq_webhook_deliveries_endpoint_event"),
+        CheckConstraint("status IN ('pending', 'delivered', 'failed', 'dead')", name="status_known"),
+        Index(
+            "ix_webhook_deliveries_due",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('pending', 'failed')"),
+        ),
+        Index("ix_webhook_deliveries_endpoint_log", "endpoint_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))  # the webhook-id header: the same on every attempt
+    event_type: Mapped[str] = mapped_column(String(60))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

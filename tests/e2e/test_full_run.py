@@ -15,6 +15,7 @@ from shared.contracts import ArticlePublished
 from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, Keyword, WriterTask
 from shared.topics import ARTICLES_PUBLISHED
 from tests.helpers import create_site, eventually, import_keywords, keyword_set, read_topic, start_run, wait_run
+from tests.invariants import check_run
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +88,8 @@ async def test_run_takes_keywords_to_review_gate(
     assert all(stages[n]["items_failed"] == 0 and not stages[n]["partial"] for n in range(1, 8))
     assert all(stages[n]["batches_done"] == stages[n]["batches_total"] for n in range(1, 7))
     assert view["progress"]["items_done"] == view["progress"]["items_total"] > 0
+    async with db() as s:  # what the fault suite checks after every kill holds after a clean run too
+        assert [str(v) for v in await check_run(s, view["run_id"], media_root=stack.media_dir)] == []
 
     # the activity log is in the database and, as configured for the tests, in a per-run file
     log = api.get(f"/runs/{view['run_id']}/activity", params={"limit": 1000}).json()

@@ -495,6 +495,7 @@ async def test_stats_count_calls_and_reset(http: httpx.AsyncClient) -> None:
         "errors_injected": 0,
         "malformed_injected": 0,
         "rate_limited": 0,
+        "faults_injected": 0,
     }
     assert set((await http.post("/_fake/reset")).json().values()) == {0}
     assert set((await http.get("/_fake/stats")).json().values()) == {0}
@@ -575,3 +576,60 @@ def test_prompt_parsing_conventions() -> None:
     assert re.fullmatch(r"\d+", str(info.seed))
     assert parse_prompt("Keyword: Running Shoes").keywords == ("Running Shoes",)
     assert parse_prompt("Outline:\nSee below\n## Not part of it").outline == ()
+
+
+# --- fault rules and real-server behaviour --------------------------------------------------
+
+
+async def test_max_tokens_is_honoured_like_a_real_server(http: httpx.AsyncClient) -> None:
+    result = await sdk(http).chat.completions.create(
+        model="m", messages=[{"role": "user", "content": "Keywords: tea\nTarget words: 300"}], max_tokens=10
+    )
+    assert result.choices[0].finish_reason == "length" and len(result.choices[0].message.content or "") == 40
+
+
+async def test_fault_rules_hit_their_requests_the_given_number_of_times(http: httpx.AsyncClient) -> None:
+    await configure(http, faults=[{"kind": "empty", "if_prompt_contains": "tea", "times": 1}])
+    assert await chat(http, "Keywords: coffee") != ""
+    assert await chat(http, "Keywords: tea") == ""  # hit
+    assert await chat(http, "Keywords: tea") != ""  # spent
+    assert (await http.get("/_fake/stats")).json()["faults_injected"] == 1
+    bad = await http.post("/_fake/config", json={"faults": [{"kind": "no-such-fault"}]})
+    assert bad.status_code == 422
+
+
+async def test_rate_limit_rule_sends_retry_after_and_ratelimit_headers(http: httpx.AsyncClient) -> None:
+    await configure(http, faults=[{"kind": "rate_limit", "retry_after": 2}])
+    response = await http.post("/v1/embeddings", json={"model": "e", "input": "tea"})
+    assert response.status_code == 429 and response.headers["Retry-After"] == "2"
+    assert response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert response.headers["x-ratelimit-reset-requests"] == "2s"
+
+
+async def test_refused_parameters_and_native_dimensions(http: httpx.AsyncClient) -> None:
+    await configure(http, reject_params=["dimensions"])
+    refused = await http.post("/v1/embeddings", json={"model": "e", "input": "tea", "dimensions": 64})
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "dimensions"
+    assert refused.json()["error"]["code"] == "unsupported_parameter"
+    await configure(http, reject_params=[], native_dimensions=384)
+    body = (await http.post("/v1/embeddings", json={"model": "e", "input": "tea", "dimensions": 64})).json()
+    assert len(body["data"][0]["embedding"]) == 384
+
+
+async def test_json_mode_and_no_format_answer_the_shape_the_prompt_describes(http: httpx.AsyncClient) -> None:
+    prompt = (
+        'Keywords: tea\nReply with one JSON object only.\n- "intent": one of "informational", "commercial"\n'
+        '- "title": string, at most 30 characters\nShape: {"intent": "informational", "title": "...", "n": 0}'
+    )
+    for fmt in ({"type": "json_object"}, None):
+        doc = json.loads(await chat(http, prompt, fmt))
+        assert set(doc) == {"intent", "title", "n"} and doc["intent"] in ("informational", "commercial")
+        assert len(doc["title"]) <= 30 and isinstance(doc["n"], int)
+
+
+async def test_azure_deployment_paths_are_served(http: httpx.AsyncClient) -> None:
+    body = {"messages": [{"role": "user", "content": "Keywords: tea"}], "model": "ignored"}
+    response = await http.post("/openai/deployments/my-model/chat/completions?api-version=2024-10-21", json=body)
+    assert response.status_code == 200
+    (seen,) = (await http.get("/_fake/requests")).json()
+    assert seen["path"] == "/openai/deployments/my-model/chat/completions" and seen["query"] == "api-version=2024-10-21"

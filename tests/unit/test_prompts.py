@@ -191,17 +191,22 @@ class RecordingAi:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str]] = []
 
-    async def structured(self, system: str, user: str, schema: type[BaseModel], purpose: str, usage: Usage) -> Any:
+    async def structured(
+        self, system: str, user: str, schema: type[BaseModel], purpose: str, usage: Usage, **bounds: Any
+    ) -> Any:
         self.calls.append((purpose, system, user))
+        assert bounds["max_tokens"] > 0 and bounds["language_name"]  # every call is bounded, language checked
         if schema is DraftFrame:
             return DraftFrame(
                 meta_title="Burr grinder guide",
                 meta_description="Everything about the burr grinder, from grind size to cleaning, in one place.",
-                intro_markdown="A burr grinder is cheap to run.",
-                conclusion_markdown="That is all.",
-                faq=[FaqItem(question="Why?", answer="Because.")],
+                intro_markdown="A burr grinder is cheap to run, grinds evenly and keeps its setting for every cup.",
+                conclusion_markdown=(
+                    "That is all you need to know to choose, use and clean a burr grinder for many years."
+                ),
+                faq=[FaqItem(question="Why a burr grinder?", answer="Because it grinds evenly.")],
             )
-        return SectionText(section_markdown="Some text about the burr grinder.")
+        return SectionText(section_markdown="Some text about the burr grinder and how to look after it.")
 
 
 BRIEF = {
@@ -339,7 +344,11 @@ def check(body: str, banned: list[str], title: str = "Burr grinder basics") -> q
     )
 
 
-BODY = "A burr grinder is simple.\n\n## Burr grinder care\n\ntext\n\n## FAQ\n\n### Why?\n\nBecause."
+BODY = (
+    "A burr grinder is simple.\n\n## Burr grinder care\n\n"
+    "Clean the burrs every few weeks with a dry brush, and never wash them with water, since rust dulls the edges.\n\n"
+    "## FAQ\n\n### Why does a burr grinder need cleaning?\n\nBecause old oils turn rancid and spoil the taste."
+)
 
 
 def test_clean_draft_scores_full_marks() -> None:

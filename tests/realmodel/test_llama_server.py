@@ -1,0 +1,93 @@
+"""The local model server answers the OpenAI endpoints the services use, and the gateway routes them.
+
+Only what contentline relies on: models, chat with max_tokens and grammar-constrained JSON, the finish reason
+of a cut-off, usage; through the gateway, chat from llama-server and embeddings/images from the fake, and a
+client that gives up stops the generation it asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import httpx
+import jsonschema
+import pytest
+
+from devstack.llama import MODEL_ALIAS
+from devstack.stack import Stack
+
+pytestmark = pytest.mark.realmodel
+
+HELLO = [{"role": "user", "content": "Say hello to a new gardener in one sentence."}]
+
+
+def chat(client: httpx.Client, **body: object) -> dict[str, object]:
+    r = client.post("/v1/chat/completions", json={"model": "gpt-4o-mini", **body})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def test_models_lists_the_served_model(llama: httpx.Client) -> None:
+    r = llama.get("/v1/models")
+    assert r.status_code == 200
+    assert MODEL_ALIAS in [m["id"] for m in r.json()["data"]]
+
+
+def test_chat_answers_with_usage(llama: httpx.Client) -> None:
+    body = chat(llama, messages=HELLO, max_tokens=40)
+    choice = body["choices"][0]  # type: ignore[index]
+    assert choice["message"]["content"].strip()
+    assert choice["finish_reason"] in {"stop", "length"}
+    usage = body["usage"]
+    assert usage["prompt_tokens"] > 0 and 0 < usage["completion_tokens"] <= 40  # type: ignore[index,operator]
+
+
+def test_max_tokens_cuts_the_reply_and_says_length(llama: httpx.Client) -> None:
+    body = chat(llama, messages=[{"role": "user", "content": "Write a long essay about dogs."}], max_tokens=7)
+    assert body["choices"][0]["finish_reason"] == "length"  # type: ignore[index]
+    assert body["usage"]["completion_tokens"] == 7  # type: ignore[index]
+
+
+def test_json_schema_is_grammar_constrained(llama: httpx.Client) -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "title": {"type": "string", "maxLength": 40},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 15}, "maxItems": 3},
+        },
+        "required": ["title", "tags"],
+        "additionalProperties": False,
+    }
+    body = chat(
+        llama,
+        messages=[{"role": "user", "content": "A title and tags for an article about dog training."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "t", "strict": True, "schema": schema}},
+        max_tokens=200,
+    )
+    content = body["choices"][0]["message"]["content"]  # type: ignore[index]
+    jsonschema.validate(json.loads(content), schema)  # bounds held by the grammar, not by the model's manners
+
+
+def test_gateway_sends_chat_to_the_model_and_the_rest_to_the_fake(real_stack: Stack) -> None:
+    with httpx.Client(base_url=real_stack.ai_url, timeout=300) as gw:
+        answer = chat(gw, messages=HELLO, max_tokens=8)
+        assert "timings" in answer  # llama-server's own field: the fake has none
+        emb = gw.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 64})
+        assert emb.status_code == 200 and [len(d["embedding"]) for d in emb.json()["data"]] == [64, 64]
+        img = gw.post("/v1/images/generations", json={"model": "gpt-image-1", "prompt": "a cat", "size": "256x256"})
+        assert img.status_code == 200 and img.json()["data"][0]["b64_json"]
+
+
+def test_a_client_that_gives_up_through_the_gateway_stops_the_generation(real_stack: Stack) -> None:
+    long_job = {"model": "x", "messages": [{"role": "user", "content": "Write a very long story."}],
+                "max_tokens": 3000}  # fmt: skip
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(f"{real_stack.ai_url}/v1/chat/completions", json=long_job, timeout=3)
+    with httpx.Client(base_url=real_stack.llama_url, timeout=30) as direct:
+        # The server notices a closed connection between tokens (~2 s idle, longer under load); finishing
+        # 3,000 tokens instead would take minutes at this machine's 10-45 tokens/s.
+        deadline = time.monotonic() + 30
+        while any(s["is_processing"] for s in direct.get("/slots").json()):
+            assert time.monotonic() < deadline, "llama-server still generates for a client that left"
+            time.sleep(0.2)
