@@ -75,7 +75,7 @@ def create_app() -> FastAPI:
         log.warning("no operator key configured (CONTENTLINE_OPERATOR_KEY[_FILE]): operator routes refuse everyone")
     costs = CostTable.model_validate_json(rt.settings.cost_table_json) if rt.settings.cost_table_json else DEFAULT_COSTS
     accounts = AccountService(rt.sessions, reservations=held_by_active_runs)
-    sites = SiteService(rt.sessions)
+    sites = SiteService(rt.sessions, rt.outbox)
     runs = RunService(rt.sessions, Engine(rt.outbox, rt.settings, costs))
     review = ReviewService(rt.sessions, rt.outbox)
     ops = OpsService(rt.sessions)

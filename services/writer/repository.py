@@ -19,11 +19,12 @@ async def ideas_with_tasks(session: AsyncSession, ids: list[int]) -> set[int]:
     return set((await session.scalars(select(WriterTask.idea_id).where(WriterTask.idea_id.in_(ids)))).all())
 
 
-async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> list[WriterTask]:
+    """The tasks really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
-        return 0
-    result = await session.execute(insert(WriterTask).values(rows).on_conflict_do_nothing().returning(WriterTask.id))
-    return len(result.all())
+        return []
+    result = await session.scalars(insert(WriterTask).values(rows).on_conflict_do_nothing().returning(WriterTask))
+    return list(result.all())
 
 
 async def load_tasks(session: AsyncSession, site_id: str, ids: list[int]) -> list[WriterTask]:
@@ -37,8 +38,9 @@ async def tasks_with_drafts(session: AsyncSession, ids: list[int]) -> set[int]:
     return set((await session.scalars(stmt)).all())
 
 
-async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Draft]:
+    """The drafts really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
-        return 0
-    result = await session.execute(insert(Draft).values(rows).on_conflict_do_nothing().returning(Draft.id))
-    return len(result.all())
+        return []
+    result = await session.scalars(insert(Draft).values(rows).on_conflict_do_nothing().returning(Draft))
+    return list(result.all())

@@ -12,6 +12,7 @@ from services.writer.drafting import WrittenDraft, write_draft
 from shared.ai import AiClient, AiError, Usage
 from shared.contracts import ItemFailure, Stage, StageCommand
 from shared.contracts import Usage as BatchUsage
+from shared.entity_events import ContentGenerated, TaskCreated, entity_event
 from shared.worker import BatchOutcome
 
 
@@ -58,7 +59,14 @@ class WriterService:
         outcome.processed = len(rows)
 
         async def persist(session: AsyncSession) -> None:
-            outcome.created = await repo.insert_tasks(session, rows)
+            tasks = await repo.insert_tasks(session, rows)
+            outcome.created = len(tasks)
+            outcome.events = [
+                entity_event(
+                    cmd.account_id, cmd.site_id, cmd.run_id, TaskCreated(id=t.id, idea_id=t.idea_id, title=t.title)
+                )
+                for t in tasks
+            ]
 
         outcome.persist = persist
         return outcome
@@ -90,7 +98,25 @@ class WriterService:
         outcome.processed = len(rows)
 
         async def persist(session: AsyncSession) -> None:
-            outcome.created = await repo.insert_drafts(session, rows)
+            drafts = await repo.insert_drafts(session, rows)
+            outcome.created = len(drafts)
+            outcome.events = [
+                entity_event(
+                    cmd.account_id,
+                    cmd.site_id,
+                    cmd.run_id,
+                    ContentGenerated(
+                        id=d.id,
+                        task_id=d.task_id,
+                        title=d.title,
+                        word_count=d.word_count,
+                        target_words=d.target_words,
+                        quality_score=d.quality_score,
+                        status="ready" if d.quality_passed else "held",
+                    ),
+                )
+                for d in drafts
+            ]
 
         outcome.persist = persist
         outcome.usage = BatchUsage(

@@ -138,7 +138,7 @@ class RunService:
                 raise NotFoundError(f"site {batch.site_id!r} is not a site of account {batch.account_id!r}")
             if not await claim_inbox(session, INGEST_CONSUMER, batch.message_id):
                 return False
-            await sites.import_in_session(session, site, prepared, f"kafka:{batch.source}"[:100])
+            await sites.import_in_session(session, site, prepared, f"kafka:{batch.source}"[:100], self._engine.outbox)
             if batch.start_run:
                 await self._start_for_event(session, site)
         self._engine.outbox.committed()
@@ -236,9 +236,7 @@ class RunService:
             await sites.site_of(session, account_id, site_id)
             total = await repo.count_runs(session, account_id, site_id)
             runs = await repo.runs_page(session, account_id, site_id, page, size)
-            return RunHistory(
-                total=total, page=page, size=size, runs=[await self._view(session, r) for r in runs]
-            )
+            return RunHistory(total=total, page=page, size=size, runs=[await self._view(session, r) for r in runs])
 
     async def activity(self, account_id: str, run_id: str, stage: int | None, limit: int) -> list[ActivityView]:
         async with self._sessions() as session:

@@ -16,19 +16,16 @@ from shared.db.models import ActivityLog, Cluster, GlobalBudgetShare, Keyword, S
 
 INSERT_CHUNK = 5000
 
-# One statement per chunk: the rows travel as four arrays (asyncpg encodes them in C), and the count of
-# new rows comes back as one number; known keywords (same normalised text) are left alone.
+# One statement per chunk: the rows travel as four arrays (asyncpg encodes them in C); the new rows come
+# back (their keyword_added events go out with them); known keywords (same normalised text) are left alone.
 _INSERT_KEYWORDS = text(
     """
-    WITH ins AS (
-        INSERT INTO keywords (site_id, keyword, keyword_norm, volume, difficulty, source)
-        SELECT :site_id, k, n, v, d, :source
-        FROM unnest(CAST(:k AS text[]), CAST(:n AS text[]), CAST(:v AS integer[]), CAST(:d AS integer[]))
-             AS t(k, n, v, d)
-        ON CONFLICT ON CONSTRAINT uq_keywords_site_norm DO NOTHING
-        RETURNING 1
-    )
-    SELECT count(*) FROM ins
+    INSERT INTO keywords (site_id, keyword, keyword_norm, volume, difficulty, source)
+    SELECT :site_id, k, n, v, d, :source
+    FROM unnest(CAST(:k AS text[]), CAST(:n AS text[]), CAST(:v AS integer[]), CAST(:d AS integer[]))
+         AS t(k, n, v, d)
+    ON CONFLICT ON CONSTRAINT uq_keywords_site_norm DO NOTHING
+    RETURNING id, keyword, volume, difficulty
     """
 )
 
@@ -61,25 +58,24 @@ async def insert_keywords(
     norms: Sequence[str],
     volumes: Sequence[int | None],
     difficulties: Sequence[int | None],
-) -> int:
-    """Insert in chunks (the event loop serves other requests between them); returns how many were new."""
-    inserted = 0
+) -> list[tuple[int, str, int | None, int | None]]:
+    """Insert in chunks (the event loop serves other requests between them); returns the new rows as
+    (id, keyword, volume, difficulty)."""
+    inserted: list[tuple[int, str, int | None, int | None]] = []
     for start in range(0, len(keywords), INSERT_CHUNK):
         end = start + INSERT_CHUNK
-        inserted += int(
-            await session.scalar(
-                _INSERT_KEYWORDS,
-                {
-                    "site_id": site_id,
-                    "source": source,
-                    "k": list(keywords[start:end]),
-                    "n": list(norms[start:end]),
-                    "v": list(volumes[start:end]),
-                    "d": list(difficulties[start:end]),
-                },
-            )
-            or 0
+        result = await session.execute(
+            _INSERT_KEYWORDS,
+            {
+                "site_id": site_id,
+                "source": source,
+                "k": list(keywords[start:end]),
+                "n": list(norms[start:end]),
+                "v": list(volumes[start:end]),
+                "d": list(difficulties[start:end]),
+            },
         )
+        inserted += [(int(r[0]), str(r[1]), r[2], r[3]) for r in result.all()]
     return inserted
 
 
