@@ -18,6 +18,7 @@ from faststream import AckPolicy
 from services.orchestrator import keys
 from services.orchestrator.accounts import router as accounts_router
 from services.orchestrator.accounts.service import AccountService
+from services.orchestrator.automation import rules_router, webhooks_router
 from services.orchestrator.content import router as content_router
 from services.orchestrator.content.service import ContentService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
@@ -43,6 +44,8 @@ from services.orchestrator.web import openapi, problems
 from services.orchestrator.web.auth import Authenticator
 from services.orchestrator.web.limits import BodyLimit
 from services.orchestrator.web.routing import KIND_KEY, RouteKind, api_routes
+from services.rules.service import RuleService
+from services.webhooks.service import WebhookService
 from shared.kafka import CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST, STAGE_RESULTS
@@ -81,6 +84,9 @@ def create_app() -> FastAPI:
     ops = OpsService(rt.sessions)
     content = ContentService(rt.sessions, rt.settings.media_dir)
     curation = DraftCuration(rt.sessions, runs)
+    # Issue 15: "execute now" decides a rule here, through this process's run engine and outbox.
+    rules = RuleService(rt.sessions, runs, rt.outbox, rt.settings.rules_busy_retry_seconds)
+    webhooks = WebhookService(rt.sessions, rt.settings)  # the webhooks process's dispatcher polls for new rows
     subscribe(rt, runs)
     ticker = Ticker(runs, accounts, rt.settings.tick_seconds)
     hub = RunEventHub(rt.settings.kafka_bootstrap)  # the dashboard's push streams
@@ -119,6 +125,8 @@ def create_app() -> FastAPI:
         *review_router.build(review),
         *ops_router.build(ops),
         *content_router.build(content, review, curation),
+        *rules_router.build(rules),
+        *webhooks_router.build(webhooks),
     ):
         app.include_router(router)
 
