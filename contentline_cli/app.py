@@ -32,6 +32,7 @@ from contentline_cli import config
 from contentline_cli.accounts import account_app, keys_app, whoami
 from contentline_cli.client import ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
 from contentline_cli.content import content_app
+from contentline_cli.rules import rules_app
 from contentline_cli.session import (
     EXIT_FAILED,
     EXIT_OK,
@@ -42,6 +43,7 @@ from contentline_cli.session import (
     console,
     err_console,
 )
+from contentline_cli.webhooks import webhooks_app
 
 # Stage numbers and labels as the API reports them (shared.contracts.Stage); kept here so the CLI
 # needs nothing but the HTTP API.
@@ -514,4 +516,6 @@ def main() -> None:
 app.add_typer(account_app, name="account")
 app.add_typer(keys_app, name="keys")
 app.add_typer(content_app, name="content")
+app.add_typer(rules_app, name="rules")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("whoami")(whoami)

@@ -6,16 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadCronError, croniter
+from croniter import CroniterError, croniter
 
 
 def check_cron(expression: str) -> str:
     expression = " ".join(expression.split())
     if len(expression.split(" ")) != 5:
         raise ValueError("cron expression must have five fields (minute hour day-of-month month day-of-week)")
-    try:
-        croniter(expression)
-    except (CroniterBadCronError, ValueError, KeyError) as exc:
+    try:  # a valid expression that never fires (30 February) only shows when iterated
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except (CroniterError, ValueError, KeyError, OverflowError) as exc:
         raise ValueError(f"invalid cron expression: {exc}") from exc
     return expression
 
