@@ -1,7 +1,7 @@
 """Executing one scheduled task, in the seed's order, in one transaction.
 
-Lock order: the task (SKIP LOCKED: a replica holding it is left alone), then its rule (FOR UPDATE: the daily
-counter is read and bumped by one transaction at a time over all replicas). A site with an active run keeps
+Lock order: the rule (FOR UPDATE: the daily counter is read and bumped by one transaction at a time over all
+replicas), then the task (SKIP LOCKED: one held by another replica is left alone). A site with an active run keeps
 the task pending and retries it later; everything else settles it: skipped with the seed's reason, running
 (its targeted run started in this same transaction, so a crash never leaves one without the other), completed
 (no run to wait for), or failed. The outcome goes out on the outbox in the same transaction.
@@ -77,11 +77,11 @@ class Executor:
     async def execute(self, task_id: int, now: datetime) -> str | None:
         """Decide and act on a pending task; returns its status after this attempt (None: not ours now)."""
         async with self.sessions.begin() as session:
-            task = await repo.claim_pending(session, task_id)
-            if task is None:
-                return None
-            rule = await repo.lock_rule(session, task.rule_id)
-            if rule is None:  # deleted meanwhile (the task goes with it by cascade)
+            rule_id = await repo.rule_of_task(session, task_id)
+            # The rule first, like every path that locks both (a rule's deletion cascades to its tasks).
+            rule = await repo.lock_rule(session, rule_id) if rule_id is not None else None
+            task = await repo.claim_pending(session, task_id) if rule is not None else None
+            if rule is None or task is None:  # deleted, decided, or held by another replica
                 return None
             status = await self._decide(session, task, rule, now)
         self.outbox.committed()

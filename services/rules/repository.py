@@ -76,6 +76,10 @@ async def add_task(
     return await session.scalar(stmt)
 
 
+async def rule_of_task(session: AsyncSession, task_id: int) -> str | None:
+    return await session.scalar(select(ScheduledTask.rule_id).where(ScheduledTask.id == task_id))
+
+
 async def claim_pending(session: AsyncSession, task_id: int) -> ScheduledTask | None:
     """The task, locked, if it is still pending and no one else holds it."""
     stmt = (
