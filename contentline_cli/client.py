@@ -8,7 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,11 +33,17 @@ class RejectedRow(_View):
     reason: str = ""
 
 
+class ColumnUse(_View):
+    header: str
+    stored_as: str
+
+
 class ImportResult(_View):
     received: int
     imported: int
     duplicates: int
     rejected: list[RejectedRow] = Field(default_factory=list)
+    columns: list[ColumnUse] = Field(default_factory=list)  # CSV uploads: how each column was used
 
 
 class StageInfo(_View):
@@ -127,13 +133,27 @@ class Activity(_View):
 
 
 class ApiError(Exception):
-    """The API answered with an error status, or could not be reached (status 0)."""
+    """The API answered with an error status, or could not be reached (status 0). `foreign`: something answered
+    that is not the contentline API (no problem body, or no JSON where JSON was due)."""
 
-    def __init__(self, status: int, detail: str, extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, status: int, detail: str, extra: Mapping[str, Any] | None = None, foreign: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.extra: dict[str, Any] = dict(extra or {})
+        self.foreign = foreign
+
+    @property
+    def field_errors(self) -> list[tuple[str, str]]:
+        """(field, reason) of a validation problem, the location prefix (body./query./path.) dropped."""
+        out = []
+        for error in self.extra.get("errors") or []:
+            if isinstance(error, Mapping):
+                where = str(error.get("field", ""))
+                for prefix in ("body.", "query.", "path.", "header."):
+                    where = where.removeprefix(prefix)
+                out.append((where, str(error.get("reason", ""))))
+        return out
 
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.detail}" if self.status else self.detail
@@ -158,13 +178,22 @@ def format_detail(detail: Any) -> str:
     return str(detail)
 
 
+def _not_ours(response: httpx.Response) -> ApiError:
+    return ApiError(
+        response.status_code,
+        f"{response.request.url.scheme}://{response.request.url.netloc.decode()} answered HTTP "
+        f"{response.status_code} {response.reason_phrase}, but not as the contentline API (no problem body)",
+        foreign=True,
+    )
+
+
 def _error_from(response: httpx.Response) -> ApiError:
     try:
         body = response.json()
     except ValueError:
-        return ApiError(response.status_code, response.text.strip()[:500] or response.reason_phrase)
-    if not isinstance(body, Mapping):
-        return ApiError(response.status_code, str(body)[:500])
+        return _not_ours(response)
+    if not isinstance(body, Mapping) or not {"detail", "status"} <= set(body):
+        return _not_ours(response)  # every contentline error is an RFC 9457 problem body
     detail = body.get("detail", body)
     # RFC 9457 problem members are the envelope; what remains are the problem's own numbers and fields.
     extra = {k: v for k, v in body.items() if k not in {"detail", "type", "title", "status"}}
@@ -220,7 +249,34 @@ class ContentlineClient:
             raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc or type(exc).__name__}") from exc
         if response.is_error:
             raise _error_from(response)
-        return response.json() if response.content else None  # 204: nothing
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(0, f"{self.base_url} answered {path} without JSON: not the contentline API?",
+                           foreign=True) from None
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any API operation: the decoded JSON answer (ApiError on an error status or no answer)."""
+        return self._request(method, path, **kwargs)
+
+    def download(self, path: str, target: BinaryIO, params: Mapping[str, Any] | None = None) -> tuple[int, str]:
+        """Stream a binary answer (an export) into `target`: (bytes written, the file name the API suggests)."""
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.is_error:
+                    response.read()
+                    raise _error_from(response)
+                written = 0
+                for chunk in response.iter_bytes():
+                    target.write(chunk)
+                    written += len(chunk)
+                disposition = response.headers.get("content-disposition", "")
+        except httpx.TimeoutException as exc:
+            raise ApiError(0, f"the API at {self.base_url} did not answer in time ({type(exc).__name__})") from exc
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc or type(exc).__name__}") from exc
+        name = disposition.split("filename=", 1)[1].strip('"; ') if "filename=" in disposition else ""
+        return written, name
 
     # ------------------------------------------------------------------ accounts and keys
     def me(self) -> Me:
@@ -297,6 +353,61 @@ class ContentlineClient:
         data = self._request("GET", f"/runs/{run_id}/activity", params={"limit": limit})
         return [Activity.model_validate(a) for a in data]
 
+    # ------------------------------------------------------------------ publishing (issue 14)
+    def _request_empty(self, method: str, path: str, **kwargs: Any) -> None:
+        """Like `_request` for answers without a body (204)."""
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach the API at {self.base_url}: {exc or type(exc).__name__}") from exc
+        if response.is_error:
+            raise _error_from(response)
+
+    def publishing_settings(self, site_id: str) -> PublishingSettingsInfo:
+        return PublishingSettingsInfo.model_validate(self._request("GET", f"/sites/{site_id}/publishing/settings"))
+
+    def update_publishing_settings(self, site_id: str, patch: Mapping[str, Any]) -> PublishingSettingsInfo:
+        data = self._request("PATCH", f"/sites/{site_id}/publishing/settings", json=dict(patch))
+        return PublishingSettingsInfo.model_validate(data)
+
+    def publishing_queue(self, site_id: str, states: Sequence[str] = (), limit: int = 100) -> list[QueueEntryInfo]:
+        params: dict[str, Any] = {"limit": limit, "state": list(states)}
+        return [QueueEntryInfo.model_validate(e)
+                for e in self._request("GET", f"/sites/{site_id}/publishing/queue", params=params)]
+
+    def draft_publishing(self, draft_id: int) -> PublishingInfo | None:
+        data = self._request("GET", f"/drafts/{draft_id}")
+        return PublishingInfo.model_validate(data["publishing"]) if data.get("publishing") else None
+
+    def schedule_draft(self, draft_id: int, at: datetime | None = None) -> DraftPublishingInfo:
+        body = {"at": at.isoformat()} if at is not None else {}
+        return DraftPublishingInfo.model_validate(self._request("PUT", f"/drafts/{draft_id}/schedule", json=body))
+
+    def unschedule_draft(self, draft_id: int) -> DraftPublishingInfo:
+        return DraftPublishingInfo.model_validate(self._request("DELETE", f"/drafts/{draft_id}/schedule"))
+
+    def publish_now(self, draft_id: int) -> DraftPublishingInfo:
+        return DraftPublishingInfo.model_validate(self._request("POST", f"/drafts/{draft_id}/publish-now"))
+
+    def wordpress_connection(self, site_id: str) -> WordPressConnectionInfo | None:
+        data = self._request("GET", f"/sites/{site_id}/wordpress")
+        return WordPressConnectionInfo.model_validate(data) if data else None
+
+    def connect_wordpress(self, site_id: str, connection: Mapping[str, Any]) -> WordPressConnectionInfo:
+        data = self._request("PUT", f"/sites/{site_id}/wordpress", json=dict(connection))
+        return WordPressConnectionInfo.model_validate(data)
+
+    def disconnect_wordpress(self, site_id: str) -> None:
+        self._request_empty("DELETE", f"/sites/{site_id}/wordpress")
+
+    def test_wordpress(self, site_id: str) -> ConnectionTestInfo:
+        return ConnectionTestInfo.model_validate(self._request("POST", f"/sites/{site_id}/wordpress/test"))
+
+    def patch_site_config(self, site_id: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH /sites/{id}/config (e.g. `{"limits": {"max_approvals_per_run": 10}}`); the config as stored."""
+        return dict(self._request("PATCH", f"/sites/{site_id}/config", json=dict(patch)))
+
+
     # ------------------------------------------------------------------ content (issue 16; contentline_cli/content.py)
     def content_page(self, site_id: str, kind: str, **params: Any) -> dict[str, Any]:
         """One page of a site's keywords, clusters, ideas, tasks, drafts or images: {total, page, size, items}."""
@@ -348,7 +459,7 @@ class ContentlineClient:
         return dict(self._request("PATCH", f"/rules/{rule_id}", json=patch))
 
     def delete_rule(self, rule_id: str) -> None:
-        self._request("DELETE", f"/rules/{rule_id}")
+        self._request_empty("DELETE", f"/rules/{rule_id}")
 
     def execute_rule(self, rule_id: str) -> dict[str, Any]:
         return dict(self._request("POST", f"/rules/{rule_id}/execute"))
@@ -371,7 +482,7 @@ class ContentlineClient:
         return dict(self._request("PATCH", f"/webhooks/{endpoint_id}", json=patch))
 
     def delete_webhook(self, endpoint_id: str) -> None:
-        self._request("DELETE", f"/webhooks/{endpoint_id}")
+        self._request_empty("DELETE", f"/webhooks/{endpoint_id}")
 
     def webhook_secret(self, endpoint_id: str, rotate: bool = False) -> dict[str, Any]:
         if rotate:
@@ -387,3 +498,58 @@ class ContentlineClient:
 
     def retry_webhook_delivery(self, endpoint_id: str, delivery_id: int) -> dict[str, Any]:
         return dict(self._request("POST", f"/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry"))
+
+
+class PublishingSettingsInfo(_View):
+    site_id: str
+    timezone: str = "UTC"
+    settings: dict[str, Any] = Field(default_factory=dict)
+    queued: int = 0
+
+
+class PublishingInfo(_View):
+    state: str
+    scheduled_publish_at: datetime | None = None
+    scheduled_by: str = ""
+    reason: str | None = None
+    reason_code: str | None = None
+    next_try_at: datetime | None = None
+    attempts: int = 0
+    remote_post_id: int | None = None
+    remote_status: str | None = None
+    url: str | None = None
+    published_at: datetime | None = None
+
+
+class QueueEntryInfo(PublishingInfo):
+    draft_id: int
+    run_id: str | None = None
+    title: str = ""
+
+
+class DraftPublishingInfo(_View):
+    draft_id: int
+    site_id: str
+    publishing: PublishingInfo
+
+
+class WordPressConnectionInfo(_View):
+    site_id: str
+    base_url: str
+    username: str
+    password: str = ""
+    app_password_ref: str | None = None
+    default_post_status: str = "publish"
+    category_mapping: dict[str, Any] = Field(default_factory=dict)
+    tag_mapping: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectionTestInfo(_View):
+    ok: bool
+    problem: str = ""
+    site_name: str = ""
+    user: str = ""
+    roles: list[str] = Field(default_factory=list)
+    marker_plugin: bool = False
+    seo_fields: bool = False
+    notes: list[str] = Field(default_factory=list)

@@ -3,8 +3,10 @@
 `--local-model` (demo, up): chat from a real small model (llama.cpp's llama-server with SmolLM2-135M-Instruct,
 built and cached on first use, see devstack/llama.py); embeddings and images stay with the fake.
 
-* `demo`   — start everything under .stack/demo, push the example keywords through all seven stages with live
-             progress, print the summary, stop everything (also on Ctrl-C). Exit 0 only if the run completed.
+* `demo`   — start everything under .stack/demo (a local WordPress too), push the example keywords through all
+             seven stages with live progress, auto-approve drafts and publish them at once to the local
+             WordPress, print the summary and one post's URL, stop everything (also on Ctrl-C). Exit 0 only if
+             the run completed (and, with publishing, drafts were published and none failed).
 * `up`     — start everything under .stack/dev and leave it running; `.stack/dev/stack.json` records it.
 * `down`   — stop what `up` started.
 * `status` — show what `up` started and whether it still runs.
@@ -191,7 +193,7 @@ def _count_files(directory: Path) -> int:
 def _print_keys(operator_file: Path, account_id: str | None, key_file: Path) -> None:
     """Where the keys are (files readable by this user only); never the keys themselves."""
     console.print(f"[bold]Keys:[/] operator key in {operator_file}; account {account_id or 'demo'}'s API key in "
-                  f"{key_file.resolve()} (for the CLI: export CONTENTLINE_API_KEY_FILE={key_file.resolve()})")
+                  f"{key_file.resolve()}")
 
 
 # ---------------------------------------------------------------------- demo
@@ -204,11 +206,16 @@ def demo(
     timeout: Annotated[float | None, typer.Option(
         min=10, help="Give up following the run after this many seconds [600; 3600 with --local-model].")] = None,
     unsafe_fast_db: UnsafeFastDbOption = False,
+    publish: Annotated[bool, typer.Option(
+        "--publish/--no-publish", help="Also start a local WordPress; publish auto-approved drafts to it.")] = True,
+    approvals: Annotated[int, typer.Option(
+        min=0, help="Auto-approve (and publish) at most this many drafts; 0 = every one that passes.")] = 10,
 ) -> None:
-    """Start everything, run the example keywords through all 7 stages, print the summary, stop everything."""
+    """Start everything, run the example keywords through all 7 stages, publish, print the summary, stop everything."""
     from contentline_cli.app import create_site, follow_and_summarise, import_keywords, start_run
     from contentline_cli.bootstrap import create_first_account, ensure_operator_key
     from contentline_cli.client import ApiError, ContentlineClient
+    from contentline_cli.publishing import follow_publishing, publish_automatically
 
     _check_real_ai(real_ai, local_model)
     timeout = timeout or (3600 if local_model else 600)
@@ -220,12 +227,15 @@ def demo(
     t0 = time.monotonic()
     secrets_dir = state_dir / "secrets"
     operator_file = ensure_operator_key(secrets_dir).resolve()
-    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, local_model=local_model,
-                  unsafe_fast_db=unsafe_fast_db, extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file)})
+    # `immediate` publishing spaces a site's drafts 60 s apart; a second is enough for a demo.
+    stack = Stack(state_dir=state_dir, use_fake_ai=not real_ai, local_model=local_model, with_wordpress=publish,
+                  unsafe_fast_db=unsafe_fast_db,
+                  extra_env={"CONTENTLINE_OPERATOR_KEY_FILE": str(operator_file),
+                             "CONTENTLINE_PUBLISH_IMMEDIATE_SPACING_SECONDS": "1"})
     code = 1
     try:
         with _interrupts_as_keyboardinterrupt():
-            with console.status("Starting Kafka, PostgreSQL, "
+            with console.status(f"Starting Kafka, PostgreSQL, {'WordPress, ' if publish else ''}"
                                 f"{'the fake AI, ' if not real_ai else ''}"
                                 f"{'llama-server, ' if local_model else ''}{len(SERVICES)} services…"):
                 stack.start_all()
@@ -245,10 +255,17 @@ def demo(
             with ContentlineClient(stack.api_url, api_key=key_file.read_text().strip()) as client:
                 try:
                     site = create_site(client, "Demo site", "demo.example.com")
+                    if stack.wordpress is not None:
+                        wp = stack.wordpress
+                        publish_automatically(client, site.id, url=wp.url, user=wp.admin_user,
+                                              password=wp.app_password, approvals_per_run=approvals)
                     import_keywords(client, site.id, keywords)
                     run = start_run(client, site.id)
                     code = follow_and_summarise(client, run.run_id, timeout=timeout,
                                                 watchdog=lambda: _dead_process(stack))
+                    if code == 0 and stack.wordpress is not None:
+                        code = follow_publishing(client, site.id, timeout=timeout,
+                                                 watchdog=lambda: _dead_process(stack))
                 except ApiError as exc:
                     err.print(f"[bold red]API error:[/] {exc}")
                     code = 1
@@ -387,10 +404,14 @@ def up(
     console.print(f"[bold green]Stack up[/] in {time.monotonic() - t0:.1f}s "
                   f"(infrastructure: {stack.infra_source}); state in {state_dir / STATE_FILE}")
     _print_keys(operator_file, account_id, key_file)
-    console.print(f"Logs in {state_dir / 'logs'}. Use it with:\n")
+    where = state_dir.resolve()
+    found = (f"from {where.parents[1]} and below" if where.parts[-2:] == (".stack", "dev")
+             else f"with CONTENTLINE_STACK_STATE={where / STATE_FILE}")  # fmt: skip
+    console.print(f"Logs in {state_dir / 'logs'}. The `contentline` CLI finds this stack by itself {found} "
+                  "(e.g. `contentline site create 'My site'`). For other tools:\n")
     for key, value in env.items():
         print(f"export {key}='{value}'")
-    console.print("\nthen e.g. `contentline site create 'My site'`; stop with `python -m devstack down`.")
+    console.print("\nStop it with `make down` (python -m devstack down).")
 
     if stack.infra_source == "testcontainers":
         # Testcontainers' reaper removes the containers once this process exits, so stay in the foreground.

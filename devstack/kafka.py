@@ -1,7 +1,7 @@
 """A real local Apache Kafka broker (KRaft, single combined broker+controller node), no Docker.
 
 The broker's runtime classpath (and that of Kafka's own command-line tools) is resolved once from
-Maven Central with ``mvn`` (see ``assets/kafka-pom.xml``) into a per-user cache; each start gets a
+Maven Central with ``mvn`` into a per-user cache (``devstack/kafka_jars.py``); each start gets a
 freshly formatted data dir and runs the JVM detached in its own session, so it outlives the process
 that started it (the CLI's ``up``/``down``) and a terminal Ctrl-C does not reach it. Next to the
 broker's state, ``bin/`` holds wrappers for Kafka's tools (``kafka-topics``,
@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -22,134 +20,20 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
-import tempfile
 import time
-from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-# Keep in sync with <kafka.version> in assets/kafka-pom.xml.
-KAFKA_VERSION = "4.4.0"
+# The jars live in devstack.kafka_jars; re-exported because the stack and the tools wrappers import them here.
+from devstack.kafka_jars import _ASSETS, KAFKA_VERSION, ensure_kafka_jars, jar_cache_dir
 
-_ASSETS = Path(__file__).resolve().parent / "assets"
-_POM = _ASSETS / "kafka-pom.xml"
+__all__ = ["KAFKA_VERSION", "KafkaProcess", "ensure_kafka_jars", "jar_cache_dir", "java_executable", "start_kafka"]
+
 _LOG4J_CONFIG = _ASSETS / "log4j2.properties"
-_MARKER = ".complete"
 _PIDFILE = "kafka.pid"
 _LOG = "kafka.log"  # written by log4j (see assets/log4j2.properties)
 _OUT = "kafka.out"  # JVM stdout/stderr: warnings, and errors raised before log4j is up
 _MAIN_CLASS = "kafka.Kafka"
-
-
-def jar_cache_dir() -> Path:
-    """Where the broker's jars live: $CONTENTLINE_CACHE_DIR or ~/.cache/contentline.
-
-    One directory per pom content: checkouts with different poms (branches, older clones) share the
-    cache without re-resolving in turn, and a new pom never replaces the jars of a broker that runs.
-    """
-    base = os.environ.get("CONTENTLINE_CACHE_DIR")
-    root = Path(base).expanduser() if base else Path.home() / ".cache" / "contentline"
-    return root / f"kafka-{KAFKA_VERSION}" / f"libs-{_pom_digest()[:16]}"
-
-
-def _pom_digest() -> str:
-    # The marker records which pom produced the jars: a directory is only used once it is complete.
-    return hashlib.sha256(_POM.read_bytes()).hexdigest()
-
-
-def _cache_is_complete(libs: Path, digest: str) -> bool:
-    try:
-        return (libs / _MARKER).read_text().strip() == digest
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    # Serialises concurrent resolvers (parallel test sessions, CLI + tests) on one cache.
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _run_capturing_tail(cmd: list[str], quiet: bool, keep: int = 60) -> tuple[int, str]:
-    """Run cmd; echo its output to stderr unless quiet; return (exit code, last `keep` lines)."""
-    tail: deque[str] = deque(maxlen=keep)
-    proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-    )
-    assert proc.stdout is not None
-    with proc.stdout:
-        for line in proc.stdout:
-            tail.append(line.rstrip("\n"))
-            if not quiet:
-                sys.stderr.write(line)
-    return proc.wait(), "\n".join(tail)
-
-
-def ensure_kafka_jars(quiet: bool = True) -> Path:
-    """Return the directory holding the broker's runtime jars, downloading them on first use.
-
-    The jars are copied into a temporary sibling directory and renamed into place only once mvn
-    succeeded, with a marker file written last, so an interrupted download is never mistaken for
-    a complete one.
-    """
-    libs = jar_cache_dir()
-    digest = _pom_digest()
-    if _cache_is_complete(libs, digest):
-        return libs
-
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise RuntimeError(
-            "Maven ('mvn') is not on PATH; it is needed once to download the Kafka broker jars "
-            f"into {libs} (e.g. apt-get install maven)."
-        )
-
-    libs.parent.mkdir(parents=True, exist_ok=True)
-    with _file_lock(libs.parent / ".lock"):
-        if _cache_is_complete(libs, digest):  # another process finished while we waited
-            return libs
-        staging = Path(tempfile.mkdtemp(prefix=".libs-", dir=libs.parent))
-        try:
-            # mvn runs on a copy of the pom so it never writes (target/ etc.) into the source tree.
-            pom = staging / "pom.xml"
-            shutil.copyfile(_POM, pom)
-            out = staging / "libs"
-            cmd = [mvn, "-B", "-U"]
-            if quiet:
-                cmd.append("-q")
-            cmd += [
-                "-f",
-                str(pom),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={out}",
-            ]
-            code, tail = _run_capturing_tail(cmd, quiet)
-            expected = [out / f"kafka_2.13-{KAFKA_VERSION}.jar", out / f"kafka-tools-{KAFKA_VERSION}.jar"]
-            if code != 0 or not all(jar.is_file() for jar in expected):
-                raise RuntimeError(
-                    f"Resolving Kafka {KAFKA_VERSION} jars with Maven failed (exit code {code}).\n"
-                    f"Command: {' '.join(cmd)}\n--- mvn output (tail) ---\n{tail}"
-                )
-            (out / _MARKER).write_text(digest + "\n")
-            if libs.exists():  # an interrupted earlier attempt (no marker)
-                shutil.rmtree(libs)
-            out.rename(libs)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return libs
 
 
 def port_is_free(port: int) -> bool:

@@ -282,6 +282,11 @@ def _string_candidates(ctx: _Ctx) -> list[str]:
     if names & _TITLE:
         if "heading" in names and ctx.index is not None and ctx.index < len(info.outline):
             return [info.outline[ctx.index].lstrip("#").strip()]
+        # Section headings of one outline differ by position too: a cluster of two keywords would
+        # otherwise give a five-heading outline two distinct headings (a degenerate answer, re-asked).
+        # (one seed for the whole outline plus the position: consecutive templates, none repeated)
+        if "heading" in names and ctx.index is not None and len(ctx.path) >= 2 and ctx.path[-2] == ctx.index:
+            seed = stable_hash(info.seed, *ctx.path[:-2]) + ctx.index
         headlines = text.titles(info.keywords, seed, focus)
         return [headlines[-1], *headlines] if "name" in names else headlines
     if names & _SUMMARY or any(t.startswith("reason") for t in tokens):

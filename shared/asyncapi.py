@@ -55,17 +55,18 @@ CONSUMED = (
         "contentline-webhooks",
         "One per finished rule execution (executed, skipped with the reason, failed): rule.* webhooks.",
     ),
+    (t.PUBLISH_RESULTS, PublishResult, "contentline-orchestrator", "Per publish command: the post, or why not."),
+    (t.PUBLICATION_STATUS, PublicationStatusChanged, "contentline-orchestrator", "A post changed on WordPress."),
 )
 PUBLISHED_ONLY = (
     (t.ARTICLES_PUBLISHED, ArticlePublished, "Published articles (approved, then published through the API)."),
     (t.KEYWORDS_INGEST_DLQ, bytes, "Unusable ingest records as received; reason in header x-dead-letter-reason."),
     (t.COMMANDS_DLQ, bytes, "Unparseable commands (reason header) and copies of results with failed items."),
     (t.RESULTS_DLQ, bytes, "Unparseable stage results as received; reason in header x-dead-letter-reason."),
-    (t.PUBLISH_RESULTS, PublishResult, "One per publish command: the post's id and URL, or why it failed."),
-    (t.PUBLICATION_STATUS, PublicationStatusChanged, "A published post changed or vanished on WordPress (sync)."),
     (t.PUBLISH_DLQ, bytes, "Unparseable publish commands as received; reason in header x-dead-letter-reason."),
     (t.WEBHOOKS_DLQ, bytes, "Source events the webhooks service could not read or handle; reason in a header."),
     (t.RULES_DLQ, bytes, "Entity events the rules service could not read or handle; reason in a header."),
+    (t.PUBLISH_RESULTS_DLQ, bytes, "Unusable publish results and status events; reason in x-dead-letter-reason."),
 )
 
 

@@ -66,12 +66,45 @@ BannedWord = Annotated[
 ]
 
 
+Intent = Literal["informational", "navigational", "commercial", "transactional", "branded", "local"]
+INTENTS: tuple[str, ...] = ("informational", "navigational", "commercial", "transactional", "branded", "local")
+MetricLabel = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=80, pattern=r"^[^\x00-\x1f]+$")
+]
+MetricValue = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^\x00-\x1f]*$")]
+
+
 class KeywordIn(BaseModel):
+    """One keyword and what the research tool said about it. Everything but `keyword` is optional; the
+    figures people pay Semrush/Ahrefs/Planner/Search Console for are kept, not dropped (issue 17)."""
+
     model_config = ConfigDict(extra="forbid")
 
     keyword: KeywordText
     volume: int | None = Field(default=None, ge=0, le=2_000_000_000)  # fits the 32-bit column
     difficulty: int | None = Field(default=None, ge=0, le=100)
+    # Search intent(s), strongest first; the ideator's brief can take its search intent from them.
+    intent: list[Intent] | None = Field(default=None, max_length=6)
+    # Ahrefs' parent keyword: the topic this keyword ranks under; a grouping hint for the clusterer.
+    parent_keyword: KeywordText | None = None
+    cpc: float | None = Field(default=None, ge=0, le=1_000_000, description="cost per click")
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$", description="of cpc, ISO 4217")
+    competition: float | None = Field(default=None, ge=0, le=1, description="0-1 (Semrush density, Planner index/100)")
+    competition_level: Literal["low", "medium", "high"] | None = None
+    trend: list[float] | None = Field(default=None, max_length=36, description="relative or monthly demand, oldest 1st")
+    serp_features: list[MetricLabel] | None = Field(default=None, max_length=40)
+    clicks: int | None = Field(default=None, ge=0, le=2_000_000_000)
+    ctr: float | None = Field(default=None, ge=0, le=1)
+    position: float | None = Field(default=None, ge=0, le=1000, description="average ranking position")
+    # The tool's other columns (header → cell), so a paid-for figure without a field of its own survives too.
+    extra: dict[MetricLabel, MetricValue] | None = Field(default=None, max_length=40)
+
+    @field_validator("trend")
+    @classmethod
+    def _finite_trend(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(not 0 <= v <= 2_000_000_000 for v in value):  # NaN fails both bounds
+            raise ValueError("trend values must be numbers from 0 to 2,000,000,000")
+        return value
 
     @field_validator("keyword")
     @classmethod
@@ -83,6 +116,18 @@ class KeywordIn(BaseModel):
         if not norm:  # only zero-width/format characters: nothing a reader would see
             raise ValueError("keyword has no visible characters")
         return value
+
+    def metrics(self) -> dict[str, object]:
+        """The figures stored together (keywords.metrics, JSONB): only those the source gave."""
+        return {name: value for name in KEYWORD_METRICS if (value := getattr(self, name)) is not None}
+
+
+# KeywordIn fields kept in the keywords.metrics JSONB column; intent and parent_keyword have columns of their
+# own (filtered on, and read by the ideator and the clusterer).
+KEYWORD_METRICS: tuple[str, ...] = (
+    "cpc", "currency", "competition", "competition_level", "trend", "serp_features", "clicks", "ctr", "position",
+    "extra",
+)  # fmt: skip
 
 
 class KeywordBatchIngested(Message):

@@ -201,3 +201,35 @@ async def drop_attempts(session: AsyncSession, consumer: str, message_id: str) -
 async def forget_attempts(sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str) -> None:
     async with sessions.begin() as session:
         await drop_attempts(session, consumer, message_id)
+
+
+async def begin_attempts(
+    sessions: async_sessionmaker[AsyncSession], consumer: str, message_ids: list[str]
+) -> dict[str, tuple[int, str | None]]:
+    """`count_attempt` for several messages in one statement and one commit (a consumer that handles
+    records in groups): message id → (attempts, last error)."""
+    ids = list(dict.fromkeys(message_ids))  # one row may be updated only once per statement
+    if not ids:
+        return {}
+    stmt = (
+        insert(DeliveryAttempt)
+        .values([{"consumer": consumer, "message_id": m, "attempts": 1} for m in ids])
+        .on_conflict_do_update(
+            index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
+            set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
+        )
+        .returning(DeliveryAttempt.message_id, DeliveryAttempt.attempts, DeliveryAttempt.last_error)
+    )
+    async with sessions.begin() as session:
+        rows = (await session.execute(stmt)).all()
+    return {m: (int(n), err) for m, n, err in rows}
+
+
+async def drop_attempts_of(session: AsyncSession, consumer: str, message_ids: list[str]) -> None:
+    """`drop_attempts` for several messages, inside the caller's transaction."""
+    if message_ids:
+        await session.execute(
+            delete(DeliveryAttempt).where(
+                DeliveryAttempt.consumer == consumer, DeliveryAttempt.message_id.in_(message_ids)
+            )
+        )

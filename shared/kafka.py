@@ -47,11 +47,17 @@ async def lenient_headers(record: Any, parse: Callable[[Any], Awaitable[Any]]) -
     """FastStream decodes every header value as UTF-8 before any handler runs: one binary (or null) header
     from an upstream producer would fail the record where no handler can dead-letter it, and it would be
     skipped with only a log line. Such values reach the handlers with the undecodable bytes replaced."""
+    if isinstance(record, tuple):  # a batch subscriber's records
+        return await parse(tuple(_lenient(r) for r in record))
+    return await parse(_lenient(record))
+
+
+def _lenient(record: Any) -> Any:
     headers = getattr(record, "headers", None)
     if headers and not all(_utf8(value) for _, value in headers):
         fixed = [(k, (v or b"").decode("utf-8", "replace").encode()) for k, v in headers]
         record = dataclasses.replace(record, headers=fixed)
-    return await parse(record)
+    return record
 
 
 def _utf8(value: bytes | None) -> bool:

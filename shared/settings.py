@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     inflight_batches_per_run: int = Field(default=4, ge=1, le=100)
     # From release to result, queueing behind other batches on the site's partition included.
     stage_deadline_seconds: float = Field(default=3600.0, gt=0)
+    # A released batch whose result has not come after this silence is asked again with the same command id
+    # (a worker that already answered re-sends its stored result; README "Ask again"). The silence grows with
+    # the work: at least `silence_work_factor` × the longest wait of the stage's answered batches in the run.
+    # Re-asks double their spacing (after 1, 3, 7, 15 … silences); the stage deadline stays the last resort.
+    silence_timeout_seconds: float = Field(default=120.0, gt=0)
+    silence_work_factor: float = Field(default=3.0, ge=1)
     tick_seconds: float = Field(default=2.0, gt=0)
     # The operator key (create accounts, move credits, global budget shares, /ops): the key itself, or a
     # file that holds it (a Docker or Kubernetes secret). Never logged. Without one, operator routes
@@ -138,6 +144,9 @@ class Settings(BaseSettings):
     # (a busy site's) and finished runs; how long a busy site's execution waits before it is tried again.
     rules_tick_seconds: float = Field(default=2.0, gt=0)
     rules_busy_retry_seconds: float = Field(default=10.0, gt=0)
+    # Orchestrator's publishing schedule: `immediate` mode spaces a site's drafts this far apart (issue 14: 60 s);
+    # the demo and tests shorten it. Due drafts are handed to the publisher every `tick_seconds`.
+    publish_immediate_spacing_seconds: float = Field(default=60.0, ge=1, le=3600)
 
 
 @lru_cache(maxsize=1)

@@ -26,6 +26,7 @@ WEBHOOKS_DLQ: Final = "contentline.webhooks.dlq"  # source events the webhooks s
 ENTITY_EVENTS: Final = "contentline.entities.events"
 RULE_EVENTS: Final = "contentline.rules.events"
 RULES_DLQ: Final = "contentline.rules.dlq"
+PUBLISH_RESULTS_DLQ: Final = "contentline.publish.results.dlq"  # the orchestrator's: results and status events
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
     1: CLUSTER_COMMANDS,
@@ -56,6 +57,7 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     ENTITY_EVENTS,
     RULE_EVENTS,
     RULES_DLQ,
+    PUBLISH_RESULTS_DLQ,
 )
 
 # Header that carries the reason on every dead-letter record.

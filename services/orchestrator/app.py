@@ -1,6 +1,6 @@
 """Orchestrator process: REST API + Kafka consumers + ticker. `python -m services.orchestrator`.
 
-Wiring only: one service per domain (accounts, sites, runs, review, ops), their routers, the Kafka
+Wiring only: one service per domain (accounts, sites, runs, review, exports, publishing, ops), their routers, the Kafka
 handlers, the ticker, authentication, problem bodies and the offline API docs.
 """
 
@@ -27,9 +27,18 @@ from services.orchestrator.dashboard.context import Dashboard
 from services.orchestrator.dashboard.events import RunEventHub
 from services.orchestrator.dashboard.render import Templates
 from services.orchestrator.dashboard.session import Sessions
-from services.orchestrator.handlers import make_ingest_handler, make_result_handler
+from services.orchestrator.exports import router as exports_router
+from services.orchestrator.exports.service import ExportService
+from services.orchestrator.handlers import make_ingest_handler, make_results_handler
 from services.orchestrator.ops import router as ops_router
+from services.orchestrator.ops.inspection import Inspector
 from services.orchestrator.ops.service import OpsService
+from services.orchestrator.publishing import router as publishing_router
+from services.orchestrator.publishing.connections import ConnectionService
+from services.orchestrator.publishing.handlers import make_publication_status_handler, make_publish_result_handler
+from services.orchestrator.publishing.scheduling import Policy
+from services.orchestrator.publishing.service import PublishingService
+from services.orchestrator.publishing.ticker import PublishingTicker
 from services.orchestrator.review import router as review_router
 from services.orchestrator.review.curation import DraftCuration
 from services.orchestrator.review.service import ReviewService
@@ -48,27 +57,46 @@ from services.rules.service import RuleService
 from services.webhooks.service import WebhookService
 from shared.kafka import CONSUMER_TUNING
 from shared.runtime import Runtime
-from shared.topics import KEYWORDS_INGEST, STAGE_RESULTS
+from shared.topics import KEYWORDS_INGEST, PUBLICATION_STATUS, PUBLISH_RESULTS, STAGE_RESULTS
 
 GROUP = "contentline-orchestrator"
 MAX_BODY_BYTES = 25 * 1024 * 1024  # the CSV upload's 20 MB plus multipart overhead
 log = logging.getLogger(__name__)
 
 
-def subscribe(rt: Runtime, runs: RunService) -> None:
+# Stage results are taken in groups (services/orchestrator/grouping.py): up to this many records at once,
+# whatever the consumer has buffered (handed over as soon as there is one). When nothing is, FastStream waits
+# this long for a record and then sleeps as long before it asks again: a record that arrives during that
+# sleep waits at most this long. Both are local (the broker is fetched from in the background, with the
+# 25 ms fetch wait), so an idle orchestrator wakes ~50 times a second and sends nothing for it.
+RESULTS_GROUP_MAX = 200
+RESULTS_GROUP_WAIT_MS = 10
+
+
+def subscribe(rt: Runtime, runs: RunService, publishing: PublishingService) -> None:
+    common = {
+        "group_id": GROUP,
+        "ack_policy": AckPolicy.NACK_ON_ERROR,  # commit after the handler; infra errors redeliver after back-off
+        "auto_offset_reset": "earliest",
+        "max_poll_interval_ms": 10 * 60 * 1000,
+        **CONSUMER_TUNING,  # fetch wait in tens of ms (shared.kafka)
+    }
+    rt.broker.subscriber(
+        STAGE_RESULTS,
+        batch=True,
+        max_records=RESULTS_GROUP_MAX,
+        batch_timeout_ms=RESULTS_GROUP_WAIT_MS,
+        title=f"orchestrator:{STAGE_RESULTS}",
+        **common,
+    )(make_results_handler(rt, runs))
+    rt.broker.subscriber(KEYWORDS_INGEST, title=f"orchestrator:{KEYWORDS_INGEST}", **common)(
+        make_ingest_handler(rt, runs)
+    )
     for topic, handler in (
-        (STAGE_RESULTS, make_result_handler(rt, runs)),
-        (KEYWORDS_INGEST, make_ingest_handler(rt, runs)),
+        (PUBLISH_RESULTS, make_publish_result_handler(rt, publishing)),
+        (PUBLICATION_STATUS, make_publication_status_handler(rt, publishing)),
     ):
-        rt.broker.subscriber(
-            topic,
-            group_id=GROUP,
-            ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after the handler; infra errors redeliver after back-off
-            auto_offset_reset="earliest",
-            max_poll_interval_ms=10 * 60 * 1000,
-            title=f"orchestrator:{topic}",
-            **CONSUMER_TUNING,  # fetch wait in tens of ms (shared.kafka)
-        )(handler)
+        rt.broker.subscriber(topic, title=f"orchestrator:{topic}", **common)(handler)
 
 
 def create_app() -> FastAPI:
@@ -80,15 +108,18 @@ def create_app() -> FastAPI:
     accounts = AccountService(rt.sessions, reservations=held_by_active_runs)
     sites = SiteService(rt.sessions, rt.outbox)
     runs = RunService(rt.sessions, Engine(rt.outbox, rt.settings, costs))
-    review = ReviewService(rt.sessions, rt.outbox)
+    review = ReviewService(rt.sessions, rt.outbox, Policy.of(rt.settings))
     ops = OpsService(rt.sessions)
+    publishing = PublishingService(rt.sessions, rt.outbox, Policy.of(rt.settings))
+    connections = ConnectionService(rt.sessions, rt.settings)
     content = ContentService(rt.sessions, rt.settings.media_dir)
     curation = DraftCuration(rt.sessions, runs)
     # Issue 15: "execute now" decides a rule here, through this process's run engine and outbox.
     rules = RuleService(rt.sessions, runs, rt.outbox, rt.settings.rules_busy_retry_seconds)
     webhooks = WebhookService(rt.sessions, rt.settings)  # the webhooks process's dispatcher polls for new rows
-    subscribe(rt, runs)
+    subscribe(rt, runs, publishing)
     ticker = Ticker(runs, accounts, rt.settings.tick_seconds)
+    publishing_ticker = PublishingTicker(publishing, rt.settings.tick_seconds)
     hub = RunEventHub(rt.settings.kafka_bootstrap)  # the dashboard's push streams
 
     @asynccontextmanager
@@ -97,11 +128,13 @@ def create_app() -> FastAPI:
         await rt.broker.start()
         await rt.after_startup()
         ticker.start()
+        publishing_ticker.start()
         await hub.start()
         try:
             yield
         finally:
             await hub.stop()
+            await publishing_ticker.stop()
             await ticker.stop()
             await rt.broker.stop()
             await rt.on_shutdown()
@@ -123,7 +156,9 @@ def create_app() -> FastAPI:
         *sites_router.build(sites),
         *runs_router.build(runs),
         *review_router.build(review),
-        *ops_router.build(ops),
+        *exports_router.build(ExportService(review, rt.settings.media_dir)),
+        *ops_router.build(ops, Inspector(rt.settings.kafka_bootstrap)),
+        *publishing_router.build(publishing, connections),
         *content_router.build(content, review, curation),
         *rules_router.build(rules),
         *webhooks_router.build(webhooks),

@@ -1,4 +1,4 @@
-"""Thin Kafka handlers of the orchestrator: stage results and upstream keyword batches."""
+"""Thin Kafka handlers of the orchestrator: stage results (in groups) and upstream keyword batches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable
 
 from faststream.kafka.annotations import KafkaMessage
 
-from services.orchestrator.errors import NotFoundError, ProblemError
+from services.orchestrator.errors import ProblemError
+from services.orchestrator.grouping import Item, ResultGroups
+from services.orchestrator.runs.results import RESULTS_CONSUMER
 from services.orchestrator.runs.service import RunService
 from shared.consume import Record, bounded, dead_letter_record, parse_record
 from shared.contracts import KeywordBatchIngested, StageResult
@@ -14,30 +16,29 @@ from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST_DLQ, RESULTS_DLQ
 
 Handler = Callable[[KafkaMessage], Awaitable[None]]
-RESULTS = "orchestrator.results"
+RESULTS = RESULTS_CONSUMER  # one name for the attempt counts and the inbox rows of results
 INGEST = "orchestrator.ingest"
 
 
-def make_result_handler(rt: Runtime, runs: RunService) -> Handler:
-    async def on_stage_result(msg: KafkaMessage) -> None:
-        record = Record.of(msg)
-        result = await parse_record(rt.broker, rt.sessions, RESULTS, record, StageResult, RESULTS_DLQ)
-        if result is None:
-            return
+def records_of(msg: KafkaMessage) -> list[Record]:
+    """The records of a batch subscriber's message, in the order the consumer returned them."""
+    raw = msg.raw_message
+    records = raw if isinstance(raw, tuple) else (raw,)
+    return [Record(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
 
-        async def park(reason: str) -> None:
-            await dead_letter_record(rt.broker, RESULTS_DLQ, record, reason, key=result.site_id.encode())
 
-        async def run() -> None:
-            try:
-                await runs.on_result(result)
-            except NotFoundError as exc:
-                await park(exc.detail)
+def make_results_handler(rt: Runtime, runs: RunService) -> Handler:
+    groups = ResultGroups(rt.broker, rt.sessions, runs, RESULTS, RESULTS_DLQ)
 
-        # A result that can never be recorded is parked; its batch then meets its stage deadline, visibly.
-        await bounded(rt.sessions, RESULTS, result.message_id, run, park)
+    async def on_stage_results(msg: KafkaMessage) -> None:
+        items = []
+        for record in records_of(msg):
+            result = await parse_record(rt.broker, rt.sessions, RESULTS, record, StageResult, RESULTS_DLQ)
+            if result is not None:  # an unparsable record is dead-lettered with the reason
+                items.append(Item(record, result))
+        await groups.handle(items)
 
-    return on_stage_result
+    return on_stage_results
 
 
 def make_ingest_handler(rt: Runtime, runs: RunService) -> Handler:

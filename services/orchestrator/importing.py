@@ -6,6 +6,8 @@ the delimiter, tab, comma or semicolon):
 - Ahrefs "for Excel" and Google Keyword Planner: UTF-16 with tabs, with or without a BOM (without one the
   encoding is told by where the NUL bytes fall); Keyword Planner's title lines above the header are skipped;
 - Google Search Console: `Top queries,Clicks,Impressions,CTR,Position` (impressions are the volume).
+The other figures of these exports (intent, CPC, trend, SERP features, parent keyword, competition, clicks,
+CTR, position, and any other column as text) are kept: see keyword_columns.py.
 Volumes as `1300`, `1,300` / `1.300` / `1 300` (thousands), `1300.0`, `1.3K`, `2M`, or ranges such as
 `1K – 10K` (the lower bound).
 
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from services.orchestrator.keyword_columns import ColumnPlan, ColumnUse, cell_fields, plan_columns
 from shared.contracts import KeywordIn
 from shared.text import normalise, strip_invisible
 
@@ -63,6 +66,7 @@ class ParsedImport:
     keywords: list[KeywordIn] = field(default_factory=list)
     problems: list[RowProblem] = field(default_factory=list)
     duplicates_in_file: int = 0
+    columns: list[ColumnUse] = field(default_factory=list)  # how each header cell was used
 
 
 # ---------------------------------------------------------------------------------------------- decoding
@@ -251,7 +255,9 @@ def _validation_reason(exc: ValidationError) -> str:
     return message if message.startswith(where) else f"{where}: {message}"
 
 
-def _row(rec: _Record, header: list[str], kw_col: int, vol_col: int | None, kd_col: int | None) -> KeywordIn | str:
+def _row(
+    rec: _Record, header: list[str], kw_col: int, vol_col: int | None, kd_col: int | None, plan: ColumnPlan
+) -> KeywordIn | str:
     """The keyword of one record, or the reason it cannot be used."""
     if _CONTROL.search("".join(rec.cells)):
         i, bad = next((i, m[0]) for i, c in enumerate(rec.cells) if (m := _CONTROL.search(c)))
@@ -267,7 +273,7 @@ def _row(rec: _Record, header: list[str], kw_col: int, vol_col: int | None, kd_c
     try:
         volume = parse_volume(rec.cells[vol_col]) if vol_col is not None and vol_col < len(rec.cells) else None
         kd = parse_difficulty(rec.cells[kd_col]) if kd_col is not None and kd_col < len(rec.cells) else None
-        return KeywordIn(keyword=keyword, volume=volume, difficulty=kd)
+        return KeywordIn(keyword=keyword, volume=volume, difficulty=kd, **cell_fields(rec.cells, plan, parse_volume))
     except ValidationError as exc:
         return _validation_reason(exc)
     except ValueError as exc:
@@ -287,7 +293,9 @@ def parse_csv(data: bytes) -> ParsedImport:
         reason = head.error if head and head.error else "no keyword column"
         raise ImportError_(f"the header on line {line} cannot be read: {reason}")
     vol_col, kd_col = _column(head.cells, VOLUME_COLUMNS), _column(head.cells, DIFFICULTY_COLUMNS)
-    result = ParsedImport()
+    taken = {i: name for i, name in ((kw_col, "keyword"), (vol_col, "volume"), (kd_col, "difficulty")) if i is not None}
+    plan = plan_columns(head.cells, taken)
+    result = ParsedImport(columns=plan.uses)
     seen: set[str] = set()
     rows = 0
     for rec in records:
@@ -299,7 +307,7 @@ def parse_csv(data: bytes) -> ParsedImport:
         if rec.error is not None:
             result.problems.append(RowProblem(rec.first, _csv_error_reason(rec, delimiter)))
             continue
-        item = _row(rec, head.cells, kw_col, vol_col, kd_col)
+        item = _row(rec, head.cells, kw_col, vol_col, kd_col, plan)
         if isinstance(item, str):
             result.problems.append(RowProblem(rec.first, item))
             continue

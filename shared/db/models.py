@@ -29,7 +29,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING = {
@@ -119,6 +119,14 @@ class Keyword(Base):
     __table_args__ = (
         UniqueConstraint("site_id", "keyword_norm", name="uq_keywords_site_norm"),
         Index("ix_keywords_site_pending", "site_id", "id", postgresql_where=text("cluster_id IS NULL")),
+        # Filters of the keyword views (issue 17): by intent (array containment) and by parent keyword.
+        Index("ix_keywords_intent", "intent", postgresql_using="gin"),
+        Index(
+            "ix_keywords_site_parent",
+            "site_id",
+            text("lower(parent_keyword)"),
+            postgresql_where=text("parent_keyword IS NOT NULL"),
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
@@ -127,6 +135,12 @@ class Keyword(Base):
     volume: Mapped[int | None] = mapped_column(Integer)
     difficulty: Mapped[int | None] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(100), default="api")
+    # What the research tool said (issue 17): intents strongest first, Ahrefs' parent keyword, and the other
+    # figures (CPC, competition, trend, SERP features, clicks, CTR, position, other columns) as
+    # shared.contracts.KeywordIn names them.
+    intent: Mapped[list[str] | None] = mapped_column(ARRAY(String(20)))
+    parent_keyword: Mapped[str | None] = mapped_column(String(200))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = _now()
     cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id"), index=True)
     clustered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -361,6 +375,8 @@ class ReviewDecision(Base):
     site_id: Mapped[str] = mapped_column(String(64), index=True)
     decision: Mapped[str] = mapped_column(String(20))  # approved|rejected|published
     note: Mapped[str] = mapped_column(Text, default="")
+    # person (the review API) or auto (auto-approval at the end of a run; the note says why).
+    decided_by: Mapped[str] = mapped_column(String(20), default="person", server_default="person")
     decided_at: Mapped[datetime] = _now()
 
 
@@ -493,6 +509,10 @@ class WordPressConnection(Base):
     default_post_status: Mapped[str] = mapped_column(String(20), default="publish", server_default="publish")
     category_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
     tag_mapping: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
 # ---------------------------------------------------------------- webhooks (issue 15)
 class WebhookEndpoint(Base):
     """An account's receiver of webhook events (services/webhooks).
@@ -513,6 +533,60 @@ class WebhookEndpoint(Base):
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)  # e.g. the receiver answered 410 Gone
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class PublishingSettingsRow(Base):
+    """A site's publishing settings (validated JSON, services.orchestrator.publishing.settings); created with
+    the defaults on first use. Locking this row serialises slot assignment for its site across replicas."""
+
+    __tablename__ = "publishing_settings"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ScheduledPublication(Base):
+    """An approved draft in its site's publishing schedule: when it is due, whether it was handed to the
+    publisher (once: `command_id`), what came of it, or why it has no slot (`reason`)."""
+
+    __tablename__ = "publishing_schedule"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('scheduled', 'unscheduled', 'publishing', 'published', 'failed')", name="state"
+        ),
+        CheckConstraint("state <> 'scheduled' OR scheduled_publish_at IS NOT NULL", name="scheduled_has_slot"),
+        # A slot is never given twice, whatever the replicas do (the site's lock is the first line).
+        Index(
+            "uq_publishing_schedule_site_slot",
+            "site_id",
+            "scheduled_publish_at",
+            unique=True,
+            postgresql_where=text("state = 'scheduled'"),
+        ),
+        # The ticker's work lists: due drafts, and drafts waiting for a slot to be tried again.
+        Index("ix_publishing_schedule_due", "scheduled_publish_at", postgresql_where=text("state = 'scheduled'")),
+        Index("ix_publishing_schedule_retry", "retry_at", postgresql_where=text("state = 'unscheduled'")),
+        Index("ix_publishing_schedule_site_state", "site_id", "state"),
+    )
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"), primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"))
+    run_id: Mapped[str | None] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(20))
+    scheduled_publish_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    scheduled_by: Mapped[str] = mapped_column(String(20), default="auto")  # auto (the mode) | person
+    reason: Mapped[str | None] = mapped_column(Text)  # why unscheduled, or why publishing failed
+    reason_code: Mapped[str | None] = mapped_column(String(30))
+    retry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # unscheduled: next try
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    command_id: Mapped[str | None] = mapped_column(String(64))  # the PublishCommand that holds it now
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))  # commands sent
+    handed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    remote_post_id: Mapped[int | None] = mapped_column(BigInteger)
+    remote_status: Mapped[str | None] = mapped_column(String(20))
+    url: Mapped[str | None] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
 

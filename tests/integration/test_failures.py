@@ -59,7 +59,8 @@ async def test_missing_results_hit_the_stage_deadline_and_the_run_fails_visibly(
         restart_orchestrator(stack, CONTENTLINE_STAGE_DEADLINE_SECONDS=None)
         stack.start_service("imager")
 
-    # The imager comes back and answers the old commands: the late results are charged once, not recounted.
+    # The imager comes back and answers the old commands: the late results are accepted and charged once;
+    # the items they report move from failed to processed (one truth per item), the run stays failed.
     run_id = view["run_id"]
 
     async def late_debits() -> int:
@@ -76,10 +77,14 @@ async def test_missing_results_hit_the_stage_deadline_and_the_run_fails_visibly(
 
     await eventually(late_debits, timeout=90)
     after = api.get(f"/runs/{run_id}").json()
-    assert stage(after, 5)["items_processed"] == 0 and stage(after, 5)["items_failed"] == s5["items_in"]
+    assert after["status"] == "failed"
+    assert stage(after, 5)["items_processed"] == s5["items_in"] and stage(after, 5)["items_failed"] == 0
     assert Decimal(after["total_credits_used"]) > Decimal(view["total_credits_used"])
+    assert Decimal(stage(after, 5)["credits"]) == Decimal(after["total_credits_used"]) - sum(
+        Decimal(s["credits"]) for s in after["stages"] if s["stage"] != 5
+    )
     log = api.get(f"/runs/{run_id}/activity", params={"stage": 5}).json()
-    assert any("arrived while it was failed" in line["message"] for line in log)
+    assert any("past the stage deadline: accepted" in line["message"] for line in log)
 
 
 async def test_one_failing_image_does_not_fail_its_draft_or_the_stage(

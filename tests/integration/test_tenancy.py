@@ -46,6 +46,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/accounts"): {"json": {"name": "probe"}},
     ("POST", "/api/v1/sites"): {"json": {"name": "probe"}},
     ("PUT", "/api/v1/budget-shares"): {"json": {"shares": {}}},
+    ("PATCH", "/api/v1/sites/{site_id}/publishing/settings"): {"json": {"auto_approval_enabled": False}},
+    ("PUT", "/api/v1/drafts/{draft_id}/schedule"): {"json": {}},
+    ("PUT", "/api/v1/sites/{site_id}/wordpress"): {
+        "json": {"base_url": "http://127.0.0.1:9", "username": "probe", "app_password_ref": "env:PROBE"}
+    },
     ("PATCH", "/api/v1/sites/{site_id}/keywords"): {"json": {"keyword_ids": [1], "enabled": False}},
     ("PATCH", "/api/v1/sites/{site_id}/clusters/{cluster_id}"): {"json": {"name": "probe"}},
     ("POST", "/api/v1/sites/{site_id}/clusters/{cluster_id}/keywords"): {"json": {"keyword_ids": [1]}},

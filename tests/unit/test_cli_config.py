@@ -15,33 +15,77 @@ from contentline_cli.client import ContentlineClient
 
 @pytest.fixture
 def clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for var in ("CONTENTLINE_API_URL", "CONTENTLINE_API_KEY", "CONTENTLINE_API_KEY_FILE"):
+    for var in ("CONTENTLINE_API_URL", "CONTENTLINE_API_KEY", "CONTENTLINE_API_KEY_FILE", "CONTENTLINE_OPERATOR_KEY",
+                "CONTENTLINE_OPERATOR_KEY_FILE", "CONTENTLINE_STACK_STATE"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("CONTENTLINE_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setattr(config, "CHECKOUT", tmp_path / "checkout")  # not this checkout's own .stack
     monkeypatch.chdir(tmp_path)  # no .stack/dev/stack.json here
     return tmp_path
 
 
-def test_nothing_configured(clean: Path) -> None:
-    assert config.resolve() == config.Connection(config.DEFAULT_API_URL, None, "none")
-
-
-def test_env_beats_config_file_beats_stack_state(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    state = clean / ".stack" / "dev"
+def write_stack(root: Path, url: str, orchestrator_pid: int) -> Path:
+    state = root / ".stack" / "dev"
     state.mkdir(parents=True)
-    (clean / "stack.key").write_text("cl_from_stack\n")
-    (state / "stack.json").write_text(json.dumps({"api_url": "http://stack:1", "keys": {
-        "account_key_file": str(clean / "stack.key")}}))
-    assert config.resolve() == config.Connection("http://stack:1", "cl_from_stack", str(clean / "stack.key"))
+    (root / "stack.key").write_text("cl_from_stack\n")
+    (root / "operator.key").write_text("clop_from_stack\n")
+    (state / "stack.json").write_text(json.dumps({"api_url": url, "pids": {"orchestrator": orchestrator_pid}, "keys": {
+        "account_key_file": str(root / "stack.key"), "operator_key_file": str(root / "operator.key")}}))
+    return state / "stack.json"
+
+
+@pytest.fixture
+def alive(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The pids that count as a running orchestrator."""
+    pids: set[int] = set()
+    monkeypatch.setattr(config, "_runs", lambda pid, module: pid in pids and module == "services.orchestrator")
+    return pids
+
+
+def test_nothing_configured(clean: Path) -> None:
+    conn = config.resolve()
+    assert (conn.api_url, conn.api_key, conn.key_source) == (config.DEFAULT_API_URL, None, "none")
+    assert conn.url_source.startswith("the default URL") and conn.operator_key is None
+
+
+def test_env_beats_config_file_beats_stack_state(clean: Path, alive: set[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    alive.add(4242)
+    state = write_stack(clean, "http://stack:1", 4242)
+    conn = config.resolve()
+    assert (conn.api_url, conn.api_key) == ("http://stack:1", "cl_from_stack")
+    assert conn.key_source == str(clean / "stack.key")
+    assert conn.url_source == f"the stack in {state}" and conn.operator_key == "clop_from_stack"
 
     (clean / "file.key").write_text("cl_from_file\n")
     (clean / "config.toml").write_text(f'api_url = "http://conf:2"\napi_key_file = "{clean / "file.key"}"\n')
-    assert config.resolve().api_key == "cl_from_file" and config.resolve().api_url == "http://conf:2"
+    conn = config.resolve()
+    assert conn.api_key == "cl_from_file" and conn.api_url == "http://conf:2"
+    assert conn.operator_key is None  # the stack's keys go with the stack's URL only
 
     monkeypatch.setenv("CONTENTLINE_API_KEY", "cl_from_env")
     monkeypatch.setenv("CONTENTLINE_API_URL", "http://env:3")
-    assert config.resolve() == config.Connection("http://env:3", "cl_from_env", "CONTENTLINE_API_KEY")
+    assert config.resolve() == config.Connection("http://env:3", "cl_from_env", "CONTENTLINE_API_KEY",
+                                                 "CONTENTLINE_API_URL")  # fmt: skip
     assert config.resolve("http://flag:4").api_url == "http://flag:4"
+
+
+def test_the_stack_is_found_from_a_subdirectory_and_a_stale_one_is_ignored(clean: Path, alive: set[int]) -> None:
+    write_stack(clean, "http://127.0.0.1:40123", 4242)
+    deep = clean / "a" / "b"
+    deep.mkdir(parents=True)
+    stale = config.resolve(start=deep)  # pid 4242 runs nothing: the file is stale
+    assert stale.api_url == config.DEFAULT_API_URL and stale.api_key is None
+    assert "stale" in stale.note and "pid 4242" in stale.note
+
+    alive.add(4242)
+    live = config.resolve(start=deep)
+    assert live.api_url == "http://127.0.0.1:40123" and live.api_key == "cl_from_stack" and live.note == ""
+
+
+def test_a_configured_key_file_that_is_missing_is_an_error(clean: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTENTLINE_API_KEY_FILE", str(clean / "nope.key"))
+    with pytest.raises(ValueError, match=r"nope\.key"):
+        config.resolve()
 
 
 def test_client_sends_the_key_as_bearer() -> None:

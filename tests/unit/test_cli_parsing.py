@@ -11,8 +11,24 @@ from typing import Any
 import httpx
 import pytest
 
-from contentline_cli.app import exit_code_for, headline_counts, stage_seconds
 from contentline_cli.client import ApiError, ContentlineClient, RunInfo, StageInfo, format_detail, keywords_from_json
+from contentline_cli.config import Connection
+from contentline_cli.follow import exit_code_for, headline_counts, stage_seconds
+from contentline_cli.session import (
+    EXIT_AUTH,
+    EXIT_CONFLICT,
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_PAUSED,
+    EXIT_PAYMENT,
+    EXIT_TIMEOUT,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    error_lines,
+    exit_code,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -66,7 +82,7 @@ def test_headline_counts_of_a_run_that_stopped_early_are_zero_for_later_stages()
     assert counts["ideas"] == counts["ready for review"] == 0
 
 
-@pytest.mark.parametrize(("status", "code"), [("completed", 0), ("failed", 1), ("cancelled", 1), ("paused", 3)])
+@pytest.mark.parametrize(("status", "code"), [("completed", 0), ("failed", 1), ("cancelled", 1), ("paused", 9)])
 def test_exit_codes(status: str, code: int) -> None:
     assert exit_code_for(status) == code
 
@@ -105,12 +121,16 @@ def _client(handler: Any) -> ContentlineClient:
     return ContentlineClient("http://api.test", transport=httpx.MockTransport(handler))
 
 
+def problem(status: int, detail: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "urn:x", "title": "t", "status": status, "detail": detail, "errors": [], **extra}
+
+
 def test_api_errors_carry_status_detail_and_extras() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/keywords/csv"):
-            body = {"detail": {"detail": "no importable keyword rows", "rejected": [{"line": 2, "reason": "empty"}]}}
+            body = problem(422, {"detail": "no importable keyword rows", "rejected": [{"line": 2, "reason": "empty"}]})
             return httpx.Response(422, json=body)
-        return httpx.Response(409, json={"detail": "site 's' already has an active run r1", "active_run_id": "r1"})
+        return httpx.Response(409, json=problem(409, "site 's' already has an active run r1", active_run_id="r1"))
 
     with _client(handler) as client:
         with pytest.raises(ApiError) as conflict:
@@ -155,3 +175,49 @@ def test_import_file_routes_csv_and_json(tmp_path: Path) -> None:
 
 def test_credits_parse_as_decimal() -> None:
     assert StageInfo.model_validate(stage(1)).credits == Decimal("1.5")
+
+
+def test_a_server_that_is_not_contentline_is_named_as_such() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/me"):
+            return httpx.Response(200, text="<html>hello</html>")
+        return httpx.Response(404, text="<html>Not Found</html>")
+
+    with _client(handler) as client:
+        with pytest.raises(ApiError) as html_404:
+            client.get_run("r")
+        assert html_404.value.foreign and "not as the contentline API" in html_404.value.detail
+        assert exit_code(html_404.value) == EXIT_UNREACHABLE
+        with pytest.raises(ApiError) as not_json:
+            client.me()
+        assert not_json.value.foreign and exit_code(not_json.value) == EXIT_UNREACHABLE
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(404, EXIT_NOT_FOUND), (409, EXIT_CONFLICT), (402, EXIT_PAYMENT), (422, EXIT_INVALID), (401, EXIT_AUTH),
+     (403, EXIT_AUTH), (503, EXIT_UNREACHABLE), (0, EXIT_UNREACHABLE), (500, EXIT_FAILED)],
+)  # fmt: skip
+def test_exit_code_tells_the_kind_of_error(status: int, code: int) -> None:
+    assert exit_code(ApiError(status, "x")) == code
+    assert len({EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_PAYMENT, EXIT_INVALID,
+                EXIT_AUTH, EXIT_UNREACHABLE, EXIT_PAUSED, EXIT_TIMEOUT}) == 11 and EXIT_USAGE == 2  # fmt: skip
+
+
+def test_validation_problems_read_one_line_per_field() -> None:
+    one = ApiError(422, "body.limits.max_keywords_per_run: too big", {"errors": [
+        {"field": "body.limits.max_keywords_per_run", "reason": "Input should be less than or equal to 1000000"}]})
+    assert error_lines(one) == ["limits.max_keywords_per_run: Input should be less than or equal to 1000000 (HTTP 422)"]
+    two = ApiError(422, "x", {"errors": [{"field": "query.limit", "reason": "too big"},
+                                         {"field": "body.name", "reason": "missing"}]})  # fmt: skip
+    assert error_lines(two) == ["2 fields are not valid (HTTP 422):", "  limit: too big", "  name: missing"]
+    plain = ApiError(409, "nothing to do: no keyword awaits clustering")
+    assert error_lines(plain) == ["nothing to do: no keyword awaits clustering (HTTP 409)"]
+
+
+def test_unreachable_errors_say_where_the_url_came_from() -> None:
+    conn = Connection("http://127.0.0.1:8700", None, "none", "the default URL", note="ignored a stale stack file")
+    (line,) = error_lines(ApiError(0, "cannot reach the API at http://127.0.0.1:8700: refused"), conn)
+    assert "[URL from the default URL]" in line and "stale stack file" in line
+    (line,) = error_lines(ApiError(403, "operator key required"), conn, operator=True)
+    assert "no key configured" in line and "operator key" in line

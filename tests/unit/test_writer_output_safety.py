@@ -14,21 +14,24 @@ from tests.markup import executable_markup
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
+PAD = "Plain words that bring the text up to the lengths the writer's schema asks of a model. " * 3
 
 
 class HostileAi:
     """A model that echoes the keywords everywhere and adds markup of its own (as a prompt injection would)."""
 
-    async def structured(self, system: str, user: str, schema: type[BaseModel], purpose: str, usage: Usage) -> Any:
+    async def structured(
+        self, system: str, user: str, schema: type[BaseModel], purpose: str, usage: Usage, **_: Any
+    ) -> Any:
         if schema is DraftFrame:
             return DraftFrame(
                 meta_title=f"{SCRIPT} guide",
-                meta_description=f"All about {IMG}.",
-                intro_markdown=f"{SCRIPT} is what this is about. <svg onload=alert(1)>",
-                conclusion_markdown="[Click](javascript:alert(1)) ![x](data:image/svg+xml;base64,AAAA)",
+                meta_description=f"All about {IMG}, and everything a reader should know.",
+                intro_markdown=f"{SCRIPT} is what this is about. <svg onload=alert(1)> " + PAD,
+                conclusion_markdown="[Click](javascript:alert(1)) ![x](data:image/svg+xml;base64,AAAA) " + PAD,
                 faq=[FaqItem(question=f"What is {IMG}?\n\n<script>x</script>", answer=f"It is {SCRIPT}.")],
             )
-        return SectionText(section_markdown=f"Text about {IMG} and <a href='javascript:alert(1)'>this</a>.")
+        return SectionText(section_markdown=f"Text about {IMG} and <a href='javascript:alert(1)'>this</a>. " + PAD)
 
 
 BRIEF = {

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db.models import Draft, Image, ImagePrompt, ReviewDecision, Site
@@ -73,3 +77,42 @@ async def published_images(session: AsyncSession, draft_id: int) -> list[tuple[I
         .order_by(ImagePrompt.position)
     )
     return list(rows.tuples())
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What auto-approval needs of a draft (not its body: a site may have thousands waiting)."""
+
+    id: int
+    site_id: str
+    quality_score: int
+
+
+async def candidates(session: AsyncSession, draft_ids: Sequence[int]) -> list[Candidate]:
+    """Drafts by id, oldest first (unscoped: for the engine acting on its own site's drafts)."""
+    if not draft_ids:
+        return []
+    rows = await session.execute(
+        select(Draft.id, Draft.site_id, Draft.quality_score).where(Draft.id.in_(draft_ids)).order_by(Draft.id)
+    )
+    return [Candidate(int(i), str(s), int(q)) for i, s, q in rows.all()]
+
+
+async def add_decision(session: AsyncSession, draft: Candidate, decision: str, note: str, decided_by: str) -> bool:
+    """Record a decision unless the draft has one (a person's concurrent decision wins); True when recorded."""
+    stmt = (
+        insert(ReviewDecision)
+        .values(draft_id=draft.id, site_id=draft.site_id, decision=decision, note=note, decided_by=decided_by)
+        .on_conflict_do_nothing(index_elements=[ReviewDecision.draft_id])
+        .returning(ReviewDecision.draft_id)
+    )
+    return (await session.scalar(stmt)) is not None
+async def decided_ids(session: AsyncSession, account_id: str, site_id: str, decisions: Collection[str]) -> list[int]:
+    """Ids of the site's drafts whose decision is one of `decisions`, oldest first (scoped to the account)."""
+    stmt = (
+        select(ReviewDecision.draft_id)
+        .join(Site, Site.id == ReviewDecision.site_id)
+        .where(ReviewDecision.site_id == site_id, Site.account_id == account_id, ReviewDecision.decision.in_(decisions))
+        .order_by(ReviewDecision.draft_id)
+    )
+    return list((await session.scalars(stmt)).all())

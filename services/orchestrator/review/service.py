@@ -1,20 +1,27 @@
-"""The review gate's human side: the queue, a draft with its images, approve or reject, publish.
+"""The review gate: the queue, a draft with its images, approve or reject, publish, and auto-approval.
 
 A draft is decided once (approve or reject, with a note); only an approved draft can be published.
 Decisions are the orchestrator's own rows; drafts and images stay untouched (their owners write them).
 Publishing puts an `ArticlePublished` event on the outbox in the same transaction, for CMS connectors.
+An approved draft goes to the publishing schedule when its site publishes automatically (publishing domain).
+Auto-approval (a site's publishing setting) runs at the end of a run: drafts that pass the quality check are
+approved, at most `max_approvals_per_run`, each decision recorded like a person's with its reason.
 Every draft id is looked up through the caller's account: another account's draft is not found.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import AwareDatetime, BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orchestrator.errors import ConflictError, NotFoundError
+from services.orchestrator.publishing import service as publishing
+from services.orchestrator.publishing.scheduling import Policy
+from services.orchestrator.publishing.views import PublishingView
 from services.orchestrator.review import repository as repo
 from services.orchestrator.sites import service as sites
 from shared.contracts import ArticlePublished, PublishedImage, Stage, utcnow
@@ -24,6 +31,84 @@ from shared.safe_html import sanitise_html
 from shared.topics import ARTICLES_PUBLISHED
 
 Decision = Literal["approved", "rejected"]
+QUALITY_FLOOR = 70  # services.writer.quality's LOW_SCORE
+SHOWN_IDS = 20
+
+
+class Scored(Protocol):
+    @property
+    def quality_score(self) -> int: ...
+
+
+def passes_quality(draft: Scored) -> bool:
+    """The one quality check auto-approval and the queue's flag use (switch to the writer's stored verdict,
+    e.g. a `quality_passed` column, here and only here; repo.candidates then loads it too)."""
+    return draft.quality_score >= QUALITY_FLOOR
+
+
+def _quality_reason(draft: Scored) -> str:
+    verdict = "passes" if passes_quality(draft) else "is under"
+    return f"quality score {draft.quality_score} {verdict} the floor {QUALITY_FLOOR}"
+
+
+@dataclass
+class AutoReview:
+    """What auto-approval did at a run's review gate."""
+
+    approved: list[int] = field(default_factory=list)
+    below_floor: list[int] = field(default_factory=list)
+    over_limit: list[int] = field(default_factory=list)
+    scheduled: int = 0
+    not_scheduled: int = 0
+
+    def summary(self) -> str:
+        parts = [f"auto-approval: {len(self.approved)} approved"]
+        if self.scheduled or self.not_scheduled:
+            parts.append(f"{self.scheduled} scheduled, {self.not_scheduled} without a slot (see the publishing queue)")
+        if self.below_floor:
+            parts.append(f"{len(self.below_floor)} under the quality floor wait for a person")
+        if self.over_limit:
+            parts.append(f"{len(self.over_limit)} over max_approvals_per_run wait for a person")
+        return "; ".join(parts)
+
+
+def _ids(ids: list[int]) -> str:
+    shown = ", ".join(str(i) for i in ids[:SHOWN_IDS])
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
+
+
+async def auto_review(
+    session: AsyncSession, policy: Policy, site_id: str, run_id: str | None, limit: int
+) -> AutoReview | None:
+    """Auto-approval at a run's review gate (the engine's transaction); None when the site has it off.
+
+    Drafts ready for review are taken oldest first; those that pass the quality check are approved, at most
+    `limit` (0 = no limit); the rest wait for a person. A draft a person decided meanwhile is left alone.
+    """
+    if not (await publishing.settings_of(session, site_id)).auto_approval_enabled:
+        return None
+    out = AutoReview()
+    for draft in await repo.candidates(session, await sites.pending_ids(session, Stage.REVIEW, site_id)):
+        if not passes_quality(draft):
+            out.below_floor.append(draft.id)
+        elif limit and len(out.approved) >= limit:
+            out.over_limit.append(draft.id)
+        elif await repo.add_decision(session, draft, "approved", f"auto-approved: {_quality_reason(draft)}", "auto"):
+            why = _quality_reason(draft)
+            sites.log_line(session, site_id, run_id, 7, f"draft {draft.id} approved automatically: {why}")
+            out.approved.append(draft.id)
+    if out.below_floor:
+        sites.log_line(session, site_id, run_id, 7, f"auto-approval left drafts {_ids(out.below_floor)} for a person: "
+                       f"their quality score is under the floor {QUALITY_FLOOR}")  # fmt: skip
+    if out.over_limit:
+        sites.log_line(session, site_id, run_id, 7, f"auto-approval left drafts {_ids(out.over_limit)} for a person: "
+                       f"max_approvals_per_run ({limit}) reached")  # fmt: skip
+    assigned = await publishing.on_approved(session, site_id, out.approved, run_id, policy)
+    if assigned is not None:
+        out.scheduled, out.not_scheduled = len(assigned.scheduled), len(assigned.waiting)
+    return out
+# Approved, and still approved once published (publishing moves the decision on).
+APPROVED = ("approved", "published")
 
 
 class QueueItem(BaseModel):
@@ -69,6 +154,8 @@ class DraftView(BaseModel):
     images: list[DraftImage]
     decision: str | None
     note: str | None
+    decided_by: str | None = None  # person or auto
+    publishing: PublishingView | None = None  # its place in the publishing schedule, once approved
 
 
 def _not_found(draft_id: int) -> NotFoundError:
@@ -76,9 +163,10 @@ def _not_found(draft_id: int) -> NotFoundError:
 
 
 class ReviewService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox, policy: Policy) -> None:
         self._sessions = sessions
         self._outbox = outbox
+        self._policy = policy
 
     async def queue(self, account_id: str, site_id: str, limit: int) -> list[QueueItem]:
         """Drafts awaiting a decision whose images are all there, oldest first."""
@@ -94,7 +182,7 @@ class ReviewService:
                     target_words=d.target_words,
                     quality_score=d.quality_score,
                     quality_notes=[str(n) for n in d.quality_notes],
-                    low_quality=d.quality_score < 70,
+                    low_quality=not passes_quality(d),
                     images=images,
                     image_prompts=prompts,
                     run_id=d.run_id,
@@ -143,6 +231,8 @@ class ReviewService:
             ],
             decision=decision.decision if decision else None,
             note=decision.note if decision else None,
+            decided_by=decision.decided_by if decision else None,
+            publishing=await publishing.view_of(session, draft.id),
         )
 
     async def decide(self, account_id: str, draft_id: int, decision: Decision, note: str) -> DraftView:
@@ -158,6 +248,8 @@ class ReviewService:
             session.add(ReviewDecision(draft_id=draft_id, site_id=draft.site_id, decision=decision, note=note))
             sites.log_line(session, draft.site_id, draft.run_id, 7, f"draft {draft_id} {decision}: {note[:200]}")
             await session.flush()
+            if decision == "approved":
+                await publishing.on_approved(session, draft.site_id, [draft_id], draft.run_id, self._policy)
             return await self._view(session, draft)
 
     async def publish(self, account_id: str, draft_id: int) -> DraftView:
@@ -209,3 +301,9 @@ class ReviewService:
             ],
             published_at=published_at,
         )
+
+    async def approved_ids(self, account_id: str, site_id: str) -> list[int]:
+        """The site's approved (or since published) drafts, oldest first; 404 for another account's site."""
+        async with self._sessions() as session:
+            await sites.site_of(session, account_id, site_id)
+            return await repo.decided_ids(session, account_id, site_id, APPROVED)

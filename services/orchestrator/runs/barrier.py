@@ -11,7 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan
 from services.orchestrator.estimate import batch_estimate
+from services.orchestrator.publishing.scheduling import Policy
+from services.orchestrator.review import service as review
 from services.orchestrator.runs import repository as repo
+from services.orchestrator.runs import truth
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import release_window, stop_for_budget
 from services.orchestrator.sites import service as sites
@@ -72,6 +75,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
         return
     limit = plan.limits.for_stage(int(stage))
     ids = await sites.pending_ids(session, stage, run.site_id, limit + 1 if limit else None, plan.target)
+    ids, held = await truth.hold_back(session, run, stage, ids)  # made from items this run failed
     limited = bool(limit) and len(ids) > limit
     ids = ids[:limit] if limit else ids
     size = plan.batch_sizes[int(stage)]
@@ -88,21 +92,22 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
         )
         for seq, chunk in enumerate(chunks)
     )
-    session.add(
-        StageRunResult(
-            run_id=run.id,
-            stage=int(stage),
-            status="running" if chunks else "skipped",
-            items_in=len(ids),
-            batches_total=len(chunks),
-            failures=[],
-            credits=Decimal(0),
-            partial=limited,
-            stopped_reason="limit" if limited else None,
-            started_at=now,
-            finished_at=None if chunks else now,
-        )
+    sr = StageRunResult(
+        run_id=run.id,
+        stage=int(stage),
+        status="running" if chunks or held else "skipped",
+        items_in=len(ids),
+        batches_total=len(chunks),
+        failures=[],
+        credits=Decimal(0),
+        partial=limited,
+        stopped_reason="limit" if limited else None,
+        started_at=now,
+        finished_at=None if chunks or held else now,
     )
+    session.add(sr)
+    if held:
+        truth.record_held(engine, session, run, stage, held, len(chunks), sr)
     await session.flush()
     if chunks:
         engine.event(
@@ -113,7 +118,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
             f"stage {int(stage)} ({stage.label}): {len(ids)} items in {len(chunks)} batches"
             + (f"; limited to {limit} per run, the rest waits for the next run" if limited else ""),
         )
-    else:
+    elif not held:
         engine.event(session, run, stage, "stage-skipped", f"stage {int(stage)} ({stage.label}): nothing pending")
 
 
@@ -169,6 +174,7 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
             finished_at=now,
         )
     )
+    auto = await review.auto_review(session, Policy.of(engine.settings), run.site_id, run.id, limit)
     run.status, run.completed_at = RunStatus.COMPLETED.value, now
     engine.event(
         session,
@@ -176,5 +182,5 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
         Stage.REVIEW,
         "completed",
         f"run completed: {admitted} drafts ready for review; {run.total_credits_used:.2f} credits used; "
-        "reservation released",
+        "reservation released" + (f"; {auto.summary()}" if auto is not None else ""),
     )

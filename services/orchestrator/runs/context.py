@@ -24,9 +24,7 @@ class Engine:
     settings: Settings
     costs: CostTable
 
-    def event(
-        self, session: AsyncSession, run: Run, stage: int, event: str, detail: str, level: str = "info"
-    ) -> None:
+    def event(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str, level: str = "info") -> None:
         """An activity line, the optional run log file, and a RunEvent on the outbox (same transaction)."""
         sites.log_line(session, run.site_id, run.id, stage or None, detail, level)
         if self.settings.run_log_dir is not None:

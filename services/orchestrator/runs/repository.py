@@ -6,7 +6,7 @@ activity log). The engine's own steps (results, ticker, schedules) act on ids th
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -129,12 +129,21 @@ async def running_run_ids(session: AsyncSession, after: str, page: int) -> list[
     return list((await session.scalars(stmt)).all())
 
 
-async def batch_run_id(session: AsyncSession, command_id: str) -> str | None:
-    return await session.scalar(select(StageBatch.run_id).where(StageBatch.id == command_id))
+async def batch_runs(session: AsyncSession, command_ids: list[str]) -> dict[str, str]:
+    """command id → run id of the batches this orchestrator issued (unknown ids are left out)."""
+    rows = await session.execute(select(StageBatch.id, StageBatch.run_id).where(StageBatch.id.in_(command_ids)))
+    return {str(command_id): str(run_id) for command_id, run_id in rows}
 
 
-async def lock_batch(session: AsyncSession, command_id: str) -> StageBatch | None:
-    return await session.get(StageBatch, command_id, with_for_update=True, populate_existing=True)
+async def lock_batches(session: AsyncSession, command_ids: list[str]) -> dict[str, StageBatch]:
+    stmt = (
+        select(StageBatch)
+        .where(StageBatch.id.in_(command_ids))
+        .order_by(StageBatch.id)  # one lock order for every transaction that takes several
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {b.id: b for b in (await session.scalars(stmt)).all()}
 
 
 async def overdue_batches(session: AsyncSession, run_id: str, deadline: datetime) -> list[StageBatch]:
@@ -145,6 +154,83 @@ async def overdue_batches(session: AsyncSession, run_id: str, deadline: datetime
         .execution_options(populate_existing=True)
     )
     return list((await session.scalars(stmt)).all())
+
+
+async def silent_batches(session: AsyncSession, run_id: str, released_before: datetime) -> list[StageBatch]:
+    """Released batches without a result since before `released_before`: candidates for a re-ask."""
+    stmt = (
+        select(StageBatch)
+        .where(StageBatch.run_id == run_id, StageBatch.status == "released", StageBatch.released_at < released_before)
+        .order_by(StageBatch.stage, StageBatch.seq)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+async def unanswered_expired(
+    session: AsyncSession, now: datetime, silence: float, doublings: int, horizon: timedelta, limit: int
+) -> list[tuple[StageBatch, Run]]:
+    """Batches failed by their stage deadline that got no result since and are due to be asked again
+    (released_at + silence × (2^sends − 1) has passed), of runs started within `horizon`; locked, and
+    skipped when another replica holds them. Runs are few next to batches: the scan starts from them."""
+    due = StageBatch.released_at + timedelta(seconds=silence) * (
+        func.power(2, func.least(StageBatch.attempt, doublings)) - 1
+    )
+    stmt = (
+        select(StageBatch, Run)
+        .join(Run, Run.id == StageBatch.run_id)
+        .where(
+            Run.started_at > now - horizon,
+            StageBatch.status == "failed",
+            StageBatch.released_at.is_not(None),  # held-back batches were never sent
+            due <= now,
+        )
+        .order_by(StageBatch.released_at)
+        .limit(limit)
+        .with_for_update(of=StageBatch, skip_locked=True)
+    )
+    return [(b, r) for b, r in (await session.execute(stmt)).all()]
+
+
+async def longest_answered_waits(session: AsyncSession, run_id: str) -> dict[int, float]:
+    """Per stage of the run: the longest time from release to result among its answered batches."""
+    wait = func.max(func.extract("epoch", StageBatch.finished_at - StageBatch.released_at))
+    rows = await session.execute(
+        select(StageBatch.stage, wait)
+        .where(StageBatch.run_id == run_id, StageBatch.status == "done", StageBatch.released_at.is_not(None))
+        .group_by(StageBatch.stage)
+    )
+    return {int(stage): float(seconds) for stage, seconds in rows if seconds is not None}
+
+
+async def failed_batches(session: AsyncSession, run_id: str, stage: int) -> list[StageBatch]:
+    """The stage's batches that failed without a result (expired, or held back) and got none since."""
+    stmt = (
+        select(StageBatch)
+        .where(StageBatch.run_id == run_id, StageBatch.stage == stage, StageBatch.status == "failed")
+        .order_by(StageBatch.seq)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+# Stage → (the table holding the link, the id of the stage's input item, the id of the item it was made from).
+_MADE_FROM: dict[int, tuple[Any, Any, Any]] = {
+    2: (Keyword, Keyword.cluster_id, Keyword.id),  # a cluster is made from the keywords it holds
+    3: (Idea, Idea.id, Idea.cluster_id),
+    4: (WriterTask, WriterTask.id, WriterTask.idea_id),
+    5: (Draft, Draft.id, Draft.task_id),
+    6: (ImagePrompt, ImagePrompt.id, ImagePrompt.draft_id),
+}
+
+
+async def made_from(session: AsyncSession, stage: int, site_id: str, parents: list[int]) -> set[int]:
+    """Ids of the items stage `stage` takes in that were made from these items of the stage before."""
+    if stage not in _MADE_FROM or not parents:
+        return set()
+    model, made, parent = _MADE_FROM[stage]
+    stmt = select(made).distinct().where(model.site_id == site_id, parent.in_(parents), made.is_not(None))
+    return {int(i) for i in (await session.scalars(stmt)).all()}
 
 
 async def active_run(session: AsyncSession, site_id: str) -> Run | None:

@@ -1,8 +1,17 @@
-"""A worker's result for one batch: charge its usage once, record its counts, then let the barrier decide."""
+"""Workers' results, applied in groups: every result of one run that arrived together is recorded in one
+transaction under the run lock (charge once, count, then one barrier decision for the group), so the
+orchestrator keeps up with workers at batch size 1 (issue 13).
+
+One truth per item (issue 12): a result that comes after its batch expired is accepted and charged, and its
+items move from "failed" to what the worker reported; the stage deadline's failure stands only for what the
+run had already decided without them (runs/truth.py keeps their output out of the later stages it planned
+meanwhile, so that output waits for the next run).
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,39 +20,86 @@ from services.orchestrator.errors import NotFoundError
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import MAX_RECORDED_FAILURES, Engine
-from shared.contracts import StageResult, utcnow
+from shared.contracts import RunStatus, StageResult, utcnow
+from shared.db.models import Run, StageBatch, StageRunResult
 from shared.delivery import claim_inbox
 
 RESULTS_CONSUMER = "orchestrator.results"
 
 
-async def record_result(engine: Engine, session: AsyncSession, result: StageResult) -> bool:
-    """False for a duplicate; NotFoundError for a result whose command this orchestrator never issued."""
-    if not await claim_inbox(session, RESULTS_CONSUMER, result.message_id):
-        return False
-    batch_run = await repo.batch_run_id(session, result.command_id)
-    if batch_run is None:  # rolls the inbox claim back; the handler dead-letters the record
-        raise NotFoundError(f"result {result.message_id} names unknown command {result.command_id}")
-    run = await repo.lock_run(session, batch_run)
-    batch = await repo.lock_batch(session, result.command_id)
-    assert run is not None and batch is not None  # foreign key: a batch always has its run
+async def record_results(engine: Engine, session: AsyncSession, run_id: str, results: list[StageResult]) -> list[bool]:
+    """Record results of run `run_id`, in order; per result False for a duplicate (already recorded).
+
+    NotFoundError when a result names a command this orchestrator never issued for that run (the
+    transaction is then rolled back; the caller dead-letters that record and applies the others).
+    """
+    run = await repo.lock_run(session, run_id)
+    if run is None:
+        raise NotFoundError(f"run {run_id!r} does not exist")
+    batches = await repo.lock_batches(session, sorted({r.command_id for r in results}))
+    for result in results:
+        batch = batches.get(result.command_id)
+        if batch is None or batch.run_id != run_id:
+            raise NotFoundError(f"result {result.message_id} names unknown command {result.command_id}")
+    stages: dict[int, StageRunResult | None] = {}
+    recorded: list[bool] = []
+    for result in results:
+        if not await claim_inbox(session, RESULTS_CONSUMER, result.message_id):
+            recorded.append(False)
+            continue
+        batch = batches[result.command_id]
+        if batch.stage not in stages:
+            stages[batch.stage] = await repo.stage_result(session, run.id, batch.stage)
+        await apply(engine, session, run, batch, stages[batch.stage], result)
+        recorded.append(True)
+    if any(recorded):
+        await advance(engine, session, run)  # one barrier decision for the whole group
+    return recorded
+
+
+async def charge(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, result: StageResult) -> Decimal:
+    """Debit the result's usage once per command (the ledger key), whenever it comes."""
     cost = engine.costs.credits(result.usage)
-    charged = Decimal(0)
-    if cost > 0:
-        done = await accounts.debit(
+    if cost <= 0:
+        return Decimal(0)
+    done = await accounts.debit(
+        session,
+        run.account_id,
+        run.id,
+        f"debit:{result.command_id}",
+        cost,
+        {"stage": int(result.stage), "batch": batch.seq, "usage": result.usage.model_dump(mode="json")},
+    )
+    charged = done or Decimal(0)
+    run.total_credits_used += charged
+    return charged
+
+
+async def apply(
+    engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, sr: StageRunResult | None, result: StageResult
+) -> None:
+    charged = await charge(engine, session, run, batch, result)
+    if batch.status == "released":
+        settle(batch, sr, result, charged)
+    elif batch.status == "failed":  # expired at the deadline: accepted late, its items' failure undone
+        waited = (utcnow() - batch.released_at).total_seconds() if batch.released_at else 0.0
+        unfail(batch, sr)
+        settle(batch, sr, result, charged, late=True)
+        later = run.current_stage > batch.stage or run.status != RunStatus.RUNNING.value
+        engine.event(
             session,
-            run.account_id,
-            run.id,
-            f"debit:{result.command_id}",
-            cost,
-            {"stage": int(result.stage), "batch": batch.seq, "usage": result.usage.model_dump(mode="json")},
+            run,
+            batch.stage,
+            "late-result",
+            f"batch {batch.seq}: result came {waited:.0f}s after release, past the stage deadline: accepted, "
+            f"{result.items_processed} processed, {len(result.failures)} failed, {charged:.2f} credits charged"
+            + ("; what it made waits for the next run (this run planned its later stages without it)" if later else ""),
+            level="warning",
         )
-        charged = done or Decimal(0)
-        run.total_credits_used += charged
-    sr = await repo.stage_result(session, run.id, batch.stage)
-    if batch.status != "released":
-        # Already settled (a replay under a new message id, or late after its deadline): the
-        # ledger key kept the charge single; the counts were recorded the first time.
+        return
+    else:
+        # Already settled (a replay under a new message id) or never sent: the ledger key kept the charge
+        # single; the counts were recorded the first time.
         if sr is not None:
             sr.credits += charged
         engine.event(
@@ -54,31 +110,7 @@ async def record_result(engine: Engine, session: AsyncSession, result: StageResu
             f"result for batch {batch.seq} arrived while it was {batch.status}",
             level="warning",
         )
-        return True
-    batch.status, batch.finished_at = "done", utcnow()
-    batch.result = {
-        "status": result.status.value,
-        "processed": result.items_processed,
-        "created": result.items_created,
-        "skipped": result.items_skipped,
-        "failed": len(result.failures),
-        "credits": str(charged),
-        "worker": result.worker,
-    }
-    if sr is not None:
-        sr.items_processed += result.items_processed
-        sr.items_created += result.items_created
-        sr.items_skipped += result.items_skipped
-        sr.items_failed += len(result.failures)
-        sr.batches_done += 1
-        sr.credits += charged
-        if result.failures:
-            sr.partial = True
-            room = max(MAX_RECORDED_FAILURES - len(sr.failures), 0)
-            sr.failures = [
-                *sr.failures,
-                *({"item_id": f.item_id, "reason": f.reason} for f in result.failures[:room]),
-            ]
+        return
     engine.notify(
         session,
         run,
@@ -95,5 +127,42 @@ async def record_result(engine: Engine, session: AsyncSession, result: StageResu
             f"batch {batch.seq}: {len(result.failures)} item(s) failed: {result.failures[0].reason[:200]}",
             level="warning",
         )
-    await advance(engine, session, run)
-    return True
+
+
+def settle(
+    batch: StageBatch, sr: StageRunResult | None, result: StageResult, charged: Decimal, late: bool = False
+) -> None:
+    batch.status, batch.finished_at = "done", utcnow()
+    outcome: dict[str, Any] = {
+        "status": result.status.value,
+        "processed": result.items_processed,
+        "created": result.items_created,
+        "skipped": result.items_skipped,
+        "failed": len(result.failures),
+        "credits": str(charged),
+        "worker": result.worker,
+    }
+    batch.result = outcome | ({"late": True} if late else {})
+    if sr is None:
+        return
+    sr.items_processed += result.items_processed
+    sr.items_created += result.items_created
+    sr.items_skipped += result.items_skipped
+    sr.items_failed += len(result.failures)
+    sr.credits += charged
+    if not late:
+        sr.batches_done += 1  # an expired batch was counted done when it expired
+    if result.failures:
+        sr.partial = True
+        room = max(MAX_RECORDED_FAILURES - len(sr.failures), 0)
+        sr.failures = [*sr.failures, *({"item_id": f.item_id, "reason": f.reason} for f in result.failures[:room])]
+
+
+def unfail(batch: StageBatch, sr: StageRunResult | None) -> None:
+    """Take back what the deadline recorded for an expired batch's items."""
+    if sr is None:
+        return
+    items = {int(i) for i in batch.item_ids}
+    reason = (batch.result or {}).get("reason")
+    sr.items_failed = max(sr.items_failed - len(items), 0)
+    sr.failures = [f for f in sr.failures if not (f.get("item_id") in items and f.get("reason") == reason)]

@@ -24,13 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orchestrator.config import RunTarget
 from services.orchestrator.errors import ConflictError, NotFoundError, ProblemError
-from services.orchestrator.runs import control, results, schedules, start, timers
+from services.orchestrator.runs import control, liveness, results, schedules, start, timers
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.views import (
     ActivityView,
     BatchInFlight,
     BatchItem,
+    BatchWait,
     EstimateView,
     Processing,
     RunHistory,
@@ -41,13 +42,15 @@ from services.orchestrator.runs.window import available_for
 from services.orchestrator.safetext import describe_bad_char
 from services.orchestrator.sites import service as sites
 from shared.contracts import KeywordBatchIngested, RunStatus, Stage, StageResult, utcnow
-from shared.db.models import Run, Site
+from shared.db.models import Run, Site, StageBatch
 from shared.delivery import claim_inbox
 
 log = logging.getLogger(__name__)
 
 INGEST_CONSUMER = "orchestrator.ingest"
 held_by_active_runs = repo.held_by_active_runs
+Settled = Callable[[AsyncSession], Awaitable[None]]
+LATE_SWEEP_SECONDS = 30.0
 Prepare = Callable[[AsyncSession], Awaitable[None]]
 
 
@@ -78,6 +81,7 @@ class RunService:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: Engine) -> None:
         self._sessions = sessions
         self._engine = engine
+        self._next_late_sweep = 0.0
 
     # ------------------------------------------------------------------ starting
     async def start_run(self, account_id: str, site_id: str, trigger: str = "manual") -> RunView:
@@ -209,14 +213,26 @@ class RunService:
         return await self._transition(account_id, run_id, RunStatus.CANCELLED)
 
     # ------------------------------------------------------------------ the engine's own inputs
-    async def on_result(self, result: StageResult) -> bool:
+    async def command_runs(self, command_ids: list[str]) -> dict[str, str]:
+        """command id → run id, for the commands this orchestrator issued (unknown ids left out)."""
+        async with self._sessions() as session:
+            return await repo.batch_runs(session, command_ids)
+
+    async def apply_results(
+        self, run_id: str, stage_results: list[StageResult], settled: Settled | None = None
+    ) -> list[bool]:
+        """Record results of one run in one transaction (per result False for a duplicate); `settled` runs
+        in that transaction too (the consumer clears its attempt counts there)."""
         async with self._sessions.begin() as session:
-            recorded = await results.record_result(self._engine, session, result)
+            recorded = await results.record_results(self._engine, session, run_id, stage_results)
+            if settled is not None:
+                await settled(session)
         self._engine.outbox.committed()
         return recorded
 
     async def tick(self, page: int = 500) -> None:
-        """Expire overdue batches and nudge running runs (delays elapse here); safe from any replica.
+        """Ask again for silent batches, expire overdue ones and nudge running runs (delays elapse here); safe
+        from any replica.
 
         Every running run is visited, page by page; a failure on one run is logged and does not keep the
         others from their turn.
@@ -234,8 +250,25 @@ class RunService:
                 except Exception:
                     log.exception("tick of run %s failed; the next tick tries again", run_id)
             if len(run_ids) < page:
-                return
+                break
             after = run_ids[-1]
+        await self._ask_expired()
+
+    async def _ask_expired(self) -> None:
+        """Ask again for the results of batches their deadline failed (timers.ask_expired). It scans recent
+        runs, so it runs at most every LATE_SWEEP_SECONDS (or silence), not on every tick."""
+        every = min(self._engine.settings.silence_timeout_seconds, LATE_SWEEP_SECONDS)
+        now = asyncio.get_running_loop().time()
+        if now < self._next_late_sweep:
+            return
+        self._next_late_sweep = now + every
+        try:
+            async with self._sessions.begin() as session:
+                sent = await timers.ask_expired(self._engine, session)
+            if sent:
+                self._engine.outbox.committed()
+        except Exception:
+            log.exception("asking for the results of expired batches failed; the next sweep tries again")
 
     async def schedule_due(self, now: datetime | None = None) -> list[str]:
         """Start runs for due schedules (each in its own transaction); returns the started run ids."""
@@ -251,8 +284,17 @@ class RunService:
             self._engine.outbox.committed()
 
     # ------------------------------------------------------------------ a caller's reads
+    async def _in_flight(self, session: AsyncSession, run: Run) -> list[tuple[StageBatch, BatchWait]]:
+        released = await repo.released_batches(session, run.id)
+        if not released:
+            return []
+        longest = await repo.longest_answered_waits(session, run.id)
+        now = utcnow()
+        return [(b, liveness.batch_wait(self._engine.settings, b, longest.get(b.stage), now)) for b in released]
+
     async def _view(self, session: AsyncSession, run: Run) -> RunView:
-        return run_view(run, await repo.stage_results(session, run.id))
+        waits = [w for _, w in await self._in_flight(session, run)]
+        return run_view(run, await repo.stage_results(session, run.id), waits, liveness.run_liveness(waits, run.status))
 
     async def run(self, account_id: str, run_id: str) -> RunView:
         async with self._sessions() as session:
@@ -287,16 +329,17 @@ class RunService:
             run = await repo.own_active_run(session, account_id, site_id)
             if run is None:
                 return Processing(site_id=site_id, run_id=None, batches=[])
+            in_flight = await self._in_flight(session, run)
             out = []
-            for b in await repo.released_batches(session, run.id):
+            for b, w in in_flight:
                 titles = await repo.item_titles(session, b.stage, site_id, list(b.item_ids))
-                out.append(
-                    BatchInFlight(
-                        command_id=b.id,
-                        stage=b.stage,
-                        seq=b.seq,
-                        released_at=b.released_at,
-                        items=[BatchItem(id=i, title=titles.get(i, "?")) for i in b.item_ids],
-                    )
-                )
-            return Processing(site_id=site_id, run_id=run.id, status=run.status, stage=run.current_stage, batches=out)
+                items = [BatchItem(id=i, title=titles.get(i, "?")) for i in b.item_ids]
+                out.append(BatchInFlight(**w.model_dump(), items=items))
+            return Processing(
+                site_id=site_id,
+                run_id=run.id,
+                status=run.status,
+                stage=run.current_stage,
+                liveness=liveness.run_liveness([w for _, w in in_flight], run.status),
+                batches=out,
+            )

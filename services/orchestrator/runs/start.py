@@ -1,4 +1,5 @@
-"""Starting a run: freeze the plan, estimate, reserve 1.2 × the estimate (or refuse with 402), advance."""
+"""Starting a run: freeze the plan, estimate, reserve 1.2 × the estimate (or refuse with 402), advance.
+A run with nothing to do at any enabled stage is refused with the reason (409), never "completed" empty."""
 
 from __future__ import annotations
 
@@ -8,14 +9,32 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan, RunTarget
-from services.orchestrator.errors import InsufficientCreditsError
+from services.orchestrator.errors import ConflictError, InsufficientCreditsError
 from services.orchestrator.estimate import Estimate, estimate
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import available_for
 from services.orchestrator.sites import service as sites
-from shared.contracts import RunStatus, utcnow
+from shared.contracts import WORKER_STAGES, RunStatus, Stage, utcnow
 from shared.db.models import Run, Site
+
+
+class NothingPendingError(ConflictError):
+    """No enabled stage has anything to work on (issue 17: it used to "complete" with 1/0)."""
+
+    slug = "nothing-pending"
+
+
+def nothing_to_do(plan: RunPlan, counts: dict[int, int]) -> str | None:
+    """Why a run would have nothing to do, or None when some enabled work stage has pending items."""
+    if any(counts.get(int(s), 0) and plan.stage_enabled.get(int(s), True) for s in WORKER_STAGES):
+        return None
+    disabled = [f"stage {int(s)} ({s.label}) has {counts[int(s)]}" for s in WORKER_STAGES if counts.get(int(s))]
+    review = counts.get(int(Stage.REVIEW), 0)
+    waiting = f"; {review} drafts wait for review (approve or reject them)" if review else ""
+    if disabled:
+        return f"nothing to do: the stages with pending items are disabled ({', '.join(disabled)}){waiting}"
+    return f"nothing to do: no keyword awaits clustering and no stage has pending items (import keywords){waiting}"
 
 
 def new_run_id(trigger: str) -> str:
@@ -83,6 +102,8 @@ async def start_in_session(
     )
     session.add(run)
     await session.flush()  # the one-active-run index speaks here, not at commit
+    if (why := nothing_to_do(plan, counts)) is not None:  # raising rolls the run back, as below
+        raise NothingPendingError(why, pending={str(k): v for k, v in sorted(counts.items())})
     balance, free = await available_for(session, site.account_id)
     free += run.reserved_credits  # not counting this run's own hold
     if free < est.required:  # raising rolls the run back with the transaction (or savepoint)

@@ -69,6 +69,8 @@ class RunView(BaseModel):
     cancelled_at: AwareDatetime | None
     completed_at: AwareDatetime | None
     stages: list[StageView]
+    liveness: Liveness
+    in_flight: list[BatchWait] = Field(description="released batches without a result yet")
 
 
 class RunHistory(BaseModel):
@@ -94,12 +96,34 @@ class BatchItem(BaseModel):
     title: str
 
 
-class BatchInFlight(BaseModel):
+class BatchWait(BaseModel):
+    """A released batch without a result yet: how long it has waited and how often it was asked."""
+
     command_id: str
     stage: int
     seq: int
     released_at: AwareDatetime | None
+    waiting_seconds: float = Field(description="since release")
+    sends: int = Field(description="times the command was sent: 1 + re-asks")
+    reasks: int = Field(description="times it was asked again after a silence (same command id)")
+    expected_within_seconds: float = Field(description="the silence after which it is asked again")
+    silent: bool = Field(description="waiting longer than expected_within_seconds")
+    next_ask_at: AwareDatetime | None = Field(description="the next re-ask; null when the deadline comes first")
+    deadline_at: AwareDatetime | None = Field(description="the stage deadline fails the batch then")
+
+
+class BatchInFlight(BatchWait):
     items: list[BatchItem]
+
+
+class Liveness(BaseModel):
+    """Whether the run's batches in flight are answered in time; `reason` says what is waiting."""
+
+    silent: bool = Field(description="a batch in flight has waited longer than expected")
+    reason: str | None
+    batches_in_flight: int
+    longest_wait_seconds: float
+    reasks: int = Field(description="re-asks of the batches in flight so far")
 
 
 class Processing(BaseModel):
@@ -107,6 +131,7 @@ class Processing(BaseModel):
     run_id: str | None
     status: str | None = None
     stage: int | None = None
+    liveness: Liveness | None = None
     batches: list[BatchInFlight]
 
 
@@ -116,7 +141,7 @@ class EstimateView(Estimate):
     sufficient: bool = Field(description="available >= required (1.2 × total)")
 
 
-def run_view(run: Run, results: list[StageRunResult]) -> RunView:
+def run_view(run: Run, results: list[StageRunResult], in_flight: list[BatchWait], liveness: Liveness) -> RunView:
     stages = [StageView.model_validate(r) for r in results]
     # Global progress: items finished (processed + failed) over everything the stages took in.
     done = sum(s.items_processed + s.items_failed + s.items_skipped for s in stages if s.stage <= 6)
@@ -145,4 +170,6 @@ def run_view(run: Run, results: list[StageRunResult]) -> RunView:
         cancelled_at=run.cancelled_at,
         completed_at=run.completed_at,
         stages=stages,
+        liveness=liveness,
+        in_flight=in_flight,
     )

@@ -109,8 +109,9 @@ async def stop_for_budget(engine: Engine, session: AsyncSession, run: Run, stage
     )
 
 
-def release(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, plan: RunPlan) -> None:
-    command = StageCommand(
+def command_of(run: Run, batch: StageBatch, plan: RunPlan) -> StageCommand:
+    """The batch's command: its id is the batch id, the same for every send (a re-ask is the same command)."""
+    return StageCommand(
         message_id=batch.id,
         account_id=run.account_id,
         site_id=run.site_id,
@@ -121,5 +122,13 @@ def release(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, 
         item_ids=list(batch.item_ids),
         options=plan.options,
     )
+
+
+def send(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, plan: RunPlan) -> None:
+    command = command_of(run, batch, plan)
     engine.outbox.add(session, STAGE_COMMAND_TOPICS[batch.stage], command_key(command), command)
+
+
+def release(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, plan: RunPlan) -> None:
+    send(engine, session, run, batch, plan)
     batch.status, batch.released_at = "released", utcnow()

@@ -5,27 +5,39 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import SiteConfig
-from shared.db.models import ActivityLog, Cluster, GlobalBudgetShare, Keyword, Site, SiteConfigRow
+from shared.db.models import ActivityLog, GlobalBudgetShare, Site, SiteConfigRow
 
 INSERT_CHUNK = 5000
 
-# One statement per chunk: the rows travel as four arrays (asyncpg encodes them in C); the new rows come
-# back (their keyword_added events go out with them); known keywords (same normalised text) are left alone.
+# One statement per chunk: the rows travel as arrays (asyncpg encodes them in C), and the new rows come back
+# (their keyword_added events go out with them). A known keyword (same normalised text) keeps its row;
+# figures it lacks (intent, parent keyword, metrics a re-export adds) are filled in, what it has is never
+# overwritten. Intents travel '|'-joined (an array of arrays cannot be unnested row by row), metrics as JSON.
 _INSERT_KEYWORDS = text(
     """
-    INSERT INTO keywords (site_id, keyword, keyword_norm, volume, difficulty, source)
-    SELECT :site_id, k, n, v, d, :source
-    FROM unnest(CAST(:k AS text[]), CAST(:n AS text[]), CAST(:v AS integer[]), CAST(:d AS integer[]))
-         AS t(k, n, v, d)
-    ON CONFLICT ON CONSTRAINT uq_keywords_site_norm DO NOTHING
-    RETURNING id, keyword, volume, difficulty
+    WITH ins AS (
+        INSERT INTO keywords AS kw
+            (site_id, keyword, keyword_norm, volume, difficulty, source, intent, parent_keyword, metrics)
+        SELECT :site_id, k, n, v, d, :source, CAST(string_to_array(i, '|') AS varchar(20)[]), p, CAST(m AS jsonb)
+        FROM unnest(CAST(:k AS text[]), CAST(:n AS text[]), CAST(:v AS integer[]), CAST(:d AS integer[]),
+                    CAST(:i AS text[]), CAST(:p AS text[]), CAST(:m AS text[]))
+             AS t(k, n, v, d, i, p, m)
+        ON CONFLICT ON CONSTRAINT uq_keywords_site_norm DO UPDATE
+            SET intent = COALESCE(kw.intent, EXCLUDED.intent),
+                parent_keyword = COALESCE(kw.parent_keyword, EXCLUDED.parent_keyword),
+                metrics = EXCLUDED.metrics || kw.metrics
+            WHERE (kw.intent IS NULL AND EXCLUDED.intent IS NOT NULL)
+               OR (kw.parent_keyword IS NULL AND EXCLUDED.parent_keyword IS NOT NULL)
+               OR (EXCLUDED.metrics || kw.metrics) <> kw.metrics
+        RETURNING id, keyword, volume, difficulty, xmax = 0 AS inserted
+    )
+    SELECT id, keyword, volume, difficulty FROM ins WHERE inserted
     """
 )
 
@@ -58,6 +70,9 @@ async def insert_keywords(
     norms: Sequence[str],
     volumes: Sequence[int | None],
     difficulties: Sequence[int | None],
+    intents: Sequence[str | None],
+    parents: Sequence[str | None],
+    metrics: Sequence[str],
 ) -> list[tuple[int, str, int | None, int | None]]:
     """Insert in chunks (the event loop serves other requests between them); returns the new rows as
     (id, keyword, volume, difficulty)."""
@@ -73,21 +88,13 @@ async def insert_keywords(
                 "n": list(norms[start:end]),
                 "v": list(volumes[start:end]),
                 "d": list(difficulties[start:end]),
+                "i": list(intents[start:end]),
+                "p": list(parents[start:end]),
+                "m": list(metrics[start:end]),
             },
         )
         inserted += [(int(r[0]), str(r[1]), r[2], r[3]) for r in result.all()]
     return inserted
-
-
-async def keyword_rows(session: AsyncSession, account_id: str, site_id: str) -> list[tuple[Any, ...]]:
-    stmt = (
-        select(Keyword.keyword, Keyword.volume, Keyword.difficulty, Cluster.name, Keyword.source, Keyword.created_at)
-        .join(Site, Site.id == Keyword.site_id)
-        .outerjoin(Cluster, Cluster.id == Keyword.cluster_id)
-        .where(Keyword.site_id == site_id, Site.account_id == account_id)
-        .order_by(Keyword.id)
-    )
-    return [tuple(r) for r in (await session.execute(stmt)).all()]
 
 
 async def config_row(session: AsyncSession, site_id: str, lock: bool = False) -> SiteConfigRow:

@@ -1,4 +1,4 @@
-"""Sites API: sites, keyword import (JSON and planner CSV) and export, config, budget shares."""
+"""Sites API: sites, keyword import (JSON and planner CSV), the keyword view and export, config, budget shares."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from services.orchestrator.config import SiteConfig, SiteConfigPatch
 from services.orchestrator.importing import ImportError_, ParsedImport, parse_csv
 from services.orchestrator.safetext import describe_bad_char
+from services.orchestrator.sites.keywords import KeywordFilter, KeywordStatus, KeywordView
 from services.orchestrator.sites.service import SiteService
 from services.orchestrator.web.auth import TenantCaller
 from services.orchestrator.web.problems import responses
 from services.orchestrator.web.routing import KindRouter, RouteKind
 from services.orchestrator.web.types import Page, SafeLine, SiteId
-from shared.contracts import KeywordIn, Stage
+from shared.contracts import Intent, KeywordIn, Stage
 from shared.db.models import Site, SiteConfigRow
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -56,11 +57,20 @@ class RejectedRow(BaseModel):
     reason: str
 
 
+class ColumnOut(BaseModel):
+    header: str
+    stored_as: str = Field(description="a keyword field, extra.<header> (kept as text), or ignored (why)")
+
+
 class ImportOut(BaseModel):
     received: int
     imported: int
     duplicates: int
     rejected: list[RejectedRow] = Field(default_factory=list)
+
+
+class CsvImportOut(ImportOut):
+    columns: list[ColumnOut] = Field(description="how each column of the file was used")
 
 
 class PendingStage(BaseModel):
@@ -191,8 +201,9 @@ def build(sites: SiteService) -> list[APIRouter]:
     )
     async def import_keywords_csv(
         site_id: SiteId, caller: TenantCaller, file: Annotated[UploadFile, File()]
-    ) -> ImportOut:
-        """Upload a keyword planner export (CSV/TSV, UTF-8 or UTF-16); rows that cannot be used are listed."""
+    ) -> CsvImportOut:
+        """Upload a keyword tool's export (Semrush, Ahrefs, Keyword Planner, Search Console; CSV/TSV, UTF-8 or
+        UTF-16 with or without BOM); rows that cannot be used are listed, and how each column was used."""
         await sites.get_site(caller.tenant, site_id)  # 404 before reading a large file
         data = await file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
@@ -213,12 +224,28 @@ def build(sites: SiteService) -> list[APIRouter]:
                 + [{"type": "csv", "loc": (f"file:{r.line}",), "msg": r.reason} for r in rejected[:99]]
             )
         summary = await sites.import_keywords(caller.tenant, site_id, parsed.keywords, f"csv:{name}")
-        return ImportOut(
+        return CsvImportOut(
             received=summary.received + parsed.duplicates_in_file + len(parsed.problems),
             imported=summary.imported,
             duplicates=summary.duplicates + parsed.duplicates_in_file,
             rejected=rejected[:MAX_REJECTED_SHOWN],
+            columns=[ColumnOut(header=c.header, stored_as=c.stored_as) for c in parsed.columns],
         )
+
+    @account.get("/sites/{site_id}/keywords")
+    async def list_keywords(
+        site_id: SiteId,
+        caller: TenantCaller,
+        intent: Annotated[Intent | None, Query(description="only keywords with this search intent")] = None,
+        parent_keyword: Annotated[SafeLine | None, Query(max_length=200, description="Ahrefs' parent keyword")] = None,
+        status: Annotated[KeywordStatus | None, Query(description="pending (not clustered yet) or clustered")] = None,
+        page: Page = 1,
+        size: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> list[KeywordView]:
+        """The site's keywords, oldest first, with the research tool's figures (intent, parent keyword, CPC,
+        competition, trend, SERP features, clicks, CTR, position, other columns in `extra`)."""
+        where = KeywordFilter(intent=intent, parent_keyword=parent_keyword, status=status)
+        return await sites.keywords(caller.tenant, site_id, where, page, size)
 
     @account.get(
         "/sites/{site_id}/keywords/export.csv",

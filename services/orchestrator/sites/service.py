@@ -8,6 +8,7 @@ they never touch a site's tables themselves.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from services.orchestrator.config import DEFAULT_SHARES, SiteConfig, SiteConfigP
 from services.orchestrator.errors import NotFoundError
 from services.orchestrator.importing import dedupe
 from services.orchestrator.schedule import next_run_at
-from services.orchestrator.sites import export, pipeline
+from services.orchestrator.sites import export, keywords, pipeline
 from services.orchestrator.sites import repository as repo
 from shared.contracts import KeywordIn, utcnow
 from shared.db.models import Site, SiteConfigRow
@@ -31,7 +32,6 @@ config_row = repo.config_row
 claim_due_config = repo.claim_due_config
 pending_counts = pipeline.pending_counts
 pending_ids = pipeline.pending_ids
-EXPORT_HEADER = ("keyword", "volume", "difficulty", "cluster", "source", "created_at")
 
 
 def _not_found(site_id: str) -> NotFoundError:
@@ -68,6 +68,9 @@ class PreparedKeywords:
     norms: list[str] = field(default_factory=list)
     volumes: list[int | None] = field(default_factory=list)
     difficulties: list[int | None] = field(default_factory=list)
+    intents: list[str | None] = field(default_factory=list)  # '|'-joined (repository._INSERT_KEYWORDS)
+    parents: list[str | None] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)  # JSON objects
 
 
 def prepare_keywords(items: list[KeywordIn]) -> PreparedKeywords:
@@ -78,6 +81,9 @@ def prepare_keywords(items: list[KeywordIn]) -> PreparedKeywords:
         out.norms.append(normalise(item.keyword))
         out.volumes.append(item.volume)
         out.difficulties.append(item.difficulty)
+        out.intents.append("|".join(item.intent) if item.intent else None)
+        out.parents.append(" ".join(item.parent_keyword.split()) if item.parent_keyword else None)
+        out.metrics.append(json.dumps(item.metrics(), ensure_ascii=False, separators=(",", ":")))
     return out
 
 
@@ -87,8 +93,9 @@ async def import_in_session(
     """Insert the keywords in the caller's transaction (so an ingest event's inbox row commits with them);
     with an outbox, each new keyword is announced (`keyword_added`) in that same transaction."""
     rows = await repo.insert_keywords(
-        session, site.id, source, prepared.keywords, prepared.norms, prepared.volumes, prepared.difficulties
-    )
+        session, site.id, source, prepared.keywords, prepared.norms, prepared.volumes, prepared.difficulties,
+        prepared.intents, prepared.parents, prepared.metrics,
+    )  # fmt: skip
     imported = len(rows)
     if outbox is not None:
         for kid, keyword, volume, difficulty in rows:
@@ -147,8 +154,15 @@ class SiteService:
     async def export_keywords_csv(self, account_id: str, site_id: str) -> str:
         async with self._sessions() as session:
             await site_of(session, account_id, site_id)
-            rows = await repo.keyword_rows(session, account_id, site_id)
-        return await asyncio.to_thread(export.render_csv, EXPORT_HEADER, rows)
+            rows = await keywords.export_rows(session, account_id, site_id)
+        return await asyncio.to_thread(export.render_csv, keywords.EXPORT_HEADER, rows)
+
+    async def keywords(
+        self, account_id: str, site_id: str, where: keywords.KeywordFilter, page: int, size: int
+    ) -> list[keywords.KeywordView]:
+        async with self._sessions() as session:
+            await site_of(session, account_id, site_id)
+            return await keywords.keyword_page(session, account_id, site_id, where, page, size)
 
     async def pipeline_overview(self, account_id: str, site_id: str) -> dict[int, int]:
         async with self._sessions() as session:

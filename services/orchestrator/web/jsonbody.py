@@ -1,10 +1,11 @@
-"""Strict JSON request bodies for every route (a custom APIRoute class).
+"""Strict JSON request bodies and query strings for every route (a custom APIRoute class).
 
 Python's json module accepts what JSON does not: bare `NaN`, `Infinity`, `-Infinity`, and turns `1e309`
 into infinity. Those are refused here as 422 naming the field, as is any string (key or value) with a
 NUL, another C0 control character (TAB, LF, CR are fine) or a lone surrogate, whatever model the body
 goes to next. Large bodies are parsed in a worker thread so a 100,000-keyword import does not hold the
-event loop while other requests wait.
+event loop while other requests wait. A query parameter the route does not declare is refused too (a
+misspelt `sise=10` silently ignored would return the wrong page without a word).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.requests import Request
@@ -67,11 +69,13 @@ def strict_loads(body: bytes) -> Any:
     try:
         value = json.loads(body, parse_float=_float, parse_constant=_NotFinite)
     except json.JSONDecodeError as exc:
-        raise RequestValidationError([_error((), f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                                             "json_invalid")]) from None
+        raise RequestValidationError(
+            [_error((), f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", "json_invalid")]
+        ) from None
     except RecursionError:
-        raise RequestValidationError([_error((), f"invalid JSON: nested deeper than {MAX_DEPTH} levels",
-                                             "json_invalid")]) from None
+        raise RequestValidationError(
+            [_error((), f"invalid JSON: nested deeper than {MAX_DEPTH} levels", "json_invalid")]
+        ) from None
     except ValueError as exc:  # undecodable bytes, an integer with more than 4300 digits
         raise RequestValidationError([_error((), f"invalid JSON: {str(exc)[:200]}", "json_invalid")]) from None
     errors: list[dict[str, Any]] = []
@@ -79,6 +83,14 @@ def strict_loads(body: bytes) -> Any:
     if errors:
         raise RequestValidationError(errors)
     return value
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    """The query parameters a route and all of its dependencies declare."""
+    names = {field.alias for field in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 def _is_json(request: Request) -> bool:
@@ -89,8 +101,27 @@ def _is_json(request: Request) -> bool:
 class StrictJsonRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        declared = _query_names(self.dependant)
 
         async def strict_handler(request: Request) -> Response:
+            unknown = [name for name in request.query_params if name not in declared]
+            if unknown:
+                raise RequestValidationError(
+                    [
+                        {
+                            "type": "extra_forbidden",
+                            "loc": ("query", "<unknown>"),
+                            "input": None,
+                            "msg": f"unknown query parameter {name[:40]!r}"
+                            + (
+                                f" (this route takes: {', '.join(sorted(declared))})"
+                                if declared
+                                else " (this route takes none)"
+                            ),
+                        }
+                        for name in dict.fromkeys(unknown)
+                    ][:20]
+                )
             if request.method in {"POST", "PUT", "PATCH"} and _is_json(request):
                 body = await request.body()
                 if body:
