@@ -20,8 +20,9 @@ from pydantic import TypeAdapter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orchestrator.config import RunTarget
-from services.orchestrator.errors import ConflictError, InsufficientCreditsError
-from services.orchestrator.runs.service import RunService
+from services.orchestrator.errors import InsufficientCreditsError
+from services.orchestrator.runs.service import RunService, SiteBusyError
+from services.orchestrator.runs.start import NothingPendingError
 from services.orchestrator.sites import service as sites
 from services.rules import repository as repo
 from services.rules.conditions import all_hold
@@ -122,7 +123,9 @@ class Executor:
         if needs_run:
             try:
                 task.run_id = await self.runs.start_within(session, rule.site_id, target, "rule", limit)
-            except ConflictError:
+            except NothingPendingError as exc:  # e.g. the cluster has its ideas already: nothing to execute
+                return self._skip(session, task, rule, f"Nothing pending: {exc.detail}")
+            except SiteBusyError:
                 # The site is busy: the execution waits (pending) and is tried again; it is not lost.
                 task.next_attempt_at, task.executed_at = now + self.busy_retry, None
                 task.result = result | {"waiting": "the site has an active run"}

@@ -54,6 +54,10 @@ LATE_SWEEP_SECONDS = 30.0
 Prepare = Callable[[AsyncSession], Awaitable[None]]
 
 
+class SiteBusyError(ConflictError):
+    """The site already has an active run (one per site): try again once it has ended."""
+
+
 @dataclass(frozen=True)
 class HeldItems:
     """What the site's active run holds: the items of its current stage's unfinished batches."""
@@ -134,8 +138,9 @@ class RunService:
         max_credits: Decimal | None,
     ) -> str:
         """Start a (targeted) run inside the caller's transaction, its credits capped at `max_credits`; returns
-        the run id. A refusal rolls back only its savepoint: ConflictError when the site has an active run,
-        InsufficientCreditsError when the account cannot reserve it. Call `committed()` after the commit."""
+        the run id. A refusal rolls back only its savepoint: SiteBusyError when the site has an active run,
+        NothingPendingError when the target has nothing left to do, InsufficientCreditsError when the account
+        cannot reserve it. Call `committed()` after the commit."""
         site = await sites.site_by_id(session, site_id)
         if site is None:
             raise NotFoundError(f"site {site_id!r} does not exist")
@@ -145,7 +150,7 @@ class RunService:
         except IntegrityError as exc:
             if "uq_runs_one_active_per_site" not in str(exc):
                 raise
-            raise ConflictError(f"site {site_id!r} already has an active run") from exc
+            raise SiteBusyError(f"site {site_id!r} already has an active run") from exc
         return run.id
 
     def committed(self) -> None:
