@@ -11,6 +11,7 @@ from standardwebhooks.webhooks import Webhook
 from typer.testing import CliRunner
 
 from contentline_cli.app import app
+from contentline_cli.session import EXIT_INVALID
 from devstack.stack import Stack
 from tests.helpers import Tenant, create_site, eventually
 from tests.integration.webhook_support import Receiver
@@ -120,7 +121,7 @@ def test_cli_rules_and_webhooks(stack: Stack, tenant: Tenant, api: httpx.Client)
     bad = runner.invoke(
         app, ["rules", "create", site, "--name", "x", "--trigger", "cluster_created", "--action", "launch"], env=env
     )
-    assert bad.exit_code == 1 and "actions.0" in bad.output
+    assert bad.exit_code == EXIT_INVALID and "actions.0" in bad.output  # the API refused the input
     cli("rules", "delete", rule_id)
 
     created = cli("webhooks", "create", "http://127.0.0.1:9/cli", "-e", "rule.skipped", "-e", "run.failed")
