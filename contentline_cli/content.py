@@ -12,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from contentline_cli.session import client_for, console
+from contentline_cli.sites import keywords_list
 
 content_app = typer.Typer(no_args_is_help=True, help="Browse a site's content and fix it (clusters, keywords, drafts).")
 
@@ -20,7 +21,6 @@ SizeOption = Annotated[int, typer.Option(min=1, max=500, help="Entries per page.
 KeywordIds = Annotated[list[int], typer.Option("--keyword", "-k", help="A keyword id (repeat for several).")]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "keywords": ("id", "keyword", "volume", "difficulty", "status", "cluster_name"),
     "clusters": ("id", "name", "size", "ideas", "intent"),
     "ideas": ("id", "title", "cluster_name", "content_type", "has_task"),
     "tasks": ("id", "title", "draft_id", "drafts"),
@@ -43,19 +43,8 @@ def _list(ctx: typer.Context, site_id: str, kind: str, **params: Any) -> None:
         _table(kind, client.content_page(site_id, kind, **params))
 
 
-@content_app.command("keywords")
-def keywords(
-    ctx: typer.Context,
-    site_id: str,
-    status: Annotated[str | None, typer.Option(help="pending, clustered or disabled.")] = None,
-    cluster: Annotated[int | None, typer.Option(help="Only this cluster's keywords.")] = None,
-    q: Annotated[str | None, typer.Option("--contains", help="Text the keyword contains.")] = None,
-    sort: Annotated[str, typer.Option(help="id, keyword, volume_desc, difficulty_desc.")] = "id",
-    page: PageOption = 1,
-    size: SizeOption = 50,
-) -> None:
-    """A site's keywords with cluster, volume, difficulty and status."""
-    _list(ctx, site_id, "keywords", status=status, cluster_id=cluster, q=q, sort=sort, page=page, size=size)
+# The same command as `contentline keywords list` (one keyword list in the API, one in the CLI).
+content_app.command("keywords")(keywords_list)
 
 
 @content_app.command("clusters")

@@ -111,26 +111,30 @@ METRICS = ("intent", "parent_keyword", "cpc", "currency", "competition", "compet
 @keywords_app.command("list")
 def keywords_list(
     ctx: typer.Context, site_id: str,
+    status: Annotated[str | None, typer.Option(help="pending (not clustered yet), clustered or disabled.")] = None,
+    cluster: Annotated[int | None, typer.Option(help="Only this cluster's keywords.")] = None,
+    q: Annotated[str | None, typer.Option("--contains", help="Text the keyword contains.")] = None,
     intent: Annotated[str | None, typer.Option(help="Only this search intent (informational, commercial...).")] = None,
     parent: Annotated[str | None, typer.Option("--parent", help="Only keywords with this parent keyword.")] = None,
-    status: Annotated[str | None, typer.Option(help="pending (not clustered yet) or clustered.")] = None,
-    page: PageOption = 1, size: Annotated[int, typer.Option(min=1, max=500)] = 100,
+    sort: Annotated[str, typer.Option(help="id, keyword, volume_desc, difficulty_desc.")] = "id",
+    page: PageOption = 1, size: Annotated[int, typer.Option(min=1, max=500, help="Entries per page.")] = 50,
     wide: Annotated[bool, typer.Option("--wide", help="Every figure the tool gave (CPC, trend, SERP, ...).")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """The site's keywords with volume, difficulty, intent, parent keyword, cluster (and with --wide, CPC,
-    competition, trend, SERP features, clicks, CTR, position and the tool's other columns)."""
-    params: dict[str, Any] = {"page": page, "size": size, "intent": intent, "parent_keyword": parent,
-                              "status": status}  # fmt: skip
+    """The site's keywords with volume, difficulty, intent, parent keyword, cluster and status (and with --wide,
+    CPC, competition, trend, SERP features, clicks, CTR, position and the tool's other columns)."""
     with client_for(ctx) as client:
-        data = client.call("GET", f"/sites/{site_id}/keywords", params={k: v for k, v in params.items() if v})
+        data = client.content_page(site_id, "keywords", status=status, cluster_id=cluster, q=q, intent=intent,
+                                   parent_keyword=parent, sort=sort, page=page, size=size)  # fmt: skip
     if as_json:
         print_json(data)
         return
-    table(data, ["id", "keyword", "volume", ("difficulty", "kd"), "intent", ("parent_keyword", "parent"), "cluster"],
-          empty="no keywords match")
+    items = data["items"]
+    table(items, ["id", "keyword", "volume", ("difficulty", "kd"), "intent", ("parent_keyword", "parent"),
+                  ("cluster_name", "cluster"), "status"],
+          title=f"{data['total']} keywords (page {data['page']})", empty="no keywords match")  # fmt: skip
     if wide:  # every figure of each keyword, one line each (too many columns for one table)
-        for k in data:
+        for k in items:
             given = {name: k[name] for name in METRICS if k.get(name) not in (None, [], {})}
             if given:
                 console.print(f"{k['id']} {k['keyword']}: " + " · ".join(f"{n} {cell(v)}" for n, v in given.items()),

@@ -143,6 +143,8 @@ class Stack:
     pg: local_pg.PostgresProcess | None = None
     broker: local_kafka.KafkaProcess | None = None
     _ports: dict[str, int] = field(default_factory=dict)
+    # Each service's /metrics port (CONTENTLINE_METRICS_PORT), kept across its restarts.
+    metrics_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -156,6 +158,10 @@ class Stack:
     def ai_url(self) -> str:
         """The OpenAI-compatible base URL the services get (without /v1)."""
         return f"http://127.0.0.1:{self.gateway_port}" if self.local_model else self.fake_url
+
+    def metrics_url(self, name: str) -> str:
+        """Where service `name` serves /metrics (once started)."""
+        return f"http://127.0.0.1:{self.metrics_ports[name]}/metrics"
 
     @property
     def media_dir(self) -> Path:
@@ -326,8 +332,10 @@ class Stack:
         ready = self.ready_path(name)
         ready.parent.mkdir(parents=True, exist_ok=True)
         ready.unlink(missing_ok=True)
+        metrics_port = self.metrics_ports.setdefault(name, free_port())
         self._spawn(name, ["-m", f"services.{name}"],
-                    {"CONTENTLINE_INSTANCE_TOKEN": token, "CONTENTLINE_READY_FILE": str(ready.resolve())})
+                    {"CONTENTLINE_INSTANCE_TOKEN": token, "CONTENTLINE_READY_FILE": str(ready.resolve()),
+                     "CONTENTLINE_METRICS_PORT": str(metrics_port)})
         if wait:
             self.wait_ready(name)
 

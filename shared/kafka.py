@@ -27,8 +27,10 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from shared import metrics
 from shared.contracts import utcnow
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
+from shared.metrics.families import DEAD_LETTERS
 from shared.topics import ALL_TOPICS, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 
 log = logging.getLogger(__name__)
@@ -70,12 +72,14 @@ def _utf8(value: bytes | None) -> bool:
     return True
 
 
-def make_broker(bootstrap: str, client_id: str) -> KafkaBroker:
+def make_broker(bootstrap: str, client_id: str, *, service: str | None = None) -> KafkaBroker:
+    """`service`: the `app_name` label of FastStream's Prometheus metrics (default: the client id)."""
     # acks=all + idempotence: a relayed event is on the broker before its outbox row is marked sent.
     return KafkaBroker(
         bootstrap,
         client_id=client_id,
         parser=lenient_headers,
+        middlewares=[metrics.kafka_middleware(service or client_id)],
         acks="all",
         enable_idempotence=True,
         allow_auto_create_topics=False,
@@ -165,6 +169,7 @@ async def dead_letter(
     if partition is not None and offset is not None:
         headers |= {SOURCE_PARTITION_HEADER: str(partition), SOURCE_OFFSET_HEADER: str(offset)}
     await broker.publish(copy.body, topic=topic, key=key, headers=headers)
+    DEAD_LETTERS.labels(source_topic=source_topic, topic=topic).inc()
     log.warning(
         "dead-lettered a record from %s (%d bytes%s): %s",
         source_topic,

@@ -15,6 +15,7 @@ from shared.db.session import make_engine, make_sessionmaker
 from shared.delivery import Exclusive, Outbox
 from shared.kafka import OutboxRelay, ensure_topics, make_broker
 from shared.logs import setup_logging
+from shared.metrics.endpoint import MetricsEndpoint
 from shared.settings import Settings, get_settings
 
 
@@ -28,6 +29,7 @@ class Runtime:
     relay: OutboxRelay
     outbox: Outbox
     ai: AiClient
+    metrics: MetricsEndpoint
     exclusive: Exclusive = field(default_factory=Exclusive)
 
     @classmethod
@@ -38,7 +40,7 @@ class Runtime:
         setup_logging(settings.log_level, name)
         engine = make_engine(settings.database_url, pre_ping=pre_ping)
         sessions = make_sessionmaker(engine)
-        broker = make_broker(settings.kafka_bootstrap, client_id=f"contentline-{name}")
+        broker = make_broker(settings.kafka_bootstrap, client_id=f"contentline-{name}", service=name)
         relay = OutboxRelay(broker, sessions, producer=name, poll_seconds=settings.outbox_poll_seconds)
         return cls(
             name=name,
@@ -49,6 +51,7 @@ class Runtime:
             relay=relay,
             outbox=Outbox(name, on_commit=relay.wake),
             ai=AiClient(settings),
+            metrics=MetricsEndpoint(name, settings, sessions),
         )
 
     async def on_startup(self) -> None:
@@ -58,11 +61,13 @@ class Runtime:
 
     async def after_startup(self) -> None:
         self.relay.start()
+        await self.metrics.start()
         if self.settings.ready_file is not None:
             write_ready_file(self.settings.ready_file, self.settings.instance_token or "")
 
     async def on_shutdown(self) -> None:
         await self.relay.stop()
+        await self.metrics.stop()
         await self.ai.close()
         await self.engine.dispose()
 

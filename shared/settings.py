@@ -115,6 +115,14 @@ class Settings(BaseSettings):
     # Outbox relay: a new row wakes the relay at once; the poll is the safety net after a crash.
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
 
+    # Prometheus /metrics of this process (shared/metrics, README "Metrics"): its own small HTTP server on this
+    # port, apart from the orchestrator's API (scrapers carry no API key, and the figures span every account).
+    # Unset: not served. Loopback by default; 0.0.0.0 (or the pod's address) only on a network scrapers own.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # Outbox backlog and consumer lag are read (database, broker) when scraped, at most this often.
+    metrics_cache_seconds: float = Field(default=10.0, ge=0, le=3600)
+
     # Encrypts stored credentials (WordPress application passwords): Fernet keys, comma-separated, newest first.
     # The first encrypts, every one decrypts, so a key is rotated without downtime (README: Publishing).
     secret_key: SecretStr = SecretStr("")

@@ -10,7 +10,9 @@ from __future__ import annotations
 from faststream import AckPolicy, FastStream
 from faststream.kafka.annotations import KafkaMessage
 
+from shared import metrics
 from shared.kafka import CONSUMER_TUNING
+from shared.metrics.families import COMMANDS_IN_FLIGHT
 from shared.parallel import Handler, OrderedCommitPool
 from shared.runtime import Runtime
 
@@ -24,13 +26,15 @@ def worker_app(rt: Runtime, topic: str, handler: Handler, *, key_ordered: bool =
     """`key_ordered`: records with the same Kafka key run one after another (the clusterer: one site's
     batches must not cluster side by side)."""
     pool = OrderedCommitPool(
-        handler,
+        metrics.timed(topic, handler),  # FastStream's duration metric sees only the hand-off to the pool
         name=rt.name,
         max_in_flight=rt.settings.ai_max_concurrency,
         key_ordered=key_ordered,
         retry_seconds=0.1,  # the handler has already backed off (shared.consume.bounded) before it raises
         revoke_seconds=REVOKE_WAIT_SECONDS,
     )
+
+    COMMANDS_IN_FLIGHT.labels(topic=topic).set_function(lambda: pool.in_flight)
 
     async def on_record(msg: KafkaMessage) -> None:
         await pool.submit(msg)

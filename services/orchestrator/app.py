@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi_offline import FastAPIOffline
 from faststream import AckPolicy
+from prometheus_fastapi_instrumentator import Instrumentator
 
 from services.orchestrator import keys
 from services.orchestrator.accounts import router as accounts_router
@@ -185,5 +186,8 @@ def create_app() -> FastAPI:
 
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
+    # HTTP request metrics (http_*, by route template, method and exact status), served on the metrics port
+    # with the rest (shared.metrics.endpoint), not on this API. Added last: outermost, so it sees every answer.
+    Instrumentator(should_group_status_codes=False).instrument(app)
     openapi.install(app, [problems.Problem, KeywordsIn])
     return app

@@ -43,6 +43,7 @@ from shared.ai.errors import (
     retry_after_seconds,
 )
 from shared.ai.limits import ProviderLimiter
+from shared.ai.metering import metered
 from shared.ai.plans import AttemptsFailed, ChatPlan, OptionalParams, bind_call
 from shared.ai.schema import ReplyProblem
 from shared.ai.usage import CallRecord, Usage
@@ -201,6 +202,7 @@ class AiClient:
                 sent |= {"json_schema"} | (schema.LENGTH_KEYWORDS | schema.ITEM_KEYWORDS) - plan.dropped_keywords
         return kwargs, sent
 
+    @metered
     async def structured(
         self,
         system: str,
@@ -349,6 +351,7 @@ class AiClient:
         return parsed
 
     # ---------------------------------------------------------------- embeddings
+    @metered
     async def embed(
         self, texts: Sequence[str], purpose: str, usage: Usage, *, expected_dimensions: int | None = None
     ) -> npt.NDArray[np.float32]:
@@ -446,6 +449,7 @@ class AiClient:
         return True
 
     # ---------------------------------------------------------------- images
+    @metered
     async def image_png(self, prompt: str, size: str, quality: str, purpose: str, usage: Usage) -> bytes:
         ep = self._eps["images"]
         sdk = self._sdk("images")

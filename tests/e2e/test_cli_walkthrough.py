@@ -34,7 +34,7 @@ def test_import_run_review_approve_publish_export_with_the_cli_only(
     site = ok(cli(stack, "site", "create", "CLI walk", "--domain", "walk.example", key=key)).strip()
     imported = ok(cli(stack, "keywords", "import", site, str(semrush_export(tmp_path / "semrush.csv")), key=key))
     assert "9 imported" in imported and "SERP Features" in imported
-    (first, *_) = json_of(cli(stack, "keywords", "list", site, "--json", key=key))
+    (first, *_) = json_of(cli(stack, "keywords", "list", site, "--json", key=key))["items"]
     assert first["intent"] == ["informational"] and first["cpc"] == 0.1 and first["currency"] == "USD"
 
     # config: one field, then the whole thing as a file; a bad value is one line naming the field

@@ -61,8 +61,10 @@ async def test_clusters_merge_across_batches_and_runs_without_duplicates(
     assert len(names) == len(set(names))
     assert sorted(sizes.values()) == [3, 3]
 
-    run3 = wait_run(api, start_run(api, site)["run_id"])  # nothing new: nothing changes
-    assert stage(run3, 1)["status"] == "skipped" and await clusters_of(db, site) == after2
+    # nothing new: a third run is refused with the reason, and nothing changes
+    refused = api.post(f"/sites/{site}/runs")
+    assert refused.status_code == 409 and refused.json()["pending"]["1"] == 0, refused.text
+    assert await clusters_of(db, site) == after2
 
 
 async def test_drafts_follow_their_outline_inside_the_length_band(

@@ -37,7 +37,8 @@ def test_lists_are_typed_paged_and_filtered(
     volumes = [k["volume"] for k in keywords["items"]]
     assert volumes == sorted(volumes, reverse=True)
     first = keywords["items"][0]
-    assert first["status"] == "clustered" and first["cluster_name"] and isinstance(first["metrics"], dict)
+    assert first["status"] == "clustered" and first["cluster_name"] and first["clustered_at"]
+    assert {"intent", "parent_keyword", "cpc", "trend", "extra"} <= first.keys() and "metrics" not in first
     second = api.get(f"/sites/{site}/keywords", params={"size": 4, "page": 3, "sort": "volume_desc"}).json()
     assert len(second["items"]) == 1
     found = api.get(f"/sites/{site}/keywords", params={"q": "GRINDER  Burr"}).json()

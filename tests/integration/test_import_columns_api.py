@@ -62,10 +62,10 @@ async def test_each_export_keeps_its_figures_and_shows_them(
     assert body["imported"] == 2 and body["rejected"] == []
     assert {c["stored_as"] for c in body["columns"]} >= {"keyword"} and body["columns"][0]["header"]
 
-    views = api.get(f"/sites/{site}/keywords").json()
+    views = api.get(f"/sites/{site}/keywords").json()["items"]
     assert [v["keyword"] for v in views] == [first["keyword"], views[1]["keyword"]]
     assert shown(views[0]) == first
-    assert views[0]["status"] == "pending" and views[0]["source"] == f"csv:{name}"
+    assert views[0]["status"] == "pending" and views[0]["source"] == f"csv:{name}" and views[0]["cluster_name"] is None
 
     async with db() as s:  # stored: intent and parent keyword in their columns, the rest in metrics
         row = await s.scalar(select(Keyword).where(Keyword.id == views[0]["id"]))
@@ -80,12 +80,25 @@ def test_filters_export_and_the_cli_show_the_figures(stack: Stack, api: httpx.Cl
     assert upload(api, site, "semrush.csv", SEMRUSH.encode()).status_code == 201
     assert upload(api, site, "ahrefs.csv", _ahrefs(",").encode()).status_code == 201
 
-    informational = api.get(f"/sites/{site}/keywords", params={"intent": "informational"}).json()
+    informational = api.get(f"/sites/{site}/keywords", params={"intent": "informational"}).json()["items"]
     assert [k["keyword"] for k in informational] == ["best running shoes"]
-    by_parent = api.get(f"/sites/{site}/keywords", params={"parent_keyword": "Coffee  Grinder"}).json()
+    by_parent = api.get(f"/sites/{site}/keywords", params={"parent_keyword": "Coffee  Grinder"}).json()["items"]
     assert sorted(k["keyword"] for k in by_parent) == ["burr grinder", "coffee grinder"]
     assert api.get(f"/sites/{site}/keywords", params={"intent": "sales"}).status_code == 422
-    assert api.get(f"/sites/{site}/keywords", params={"status": "clustered"}).json() == []
+    assert api.get(f"/sites/{site}/keywords", params={"status": "clustered"}).json()["total"] == 0
+
+    # the figures' filters combine with the content filters (status incl. disabled, text, sort) in one list
+    shoes = next(k for k in informational if k["keyword"] == "best running shoes")
+    toggle = f"/sites/{site}/keywords"
+    assert api.patch(toggle, json={"keyword_ids": [shoes["id"]], "enabled": False}).status_code == 200
+    disabled = api.get(f"/sites/{site}/keywords", params={"status": "disabled", "intent": "commercial"}).json()
+    assert disabled["total"] == 1 and disabled["items"][0]["cpc"] == 1.2 and disabled["items"][0]["disabled_at"]
+    pending = api.get(f"/sites/{site}/keywords", params={"status": "pending", "intent": "commercial"}).json()
+    assert [k["keyword"] for k in pending["items"]] == ["running shoes for flat feet"]
+    grinders = api.get(f"/sites/{site}/keywords", params={"parent_keyword": "coffee grinder", "q": "BURR",
+                                                          "sort": "volume_desc"}).json()  # fmt: skip
+    assert [k["keyword"] for k in grinders["items"]] == ["burr grinder"]
+    assert api.patch(toggle, json={"keyword_ids": [shoes["id"]], "enabled": True}).status_code == 200
 
     rows = list(csv.DictReader(io.StringIO(api.get(f"/sites/{site}/keywords/export.csv").text)))
     semrush = next(r for r in rows if r["keyword"] == "best running shoes")
@@ -93,9 +106,11 @@ def test_filters_export_and_the_cli_show_the_figures(stack: Stack, api: httpx.Cl
                                                                               "Sitelinks, Reviews")  # fmt: skip
 
     listed = json_of(cli(stack, "keywords", "list", site, "--intent", "commercial", "--json", key=tenant.key))
-    assert {k["keyword"] for k in listed} == {"best running shoes", "running shoes for flat feet"}
+    assert {k["keyword"] for k in listed["items"]} == {"best running shoes", "running shoes for flat feet"}
     wide = ok(cli(stack, "keywords", "list", site, "--wide", key=tenant.key))
     assert "coffee grinder" in wide and "Sitelinks" in wide and "commercial" in wide
+    same = ok(cli(stack, "content", "keywords", site, "--parent", "coffee grinder", "--wide", key=tenant.key))
+    assert "burr grinder" in same and "running shoes" not in same and "2 keywords" in same
 
     export = tmp_path / "planner.tsv"
     export.write_bytes(PLANNER.encode("utf-16-le"))
@@ -110,7 +125,7 @@ async def test_a_re_import_fills_in_missing_figures_and_keeps_the_known_ones(
     import_keywords(api, site, [{"keyword": "best running shoes", "cpc": 9.9}, {"keyword": "trail shoes"}])
     r = upload(api, site, "semrush.csv", SEMRUSH.encode())
     assert (r.json()["imported"], r.json()["duplicates"]) == (1, 1)  # counts are unchanged by the fill-in
-    (known,) = api.get(f"/sites/{site}/keywords", params={"intent": "commercial", "size": 1}).json()
+    (known,) = api.get(f"/sites/{site}/keywords", params={"intent": "commercial", "size": 1}).json()["items"]
     assert known["keyword"] == "best running shoes" and known["cpc"] == 9.9  # kept
     assert known["intent"] == ["commercial", "informational"] and known["trend"] == [0.67, 0.82, 1.0]  # filled in
     again = upload(api, site, "semrush.csv", SEMRUSH.encode()).json()

@@ -28,7 +28,10 @@ ENV_ANCHOR = "x-contentline-env"
 # Variables compose sets that the local stack (devstack) does not, each for a reason of its own.
 # A container must listen on its interface, not on its loopback; compose's operator key is a file in a volume
 # (the local stack passes its own through the same variable, per stack: devstack demo/up and the tests).
-COMPOSE_ONLY_VARS = {"CONTENTLINE_API_HOST", "CONTENTLINE_OPERATOR_KEY_FILE"}
+# /metrics: the local stack gives each service a port of its own on loopback (Stack.start_service), not in env().
+COMPOSE_ONLY_VARS = {
+    "CONTENTLINE_API_HOST", "CONTENTLINE_OPERATOR_KEY_FILE", "CONTENTLINE_METRICS_PORT", "CONTENTLINE_METRICS_HOST"
+}
 
 _INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::?-(?P<default>[^}]*))?\}")
 

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import metrics
 from shared.db.models import Account, CreditLedger
 
 GRANT, DEBIT, ADJUSTMENT = "grant", "debit", "adjustment"
@@ -87,6 +88,7 @@ async def debit(
         detail = detail | {"uncollected": str(amount - charged)}
     if await append(session, account, key, DEBIT, -charged, run_id, detail) is None:
         return None
+    metrics.credits_debited(session, charged, detail.get("stage"))
     return charged
 
 

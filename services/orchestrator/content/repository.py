@@ -30,22 +30,6 @@ from shared.db.models import (
     WriterTask,
 )
 
-# Keyword columns the list shows by name; any other column (metrics added later) is passed through.
-KNOWN_KEYWORD_COLUMNS = frozenset(
-    {
-        "id",
-        "site_id",
-        "keyword",
-        "keyword_norm",
-        "volume",
-        "difficulty",
-        "source",
-        "created_at",
-        "cluster_id",
-        "clustered_at",
-        "disabled_at",
-    }
-)
 KEYWORD_SORTS: dict[str, Any] = {
     "id": (Keyword.id,),
     "keyword": (Keyword.keyword_norm, Keyword.id),
@@ -65,10 +49,6 @@ async def _page(session: AsyncSession, stmt: Any, order: Sequence[Any], page: in
     return total, list(rows)
 
 
-def metrics_of(keyword: Keyword) -> dict[str, Any]:
-    return {c.key: getattr(keyword, c.key) for c in Keyword.__table__.columns if c.key not in KNOWN_KEYWORD_COLUMNS}
-
-
 # ---------------------------------------------------------------- keywords
 def keyword_status() -> Any:
     return case(
@@ -83,11 +63,13 @@ async def keywords(
     status: str | None,
     cluster_id: int | None,
     q: str | None,
+    intent: str | None = None,
+    parent_keyword: str | None = None,
     sort: str,
     page: int,
     size: int,
 ) -> tuple[int, list[Any]]:
-    """(total, rows of (Keyword, status, cluster name))."""
+    """(total, rows of (Keyword, status, cluster name)); `q` is normalised, `parent_keyword` as typed."""
     stmt = (
         select(Keyword, keyword_status().label("status"), Cluster.name)
         .outerjoin(Cluster, Cluster.id == Keyword.cluster_id)
@@ -99,6 +81,10 @@ async def keywords(
         stmt = stmt.where(Keyword.cluster_id == cluster_id)
     if q:
         stmt = stmt.where(Keyword.keyword_norm.contains(q, autoescape=True))
+    if intent is not None:
+        stmt = stmt.where(Keyword.intent.contains([intent]))  # intent @> ARRAY[...]: the GIN index
+    if parent_keyword is not None:  # lower(parent_keyword) = ...: the (site_id, lower(parent_keyword)) index
+        stmt = stmt.where(func.lower(Keyword.parent_keyword) == " ".join(parent_keyword.split()).lower())
     return await _page(session, stmt, KEYWORD_SORTS[sort], page, size)
 
 

@@ -18,6 +18,7 @@ from services.orchestrator.content.views import (
     DraftVersionView,
     IdeaView,
     ImageView,
+    KeywordSort,
     KeywordStatus,
     KeywordStatusIn,
     KeywordStatusOut,
@@ -36,6 +37,7 @@ from services.orchestrator.web.auth import TenantCaller
 from services.orchestrator.web.problems import responses
 from services.orchestrator.web.routing import KindRouter, RouteKind
 from services.orchestrator.web.types import INT64_MAX, DraftId, Page, SafeLine, SiteId
+from shared.contracts import Intent
 
 ClusterId = Annotated[int, Path(ge=1, le=INT64_MAX, description="A cluster id of the site")]
 ImageId = Annotated[int, Path(ge=1, le=INT64_MAX, description="An image id of the caller's account")]
@@ -62,14 +64,19 @@ def build(content: ContentService, review: ReviewService, curation: DraftCuratio
         status_: Annotated[KeywordStatus | None, Query(alias="status")] = None,
         cluster_id: OptionalId = None,
         q: Search = None,
-        sort: Literal["id", "keyword", "volume_desc", "difficulty_desc"] = "id",
+        intent: Annotated[Intent | None, Query(description="only keywords with this search intent")] = None,
+        parent_keyword: Annotated[SafeLine | None, Query(max_length=200, description="Ahrefs' parent keyword")] = None,
+        sort: KeywordSort = "id",
         page: Page = 1,
         size: Size = 50,
     ) -> Paged[KeywordView]:
-        """The site's keywords with their cluster and status; other keyword columns come in `metrics`."""
+        """The site's keywords (oldest first unless sorted) with their status and cluster, and the research
+        tool's figures (intent, parent keyword, CPC, competition, trend, SERP features, clicks, CTR, position,
+        other columns in `extra`)."""
         return await content.keywords(
-            caller.tenant, site_id, status=status_, cluster_id=cluster_id, q=q, sort=sort, page=page, size=size
-        )
+            caller.tenant, site_id, status=status_, cluster_id=cluster_id, q=q, intent=intent,
+            parent_keyword=parent_keyword, sort=sort, page=page, size=size,
+        )  # fmt: skip
 
     @api.patch("/sites/{site_id}/keywords", responses=responses(409))
     async def set_keywords_status(site_id: SiteId, caller: TenantCaller, body: KeywordStatusIn) -> KeywordStatusOut:

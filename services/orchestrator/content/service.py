@@ -31,6 +31,7 @@ from services.orchestrator.content.views import (
 )
 from services.orchestrator.errors import NotFoundError
 from services.orchestrator.sites import service as sites
+from shared.contracts import KEYWORD_METRICS
 from shared.db.models import Cluster
 from shared.text import normalise
 
@@ -39,11 +40,14 @@ LOW_QUALITY = 70  # the review queue's flag (review.service)
 
 def keyword_view(row: Any) -> KeywordView:
     keyword, status, cluster_name = row
+    figures = {k: v for k, v in (keyword.metrics or {}).items() if k in KEYWORD_METRICS}
     return KeywordView(
         id=keyword.id,
         keyword=keyword.keyword,
         volume=keyword.volume,
         difficulty=keyword.difficulty,
+        intent=keyword.intent,
+        parent_keyword=keyword.parent_keyword,
         status=status,
         cluster_id=keyword.cluster_id,
         cluster_name=cluster_name,
@@ -51,10 +55,7 @@ def keyword_view(row: Any) -> KeywordView:
         created_at=keyword.created_at,
         clustered_at=keyword.clustered_at,
         disabled_at=keyword.disabled_at,
-        metrics={
-            k: v if isinstance(v, str | int | float | bool) or v is None else str(v)
-            for k, v in repo.metrics_of(keyword).items()
-        },
+        **figures,
     )
 
 
@@ -105,6 +106,8 @@ class ContentService:
         status: str | None = None,
         cluster_id: int | None = None,
         q: str | None = None,
+        intent: str | None = None,
+        parent_keyword: str | None = None,
         sort: str = "id",
         page: int = 1,
         size: int = 50,
@@ -112,8 +115,9 @@ class ContentService:
         async with self._sessions() as session:
             await sites.site_of(session, account_id, site_id)
             total, rows = await repo.keywords(
-                session, site_id, status=status, cluster_id=cluster_id, q=_norm(q), sort=sort, page=page, size=size
-            )
+                session, site_id, status=status, cluster_id=cluster_id, q=_norm(q), intent=intent,
+                parent_keyword=parent_keyword, sort=sort, page=page, size=size,
+            )  # fmt: skip
         return Paged(total=total, page=page, size=size, items=[keyword_view(r) for r in rows])
 
     async def clusters(

@@ -26,8 +26,8 @@ def _visible_name(value: str) -> str:
 ClusterName = Annotated[SafeLine, Field(min_length=1, max_length=200), AfterValidator(_visible_name)]
 
 KeywordStatus = Literal["pending", "clustered", "disabled"]
+KeywordSort = Literal["id", "keyword", "volume_desc", "difficulty_desc"]
 DraftStatus = Literal["writing_images", "in_review", "approved", "rejected", "published", "superseded"]
-MetricValue = str | int | float | bool | None
 
 
 class Paged(BaseModel, Generic[T]):
@@ -39,10 +39,25 @@ class Paged(BaseModel, Generic[T]):
 
 # ---------------------------------------------------------------- lists
 class KeywordView(BaseModel):
+    """A keyword with its place in the pipeline (status, cluster) and what the research tool said about it
+    (issue 17: intent and parent keyword are columns, the other figures come from the `metrics` JSONB)."""
+
     id: int
     keyword: str
     volume: int | None
     difficulty: int | None
+    intent: list[str] | None = Field(description="search intents, strongest first")
+    parent_keyword: str | None = Field(description="Ahrefs' parent keyword")
+    cpc: float | None = None
+    currency: str | None = None
+    competition: float | None = None
+    competition_level: str | None = None
+    trend: list[float] | None = None
+    serp_features: list[str] | None = None
+    clicks: int | None = None
+    ctr: float | None = None
+    position: float | None = None
+    extra: dict[str, str] | None = Field(default=None, description="the tool's other columns (header → cell)")
     status: KeywordStatus = Field(description="pending (waits for clustering), clustered, or disabled")
     cluster_id: int | None
     cluster_name: str | None
@@ -50,9 +65,6 @@ class KeywordView(BaseModel):
     created_at: AwareDatetime
     clustered_at: AwareDatetime | None
     disabled_at: AwareDatetime | None
-    metrics: dict[str, MetricValue] = Field(
-        default_factory=dict, description="every other column the keyword table has (intent, cpc, ...)"
-    )
 
 
 class ClusterKeyword(BaseModel):

@@ -1,4 +1,4 @@
-"""Runs API: estimate, run now, follow, history, pause/resume/cancel, activity, batches in flight."""
+"""Runs API: estimate, run now, follow, history, pause/resume/cancel, activity, batches in flight, figures."""
 
 from __future__ import annotations
 
@@ -6,12 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
+from services.orchestrator.runs.figures import AutomationFigures
 from services.orchestrator.runs.service import RunService
 from services.orchestrator.runs.views import ActivityView, EstimateView, Processing, RunHistory, RunView
 from services.orchestrator.web.auth import TenantCaller
 from services.orchestrator.web.problems import responses
 from services.orchestrator.web.routing import KindRouter, RouteKind
-from services.orchestrator.web.types import Limit, Page, RunId, SiteId
+from services.orchestrator.web.types import AccountId, Limit, Page, RunId, SiteId
+
+# How far back the automation figures look (their calendar periods are fixed: today, this week, this month).
+WindowDays = Annotated[int, Query(ge=1, le=366, description="figures other than the run counts cover this many days")]
 
 
 def build(runs: RunService) -> list[APIRouter]:
@@ -72,5 +76,16 @@ def build(runs: RunService) -> list[APIRouter]:
     ) -> list[ActivityView]:
         """The run's activity log, oldest first (the newest `limit` lines)."""
         return await runs.activity(caller.tenant, run_id, stage, limit)
+
+    @api.get("/sites/{site_id}/automation/figures")
+    async def site_figures(site_id: SiteId, caller: TenantCaller, days: WindowDays = 30) -> AutomationFigures:
+        """The site's automation figures: runs today / this week / this month (the site's time zone), success
+        rate, average credits per run, average seconds per stage, pieces generated, credits spent by rules."""
+        return await runs.site_figures(caller.tenant, site_id, days)
+
+    @api.get("/accounts/{account_id}/automation/figures")
+    async def account_figures(account_id: AccountId, caller: TenantCaller, days: WindowDays = 30) -> AutomationFigures:
+        """The same figures over all the account's sites (calendar periods in UTC)."""
+        return await runs.account_figures(caller.tenant, account_id, days)
 
     return [api]

@@ -18,13 +18,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orchestrator.config import RunTarget
 from services.orchestrator.errors import ConflictError, NotFoundError, ProblemError
-from services.orchestrator.runs import control, liveness, results, schedules, start, timers
+from services.orchestrator.runs import control, figures, liveness, results, schedules, start, timers
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.views import (
@@ -82,9 +83,16 @@ async def held_items(session: AsyncSession, site_id: str) -> HeldItems | None:
 
 
 class RunService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], engine: Engine) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        engine: Engine,
+        *,
+        rule_credits: figures.RuleCredits = figures.credits_of_rule_runs,
+    ) -> None:
         self._sessions = sessions
         self._engine = engine
+        self._rule_credits = rule_credits
         self._next_late_sweep = 0.0
 
     # ------------------------------------------------------------------ starting
@@ -348,3 +356,20 @@ class RunService:
                 liveness=liveness.run_liveness([w for _, w in in_flight], run.status),
                 batches=out,
             )
+
+    # ------------------------------------------------------------------ automation figures
+    async def site_figures(self, account_id: str, site_id: str, days: int) -> figures.AutomationFigures:
+        """The site's figures; its calendar periods in the site's time zone."""
+        async with self._sessions() as session:
+            await sites.site_of(session, account_id, site_id)
+            zone = ZoneInfo((await sites.site_config(session, site_id)).timezone)
+            scope = figures.Scope(account_id=account_id, site_id=site_id)
+            return await figures.figures(session, scope, zone, days, utcnow(), self._rule_credits)
+
+    async def account_figures(self, caller_account: str, account_id: str, days: int) -> figures.AutomationFigures:
+        """Every site's figures together; calendar periods in UTC. Another account's id is not found."""
+        if account_id != caller_account:
+            raise NotFoundError(f"account {account_id!r} does not exist")
+        async with self._sessions() as session:
+            scope = figures.Scope(account_id=account_id)
+            return await figures.figures(session, scope, ZoneInfo("UTC"), days, utcnow(), self._rule_credits)

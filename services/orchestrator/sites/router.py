@@ -1,4 +1,5 @@
-"""Sites API: sites, keyword import (JSON and planner CSV), the keyword view and export, config, budget shares."""
+"""Sites API: sites, keyword import (JSON and planner CSV), the keyword export, config, budget shares (the keyword
+list is the content router's)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from services.orchestrator.config import SiteConfig, SiteConfigPatch
 from services.orchestrator.importing import ImportError_, ParsedImport, parse_csv
 from services.orchestrator.safetext import describe_bad_char
-from services.orchestrator.sites.keywords import KeywordFilter, KeywordStatus, KeywordView
 from services.orchestrator.sites.service import SiteService
 from services.orchestrator.web.auth import TenantCaller
 from services.orchestrator.web.problems import responses
 from services.orchestrator.web.routing import KindRouter, RouteKind
 from services.orchestrator.web.types import Page, SafeLine, SiteId
-from shared.contracts import Intent, KeywordIn, Stage
+from shared.contracts import KeywordIn, Stage
 from shared.db.models import Site, SiteConfigRow
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -231,21 +231,6 @@ def build(sites: SiteService) -> list[APIRouter]:
             rejected=rejected[:MAX_REJECTED_SHOWN],
             columns=[ColumnOut(header=c.header, stored_as=c.stored_as) for c in parsed.columns],
         )
-
-    @account.get("/sites/{site_id}/keywords")
-    async def list_keywords(
-        site_id: SiteId,
-        caller: TenantCaller,
-        intent: Annotated[Intent | None, Query(description="only keywords with this search intent")] = None,
-        parent_keyword: Annotated[SafeLine | None, Query(max_length=200, description="Ahrefs' parent keyword")] = None,
-        status: Annotated[KeywordStatus | None, Query(description="pending (not clustered yet) or clustered")] = None,
-        page: Page = 1,
-        size: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> list[KeywordView]:
-        """The site's keywords, oldest first, with the research tool's figures (intent, parent keyword, CPC,
-        competition, trend, SERP features, clicks, CTR, position, other columns in `extra`)."""
-        where = KeywordFilter(intent=intent, parent_keyword=parent_keyword, status=status)
-        return await sites.keywords(caller.tenant, site_id, where, page, size)
 
     @account.get(
         "/sites/{site_id}/keywords/export.csv",

@@ -157,13 +157,6 @@ class SiteService:
             rows = await keywords.export_rows(session, account_id, site_id)
         return await asyncio.to_thread(export.render_csv, keywords.EXPORT_HEADER, rows)
 
-    async def keywords(
-        self, account_id: str, site_id: str, where: keywords.KeywordFilter, page: int, size: int
-    ) -> list[keywords.KeywordView]:
-        async with self._sessions() as session:
-            await site_of(session, account_id, site_id)
-            return await keywords.keyword_page(session, account_id, site_id, where, page, size)
-
     async def pipeline_overview(self, account_id: str, site_id: str) -> dict[int, int]:
         async with self._sessions() as session:
             await site_of(session, account_id, site_id)
