@@ -21,6 +21,7 @@ from rich.text import Text
 from contentline_cli.client import ApiError, ContentlineClient, ImportResult, RunInfo, Site, StageInfo
 from contentline_cli.session import (
     EXIT_FAILED,
+    EXIT_NO_OUTPUT,
     EXIT_OK,
     EXIT_PAUSED,
     EXIT_TIMEOUT,
@@ -82,9 +83,10 @@ def headline_counts(run: RunInfo) -> dict[str, int]:
     return counts
 
 
-def exit_code_for(status: str) -> int:
+def exit_code_for(status: str, stopped_reason: str | None = None) -> int:
     if status == "completed":
-        return EXIT_OK
+        # Completed with nothing out (every item failed, reasons in error_message): not a success to a script.
+        return EXIT_NO_OUTPUT if stopped_reason == "no_output" else EXIT_OK
     if status == "paused":
         return EXIT_PAUSED
     return EXIT_FAILED
@@ -362,8 +364,10 @@ def follow_and_summarise(
         )
         return EXIT_TIMEOUT
     print_summary(run, out)
-    code = exit_code_for(run.status)
-    if run.status == "paused":
+    code = exit_code_for(run.status, run.stopped_reason)
+    if code == EXIT_NO_OUTPUT:
+        err_console.print(f"[yellow]Run {run_id} completed with no output: {run.error_message}[/]")
+    elif run.status == "paused":
         err_console.print(f"[blue]Run is paused; resume it with `contentline run resume {run_id}`.[/]")
     elif code != EXIT_OK:
         err_console.print(f"[red]Run {run_id} ended {run.status}.[/]")

@@ -32,6 +32,7 @@ from contentline_cli.client import ApiError, ContentlineClient
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_PAYMENT = 0, 1, 2, 3, 4, 5
 EXIT_INVALID, EXIT_AUTH, EXIT_UNREACHABLE, EXIT_PAUSED, EXIT_TIMEOUT = 6, 7, 8, 9, 10
+EXIT_NO_OUTPUT = 11  # a run that completed with nothing out (every item failed; stopped_reason no_output)
 EXIT_BY_STATUS = {400: EXIT_INVALID, 401: EXIT_AUTH, 402: EXIT_PAYMENT, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND,
                   409: EXIT_CONFLICT, 413: EXIT_INVALID, 422: EXIT_INVALID, 502: EXIT_UNREACHABLE,
                   503: EXIT_UNREACHABLE, 504: EXIT_UNREACHABLE, 0: EXIT_UNREACHABLE}  # fmt: skip

@@ -112,8 +112,8 @@ def _process_name(argv: list[bytes]) -> str | None:
     if b"-m" not in argv[:-1]:
         return None
     module = argv[argv.index(b"-m") + 1].decode(errors="replace")
-    if module in {"fakeai", "devstack.aigateway"}:
-        return module.removeprefix("devstack.")
+    if module == "fakeai":
+        return module
     return module.removeprefix("services.") if module.startswith("services.") else None
 
 
@@ -388,8 +388,7 @@ def up(
         "CONTENTLINE_STACK_DATABASE_URL": stack.database_url,
         "CONTENTLINE_API_KEY_FILE": str(key_file),  # the CLI's key (a path: no secret in this output)
     }
-    if not real_ai:
-        env |= {"OPENAI_BASE_URL": f"{stack.ai_url}/v1", "OPENAI_API_KEY": "fake-key"}
+    env |= stack.ai_env()
     record = {
         "started_at": datetime.now(UTC).isoformat(), "infra_source": stack.infra_source,
         "api_url": stack.api_url, "fake_url": stack.fake_url if not real_ai else None,

@@ -112,16 +112,18 @@ def wait_ready_file(path: Path, token: str, timeout: float, proc: subprocess.Pop
     raise RuntimeError(f"{log_file.stem} (pid {proc.pid}) did not report ready in {path} within {timeout:.0f}s")
 
 
+LOCAL_MODEL_CHAT_TIMEOUT = 240  # seconds; see Stack.ai_env
+
+
 @dataclass
 class Stack:
     state_dir: Path
     use_fake_ai: bool = True
-    # Chat from a real model (llama-server, devstack/llama.py) behind devstack/aigateway.py; the fake keeps
-    # embeddings and images. Needs use_fake_ai.
+    # Chat from a real model (llama-server, devstack/llama.py) through CONTENTLINE_CHAT_BASE_URL; the fake keeps
+    # embeddings and images (the common OPENAI_BASE_URL). Needs use_fake_ai.
     local_model: bool = False
     api_port: int = field(default_factory=free_port)
     fake_port: int = field(default_factory=free_port)
-    gateway_port: int = field(default_factory=free_port)
     llama_url: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
     # Start a local WordPress with the stack (start_all); tests start it on demand with start_wordpress().
@@ -154,10 +156,26 @@ class Stack:
     def fake_url(self) -> str:
         return f"http://127.0.0.1:{self.fake_port}"
 
-    @property
-    def ai_url(self) -> str:
-        """The OpenAI-compatible base URL the services get (without /v1)."""
-        return f"http://127.0.0.1:{self.gateway_port}" if self.local_model else self.fake_url
+    def ai_env(self) -> dict[str, str]:
+        """The AI providers the services get with the fake: the fake for every function, except chat from
+        llama-server with `local_model` (per-function base URLs, shared/ai/config.py)."""
+        if not self.use_fake_ai:
+            return {}
+        env = {"OPENAI_BASE_URL": f"{self.fake_url}/v1", "OPENAI_API_KEY": "fake-key"}
+        if self.local_model and self.llama_url:
+            from devstack.llama import MODEL_ALIAS, ServerOptions
+
+            # The model name: usage records name the model that answered (llama-server ignores it).
+            env |= {"CONTENTLINE_CHAT_BASE_URL": f"{self.llama_url}/v1", "CONTENTLINE_CHAT_MODEL": MODEL_ALIAS}
+            # No more requests in flight per service than the server has slots: a request queued inside the
+            # server spends its timeout waiting, then is cut off and asked again from the start (unless the
+            # caller chose a number).
+            # And a timeout for a small model on shared CPU cores (2-45 tokens/s measured): the client would
+            # grow 60 s to this after two timed-out attempts, in every worker, each time wasting the attempts.
+            defaults = {"CONTENTLINE_CHAT_MAX_CONCURRENCY": str(ServerOptions.from_env().parallel),
+                        "CONTENTLINE_CHAT_TIMEOUT_SECONDS": str(LOCAL_MODEL_CHAT_TIMEOUT)}  # fmt: skip
+            env |= {k: v for k, v in defaults.items() if k not in os.environ}
+        return env
 
     def metrics_url(self, name: str) -> str:
         """Where service `name` serves /metrics (once started)."""
@@ -285,12 +303,7 @@ class Stack:
             "CONTENTLINE_TICK_SECONDS": "1",
             "PYTHONUNBUFFERED": "1",
         }
-        if self.use_fake_ai:
-            env |= {"OPENAI_BASE_URL": f"{self.ai_url}/v1", "OPENAI_API_KEY": "fake-key"}
-        if self.local_model:
-            from devstack.llama import MODEL_ALIAS
-
-            env["CONTENTLINE_CHAT_MODEL"] = MODEL_ALIAS  # usage records name the model that answered
+        env |= self.ai_env()
         env |= self.extra_env
         return env
 
@@ -311,7 +324,7 @@ class Stack:
         wait_http(f"{self.fake_url}/health", 30, proc, self.log_path("fakeai"))
 
     def start_local_model(self) -> None:
-        """llama-server (built and cached on first use: 15-30 min) and the gateway in front of it and the fake."""
+        """llama-server (built and cached on first use: 15-30 min); the services' chat goes to it."""
         if not self.local_model:
             return
         if not self.use_fake_ai:
@@ -322,9 +335,6 @@ class Stack:
         env = self.env() | {"CONTENTLINE_MEDIA_DIR": str(self.media_dir.resolve())}
         server = start_llama_server(self.log_path("llama-server"), env=env)
         self.procs["llama-server"], self.llama_url = server.proc, server.url
-        proc = self._spawn("aigateway", ["-m", "devstack.aigateway", "--chat-url", server.url,
-                                         "--fallback-url", self.fake_url, "--port", str(self.gateway_port)])
-        wait_http(f"{self.ai_url}/_gateway/health", 30, proc, self.log_path("aigateway"))
 
     def start_service(self, name: str, wait: bool = True) -> None:
         """Start `name` with a fresh token; with `wait`, return once it proved it is up (see wait_ready)."""
@@ -339,7 +349,7 @@ class Stack:
         if wait:
             self.wait_ready(name)
 
-    def wait_ready(self, name: str, timeout: float = 60) -> None:
+    def wait_ready(self, name: str, timeout: float = 180) -> None:
         """The orchestrator: /health echoes this start's token; a worker: its ready file holds it."""
         proc, token = self.procs[name], self.tokens[name]
         if name == "orchestrator":

@@ -374,6 +374,9 @@ def reply_faults(content: str, kinds: set[str]) -> tuple[str | None, str | None,
             content = json.dumps(faults.germanise(json.loads(content)), ensure_ascii=False)
         except ValueError:
             content = faults.german(len(content.split()))
+    if "placeholder" in kinds:
+        with contextlib.suppress(ValueError):
+            content = json.dumps(faults.placeholders(json.loads(content)), ensure_ascii=False)
     if "schema_violation" in kinds:
         with contextlib.suppress(ValueError):
             content = faults.drop_required(json.loads(content))

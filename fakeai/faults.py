@@ -9,7 +9,9 @@ Kinds, each as the real thing looks on the wire:
 - reply faults (chat): `cut_off` (finish_reason "length", content cut mid-JSON), `invalid_json`,
   `schema_violation` (a required field missing), `empty`, `refusal` (the `refusal` field, content null),
   `refusal_text` (an apology as the content), `wrong_language` (prose in German), `fenced` (the JSON in a
-  ```json fence, as many local models write it; not an error);
+  ```json fence, as many local models write it; not an error), `placeholder` (schema-valid junk a small model
+  writes: every prose value becomes template leftovers and field names, `[Insert ...]`, `LARGE_30`,
+  `section_description`, at the original length, so only a quality check can tell);
 - request faults (any endpoint): `unsupported_parameter` (400 with `param` and code unsupported_parameter),
   `not_supported` (501), `rate_limit` (429 with Retry-After and x-ratelimit-* headers), `server_error` (500),
   `slow` (`delay_ms` before answering).
@@ -34,6 +36,7 @@ Kind = Literal[
     "refusal_text",
     "wrong_language",
     "fenced",
+    "placeholder",
     "unsupported_parameter",
     "not_supported",
     "rate_limit",
@@ -41,8 +44,9 @@ Kind = Literal[
     "slow",
 ]
 REPLY_KINDS = frozenset(
-    {"cut_off", "invalid_json", "schema_violation", "empty", "refusal", "refusal_text", "wrong_language", "fenced"}
-)
+    {"cut_off", "invalid_json", "schema_violation", "empty", "refusal", "refusal_text", "wrong_language", "fenced",
+     "placeholder"}
+)  # fmt: skip
 REFUSAL = "I'm sorry, but I can't help with that request."
 
 _GERMAN = (
@@ -128,6 +132,28 @@ def germanise(value: Any) -> Any:
         return {k: germanise(v) for k, v in value.items()}
     if isinstance(value, list):
         return [germanise(v) for v in value]
+    return value
+
+
+_PLACEHOLDER = (
+    "[Insert section text here] section_description LARGE_30 {{topic}} TODO: write about the keyword here. "
+)
+
+
+def placeholder_text(original: str) -> str:
+    """Template leftovers as long as `original` (so length bounds and word targets still hold)."""
+    filler = _PLACEHOLDER * (len(original) // len(_PLACEHOLDER) + 1)
+    return filler[: len(original)].rstrip() or original
+
+
+def placeholders(value: Any) -> Any:
+    """Every prose string value (4+ words) replaced by template leftovers; labels and numbers kept."""
+    if isinstance(value, str):
+        return placeholder_text(value) if len(value.split()) >= 4 else value
+    if isinstance(value, dict):
+        return {k: placeholders(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [placeholders(v) for v in value]
     return value
 
 

@@ -148,7 +148,9 @@ class StageOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    similarity_threshold: float = Field(default=0.5, gt=0, le=1)
+    # None (the default): the clusterer calibrates the decision from the site's own keywords (issue 10).
+    # A number: a fixed raw-cosine threshold for this site, an explicit override for whoever wants one.
+    similarity_threshold: float | None = Field(default=None, gt=0, le=1)
     min_cluster_size: int = Field(default=1, ge=1, le=1000)
     ideas_per_cluster: int = Field(default=1, ge=1, le=20)
     target_words: int = Field(default=900, ge=150, le=10_000)

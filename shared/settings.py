@@ -111,6 +111,8 @@ class Settings(BaseSettings):
     # JSON of services.orchestrator.costs.CostTable fields, e.g. {"words_per_credit": 400}; unset = defaults.
     cost_table_json: str | None = None
     run_log_dir: Path | None = None  # also write each run's activity log to <dir>/<run_id>.log
+    # An item that failed this many runs in a row is parked (no stage takes it in until un-parked); 0 = never.
+    park_after_failed_runs: int = Field(default=3, ge=0, le=100)
 
     # Outbox relay: a new row wakes the relay at once; the poll is the safety net after a crash.
     outbox_poll_seconds: float = Field(default=1.0, gt=0)

@@ -56,7 +56,8 @@ class Assignment:
     outliers: list[int] = field(default_factory=list)
 
 
-def _normalise(v: Vectors) -> Vectors:
+def normalise(v: Vectors) -> Vectors:
+    """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(v, axis=-1, keepdims=True)
     out: Vectors = (v / np.maximum(norms, 1e-12)).astype(np.float32)
     return out
@@ -120,7 +121,7 @@ class _Centroids:
             return
         touched, sums = _group_sums(members, groups)
         self._sums[touched] += sums
-        self._unit[touched] = _normalise(self._sums[touched])
+        self._unit[touched] = normalise(self._sums[touched])
 
     def append(self, sums: Vectors) -> None:
         need = self.k + sums.shape[0]
@@ -128,7 +129,7 @@ class _Centroids:
             cap = max(need, 2 * self._sums.shape[0])  # doubling: appends stay amortised O(1) per row
             self._sums, self._unit = _grown(self._sums, self.k, cap), _grown(self._unit, self.k, cap)
         self._sums[self.k : need] = sums
-        self._unit[self.k : need] = _normalise(sums)
+        self._unit[self.k : need] = normalise(sums)
         self.k = need
 
 
@@ -255,4 +256,14 @@ def merged_centroid(old: Vectors | None, old_size: int, members: Vectors) -> Vec
     total = members.sum(axis=0)
     if old is not None and old_size:
         total = total + old * old_size
-    return _normalise(total)
+    return normalise(total)
+
+
+def merged_mean(old: Vectors | None, old_size: int, members: Vectors) -> Vectors:
+    """Mean of a cluster's raw member vectors after adding `members` (what the service stores: a mean, not a
+    direction, so the cluster can be compared in any view of the space, centred or raw)."""
+    total = members.astype(np.float64).sum(axis=0)
+    if old is not None and old_size:
+        total = total + old.astype(np.float64) * old_size
+    out: Vectors = (total / (old_size + members.shape[0])).astype(np.float32)
+    return out

@@ -1,17 +1,22 @@
-"""SQL of the clusterer: it owns clusters, keyword embeddings and keywords' cluster assignment."""
+"""SQL of the clusterer: it owns clusters, keyword embeddings, keywords' cluster assignment and the sites'
+clustering spaces (per embedding model: vector sum and count, calibrated threshold)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+import numpy.typing as npt
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.clusterer.calibration import SpaceStats
 from services.clusterer.clustering import Vectors
 from shared.contracts import utcnow
-from shared.db.models import Cluster, Keyword, KeywordEmbedding
+from shared.db.models import Cluster, ClusteringSpace, Keyword, KeywordEmbedding
 
 
 @dataclass
@@ -27,7 +32,8 @@ class ClusterRow:
     name: str
     name_norm: str
     size: int
-    centroid: Vectors
+    centroid: Vectors  # raw member mean (empty when no member has a vector in the model's space)
+    embedding_model: str | None = None
 
 
 def to_bytes(v: Vectors) -> bytes:
@@ -52,31 +58,44 @@ async def load_keywords(session: AsyncSession, site_id: str, ids: list[int]) -> 
     return pending, done
 
 
-async def load_embeddings(session: AsyncSession, ids: list[int], model: str) -> dict[int, Vectors]:
+def in_space(model: str, dim: int | None) -> ColumnElement[bool]:
+    """Embedding rows of this model (and dimension, when known)."""
+    same_model = KeywordEmbedding.model == model
+    return same_model if dim is None else and_(same_model, KeywordEmbedding.dim == dim)
+
+
+async def load_embeddings(session: AsyncSession, ids: list[int], model: str, dim: int | None) -> dict[int, Vectors]:
     rows = await session.execute(
         select(KeywordEmbedding.keyword_id, KeywordEmbedding.vector).where(
-            KeywordEmbedding.keyword_id.in_(ids), KeywordEmbedding.model == model
+            KeywordEmbedding.keyword_id.in_(ids), in_space(model, dim)
         )
     )
     return {r.keyword_id: from_bytes(r.vector) for r in rows}
 
 
-async def save_embeddings(session: AsyncSession, vectors: dict[int, Vectors], model: str) -> None:
+async def save_embeddings(session: AsyncSession, vectors: dict[int, Vectors], model: str) -> list[int]:
+    """Store vectors, replacing a keyword's vector of another model or dimension; returns the ids stored
+    (the keywords that newly entered this model's space: a row already in it is left alone)."""
     if not vectors:
-        return
-    stmt = insert(KeywordEmbedding).values(
+        return []
+    new = insert(KeywordEmbedding).values(
         [{"keyword_id": k, "model": model, "dim": int(v.shape[0]), "vector": to_bytes(v)} for k, v in vectors.items()]
     )
-    await session.execute(stmt.on_conflict_do_nothing())
+    stmt = new.on_conflict_do_update(
+        index_elements=[KeywordEmbedding.keyword_id],
+        set_={"model": new.excluded.model, "dim": new.excluded.dim, "vector": new.excluded.vector},
+        where=or_(KeywordEmbedding.model != new.excluded.model, KeywordEmbedding.dim != new.excluded.dim),
+    ).returning(KeywordEmbedding.keyword_id)
+    return list((await session.scalars(stmt)).all())
 
 
 async def load_clusters(session: AsyncSession, site_id: str) -> list[ClusterRow]:
     rows = await session.execute(
-        select(Cluster.id, Cluster.name, Cluster.name_norm, Cluster.size, Cluster.centroid)
+        select(Cluster.id, Cluster.name, Cluster.name_norm, Cluster.size, Cluster.centroid, Cluster.embedding_model)
         .where(Cluster.site_id == site_id)
         .order_by(Cluster.id)
     )
-    return [ClusterRow(r.id, r.name, r.name_norm, r.size, from_bytes(r.centroid)) for r in rows]
+    return [ClusterRow(r.id, r.name, r.name_norm, r.size, from_bytes(r.centroid), r.embedding_model) for r in rows]
 
 
 async def insert_cluster(
@@ -89,6 +108,7 @@ async def insert_cluster(
     intent: str,
     centroid: Vectors,
     size: int,
+    embedding_model: str,
 ) -> int | None:
     """The new cluster's id, or None when the site already has one with this normalised name."""
     stmt = (
@@ -102,6 +122,7 @@ async def insert_cluster(
             intent=intent,
             centroid=to_bytes(centroid),
             size=size,
+            embedding_model=embedding_model,
         )
         .on_conflict_do_nothing(constraint="uq_clusters_site_name")
         .returning(Cluster.id)
@@ -148,10 +169,18 @@ async def assign_keywords(session: AsyncSession, cluster_id: int, keyword_ids: l
     return len(result.all())
 
 
+def _outside_space(model: str, dim: int | None) -> ColumnElement[bool]:
+    return (
+        ~select(KeywordEmbedding.keyword_id)
+        .where(KeywordEmbedding.keyword_id == Keyword.id, in_space(model, dim))
+        .exists()
+    )
+
+
 async def pending_without_embedding(
-    session: AsyncSession, site_id: str, model: str, exclude: list[int], limit: int
+    session: AsyncSession, site_id: str, model: str, dim: int | None, exclude: list[int], limit: int
 ) -> list[KeywordRow]:
-    """The site's next unclustered keywords that have no stored embedding yet (prefetch candidates)."""
+    """The site's next unclustered keywords without a vector in this space yet (prefetch candidates)."""
     if limit <= 0:
         return []
     rows = await session.execute(
@@ -160,11 +189,152 @@ async def pending_without_embedding(
             Keyword.site_id == site_id,
             Keyword.cluster_id.is_(None),
             Keyword.id.not_in(exclude),
-            ~select(KeywordEmbedding.keyword_id)
-            .where(KeywordEmbedding.keyword_id == Keyword.id, KeywordEmbedding.model == model)
-            .exists(),
+            _outside_space(model, dim),
         )
         .order_by(Keyword.id)
         .limit(limit)
     )
     return [KeywordRow(r.id, r.keyword, r.volume or 0) for r in rows]
+
+
+async def clustered_without_embedding(
+    session: AsyncSession, site_id: str, model: str, dim: int | None, limit: int
+) -> list[KeywordRow]:
+    """The site's clustered keywords without a vector in this space (to re-embed after a model change)."""
+    rows = await session.execute(
+        select(Keyword.id, Keyword.keyword, Keyword.volume)
+        .where(Keyword.site_id == site_id, Keyword.cluster_id.is_not(None), _outside_space(model, dim))
+        .order_by(Keyword.id)
+        .limit(limit)
+    )
+    return [KeywordRow(r.id, r.keyword, r.volume or 0) for r in rows]
+
+
+# ------------------------------------------------------------------------------------ clustering spaces
+
+
+async def stored_dim(session: AsyncSession, site_id: str, model: str) -> int | None:
+    """The dimension most of the site's stored vectors of this model have (None: none stored)."""
+    count = func.count()
+    return await session.scalar(
+        select(KeywordEmbedding.dim)
+        .join(Keyword, Keyword.id == KeywordEmbedding.keyword_id)
+        .where(Keyword.site_id == site_id, KeywordEmbedding.model == model)
+        .group_by(KeywordEmbedding.dim)
+        .order_by(count.desc(), KeywordEmbedding.dim.desc())
+        .limit(1)
+    )
+
+
+def _space_vectors(site_id: str, model: str, dim: int) -> Select[int, int | None, bytes]:
+    return (
+        select(KeywordEmbedding.keyword_id, Keyword.cluster_id, KeywordEmbedding.vector)
+        .join(Keyword, Keyword.id == KeywordEmbedding.keyword_id)
+        .where(Keyword.site_id == site_id, in_space(model, dim))
+    )
+
+
+async def sample_space(session: AsyncSession, site_id: str, model: str, dim: int, limit: int) -> dict[int, Vectors]:
+    """Up to `limit` of the site's vectors in this space, in the fixed pseudo-random order of
+    `calibration.sample_key` (so the same keywords are sampled every time)."""
+    key = (KeywordEmbedding.keyword_id * 2654435761) % 4294967296
+    rows = await session.execute(
+        _space_vectors(site_id, model, dim).order_by(key, KeywordEmbedding.keyword_id).limit(limit)
+    )
+    return {r.keyword_id: from_bytes(r.vector) for r in rows}
+
+
+async def iter_space(
+    session: AsyncSession, site_id: str, model: str, dim: int, page: int = 8192
+) -> AsyncIterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], Vectors]]:
+    """All of the site's vectors in this space, page by page (keyset pagination): keyword ids, cluster ids
+    (-1 for unclustered keywords) and the vectors. Memory stays one page however large the site."""
+    after = -1
+    while True:
+        rows = (
+            await session.execute(
+                _space_vectors(site_id, model, dim)
+                .where(KeywordEmbedding.keyword_id > after)
+                .order_by(KeywordEmbedding.keyword_id)
+                .limit(page)
+            )
+        ).all()
+        if not rows:
+            return
+        after = rows[-1].keyword_id
+        yield (
+            np.array([r.keyword_id for r in rows], np.int64),
+            np.array([-1 if r.cluster_id is None else r.cluster_id for r in rows], np.int64),
+            np.vstack([from_bytes(r.vector) for r in rows]),
+        )
+
+
+async def load_space(session: AsyncSession, site_id: str, model: str) -> SpaceStats | None:
+    row = await session.get(ClusteringSpace, (site_id, model))
+    return None if row is None else _stats(row)
+
+
+def _stats(row: ClusteringSpace) -> SpaceStats:
+    return SpaceStats(
+        dim=row.dim,
+        count=row.keyword_count,
+        total=np.frombuffer(row.vector_sum, dtype="<f8").astype(np.float64),
+        calibrated_count=row.calibrated_count,
+        threshold=row.threshold,
+    )
+
+
+async def lock_space(session: AsyncSession, site_id: str, model: str, dim: int) -> SpaceStats:
+    """The space row, created empty if missing, locked until the transaction ends: every change to a space
+    (new vectors, calibration, rebuild) happens under this lock, so the sum always matches the stored rows."""
+    await session.execute(
+        insert(ClusteringSpace)
+        .values(
+            site_id=site_id,
+            embedding_model=model,
+            dim=dim,
+            keyword_count=0,
+            vector_sum=np.zeros(dim, "<f8").tobytes(),
+            calibrated_count=0,
+            calibration={},
+        )
+        .on_conflict_do_nothing()
+    )
+    row = await session.scalar(
+        select(ClusteringSpace)
+        .where(ClusteringSpace.site_id == site_id, ClusteringSpace.embedding_model == model)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert row is not None
+    return _stats(row)
+
+
+async def save_space(
+    session: AsyncSession, site_id: str, model: str, stats: SpaceStats, calibration: dict[str, float] | None
+) -> None:
+    values: dict[str, Any] = {
+        "dim": stats.dim,
+        "keyword_count": stats.count,
+        "vector_sum": np.asarray(stats.total, "<f8").tobytes(),
+        "threshold": stats.threshold,
+        "calibrated_count": stats.calibrated_count,
+        "updated_at": utcnow(),
+    }
+    if calibration is not None:
+        values["calibration"] = calibration
+    await session.execute(
+        update(ClusteringSpace)
+        .where(ClusteringSpace.site_id == site_id, ClusteringSpace.embedding_model == model)
+        .values(**values)
+    )
+
+
+async def set_centroids(session: AsyncSession, centroids: dict[int, Vectors | None], model: str) -> None:
+    """After a rebuild: each cluster's centroid in `model`'s space (None: no member has a vector there)."""
+    for cluster_id, centroid in centroids.items():
+        await session.execute(
+            update(Cluster)
+            .where(Cluster.id == cluster_id)
+            .values(centroid=b"" if centroid is None else to_bytes(centroid), embedding_model=model)
+        )

@@ -3,12 +3,21 @@
 Existing clusters' centroids are compared with every new keyword, so keywords that arrive in
 different batches or runs land in the same cluster. The model is called once per NEW cluster, only to
 name, describe and label its intent. Keywords of one site arrive in order on one partition (keyed by
-site), so one site's batches never cluster concurrently.
+site), so one site's batches normally never cluster concurrently; the space row lock keeps the site's
+vector statistics right even if they do.
+
+The decision "does this keyword join that cluster" needs no threshold from anyone (issue 10): vectors are
+centred on the site's mean vector of the configured embedding model and compared against a threshold
+calibrated from the site's own keywords (services/clusterer/calibration.py); the site setting
+`similarity_threshold` stays as an explicit override (a raw cosine, as before). A change of embedding model
+(or of its dimension) rebuilds the site's space first (services/clusterer/space.py): vectors of two models
+never meet.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import logging
 from collections.abc import Callable
@@ -20,7 +29,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.clusterer import repository as repo
-from services.clusterer.clustering import Vectors, assign, merged_centroid
+from services.clusterer.calibration import WARM_UP, Calibration, SpaceStats, decide
+from services.clusterer.clustering import Vectors, assign, merged_mean
+from services.clusterer.space import Spaces
 from shared import prompts
 from shared.ai import AiClient, AiError, Usage
 from shared.contracts import ItemFailure, StageCommand, StageOptions
@@ -69,6 +80,17 @@ def progress_logger(site_id: str, min_rows: int = 5000) -> Callable[[int, int], 
     return report
 
 
+@dataclass
+class _Batch:
+    """This batch's keywords and their vectors, in the space the site's clusters live in."""
+
+    keywords: list[repo.KeywordRow]
+    vectors: Vectors
+    fresh: dict[int, Vectors]  # fetched now, not yet stored (the batch's and those fetched ahead)
+    stats: SpaceStats  # the space including `fresh`
+    clusters: list[repo.ClusterRow]
+
+
 class ClustererService:
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], ai: AiClient, embedding_model: str, prefetch: int = 512
@@ -77,50 +99,53 @@ class ClustererService:
         self._ai = ai
         self._model = embedding_model
         self._prefetch = prefetch
+        self._spaces = Spaces(sessions, ai, embedding_model)
 
     async def work(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
         async with self._sessions() as session:
             keywords, already_done = await repo.load_keywords(session, cmd.site_id, cmd.item_ids)
-            cached = await repo.load_embeddings(session, [k.id for k in keywords], self._model)
-            clusters = await repo.load_clusters(session, cmd.site_id)
         outcome = BatchOutcome(skipped=len(already_done), calls=usage.records)
         missing_ids = set(cmd.item_ids) - {k.id for k in keywords} - already_done
         outcome.failures += [ItemFailure(item_id=i, reason="keyword not found for this site") for i in missing_ids]
         if not keywords:
             return outcome
+        try:
+            batch = await self._batch(cmd, keywords, usage)
+        except AiError as exc:
+            outcome.failures += [
+                ItemFailure(item_id=k.id, reason=exc.reason, permanent=not exc.transient) for k in keywords
+            ]
+            return outcome
 
-        to_embed = [k for k in keywords if k.id not in cached]
-        fresh: dict[int, Vectors] = {}
-        if to_embed:
-            # One embeddings request serves many batches: the site's next pending keywords ride along
-            # (up to the provider's batch size) and are stored, so their own batches find them cached.
-            async with self._sessions() as session:
-                ahead = await repo.pending_without_embedding(
-                    session, cmd.site_id, self._model, exclude=cmd.item_ids, limit=self._prefetch - len(to_embed)
-                )
-            texts = to_embed + ahead
-            try:
-                matrix = await self._ai.embed([k.keyword for k in texts], "keyword-embeddings", usage)
-            except AiError as exc:
-                outcome.failures += [ItemFailure(item_id=k.id, reason=exc.reason) for k in keywords]
-                return outcome
-            fresh = {k.id: matrix[i] for i, k in enumerate(texts)}
-        vectors = np.vstack([cached[k.id] if k.id in cached else fresh[k.id] for k in keywords]).astype(np.float32)
+        stats = batch.stats
+        calibration: Calibration | None = None
+        override = cmd.options.similarity_threshold
+        if override is None and stats.due():
+            calibration = await self._spaces.calibrate(cmd.site_id, stats, batch.fresh)
+            stats.calibrated(calibration)
+        decision = decide(stats, override)
+        # A cluster without a centroid in this space, or emptied by an edit (zero vector), attracts nothing.
+        clusters = [
+            c
+            for c in batch.clusters
+            if c.embedding_model == self._model and c.centroid.size == stats.dim and np.any(c.centroid)
+        ]
         centroids = (
-            np.vstack([c.centroid for c in clusters]).astype(np.float32)
+            decision.view(np.vstack([c.centroid for c in clusters]))
             if clusters
-            else np.zeros((0, vectors.shape[1]), np.float32)
+            else np.zeros((0, stats.dim), np.float32)
         )
         order = sorted(range(len(keywords)), key=lambda i: (-keywords[i].volume, keywords[i].keyword))
         plan = await asyncio.to_thread(
             functools.partial(assign, progress=progress_logger(cmd.site_id)),
-            vectors,
+            decision.view(batch.vectors),
             centroids,
-            cmd.options.similarity_threshold,
+            decision.threshold,
             cmd.options.min_cluster_size,
             order,
         )
+        vectors = batch.vectors
 
         labels = await asyncio.gather(
             *(self._label([keywords[i].keyword for i in group], cmd.options, usage) for group in plan.new_groups)
@@ -143,7 +168,7 @@ class ClustererService:
         processed_ids = [k for ids, _ in joins.values() for k in ids] + [k for c in new_clusters for k in c.keyword_ids]
 
         async def persist(session: AsyncSession) -> None:
-            await repo.save_embeddings(session, fresh, self._model)
+            await self._store_vectors(session, cmd.site_id, stats.dim, batch.fresh, calibration)
             created = 0
             for cluster_id, (ids, vecs) in joins.items():
                 await self._join(session, cluster_id, ids, vecs)
@@ -157,8 +182,9 @@ class ClustererService:
                     name_norm,
                     c.label.description,
                     c.label.intent,
-                    merged_centroid(None, 0, c.vectors),
+                    merged_mean(None, 0, c.vectors),
                     0,
+                    self._model,
                 )
                 if new_id is None:  # same name as an existing cluster (or one made a moment ago): merge
                     new_id = (await repo.lock_cluster_by_name(session, cmd.site_id, name_norm)).id
@@ -181,6 +207,84 @@ class ClustererService:
         )
         return outcome
 
+    async def _batch(self, cmd: StageCommand, keywords: list[repo.KeywordRow], usage: Usage) -> _Batch:
+        """The batch's vectors in the site's current space: rebuilds the space first when the site's clusters
+        were made with another embedding model, or when the model now answers with another dimension."""
+        for attempt in range(2):
+            async with self._sessions() as session:
+                space = await repo.load_space(session, cmd.site_id, self._model)
+                clusters = await repo.load_clusters(session, cmd.site_id)
+            dim = space.dim if space is not None else None
+            # No space yet (a new site, a new model, or vectors stored before spaces existed), or clusters made
+            # with another model or before spaces existed: (re)build the space from what is stored.
+            if space is None or any(c.embedding_model != self._model for c in clusters):
+                dim = await self._spaces.rebuild(cmd.site_id, dim, usage, {})
+                async with self._sessions() as session:
+                    space = await repo.load_space(session, cmd.site_id, self._model)
+                    clusters = await repo.load_clusters(session, cmd.site_id)
+            async with self._sessions() as session:
+                cached = await repo.load_embeddings(session, [k.id for k in keywords], self._model, dim)
+            fresh = await self._fetch(cmd, keywords, cached, dim, space, usage)
+            fresh_dims = {int(v.shape[0]) for v in fresh.values()}
+            if dim is not None and fresh_dims and fresh_dims != {dim}:
+                if attempt:
+                    raise AiError(f"the embedding model keeps changing its dimension ({sorted(fresh_dims)})", False)
+                # Same model, other dimension (e.g. `dimensions` no longer sent): a new space. Its first
+                # vectors are the ones just fetched; then this batch starts over in it.
+                await self._spaces.rebuild(cmd.site_id, None, usage, fresh)
+                continue
+            vectors = np.vstack([cached[k.id] if k.id in cached else fresh[k.id] for k in keywords]).astype(np.float32)
+            stats = copy.deepcopy(space) if space is not None else SpaceStats(dim=vectors.shape[1])
+            stats.add(np.vstack(list(fresh.values())) if fresh else vectors[:0])
+            return _Batch(keywords, vectors, fresh, stats, clusters)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _fetch(
+        self,
+        cmd: StageCommand,
+        keywords: list[repo.KeywordRow],
+        cached: dict[int, Vectors],
+        dim: int | None,
+        space: SpaceStats | None,
+        usage: Usage,
+    ) -> dict[int, Vectors]:
+        """Embed the batch's keywords that have no vector in the space yet, and with them the site's next
+        pending keywords (up to the provider's batch size; more while the space is not calibrated yet, so its
+        first calibration sees more of the site), stored so that their own batches find them."""
+        to_embed = [k for k in keywords if k.id not in cached]
+        if not to_embed:
+            return {}
+        ahead_size = self._prefetch if space is not None and space.calibrated_count else max(WARM_UP, self._prefetch)
+        async with self._sessions() as session:
+            ahead = await repo.pending_without_embedding(
+                session, cmd.site_id, self._model, dim, exclude=cmd.item_ids, limit=ahead_size - len(to_embed)
+            )
+        texts = to_embed + ahead
+        matrix = await self._ai.embed([k.keyword for k in texts], "keyword-embeddings", usage)
+        return {k.id: matrix[i] for i, k in enumerate(texts)}
+
+    async def _store_vectors(
+        self,
+        session: AsyncSession,
+        site_id: str,
+        dim: int,
+        fresh: dict[int, Vectors],
+        calibration: Calibration | None,
+    ) -> None:
+        """Store the fetched vectors and add the ones that newly entered the space to its sum, under the space's
+        lock; record a calibration this batch made unless a later one is already stored."""
+        stats = await repo.lock_space(session, site_id, self._model, dim)
+        if stats.dim != dim:
+            raise RuntimeError(f"site {site_id}: its {self._model} space changed dimension while this batch ran")
+        stored = await repo.save_embeddings(session, fresh, self._model)
+        if stored:
+            stats.add(np.vstack([fresh[i] for i in stored]))
+        figures = None
+        if calibration is not None and calibration.keywords >= stats.calibrated_count:
+            stats.calibrated(calibration)
+            figures = calibration.figures()
+        await repo.save_space(session, site_id, self._model, stats, figures)
+
     async def _label(self, keywords: list[str], options: StageOptions, usage: Usage) -> ClusterLabel | AiError:
         try:
             return await self._ai.structured(
@@ -195,6 +299,8 @@ class ClustererService:
         current = await repo.lock_cluster(session, cluster_id)
         added = await repo.assign_keywords(session, cluster_id, keyword_ids)
         if added:
-            centroid = merged_centroid(current.centroid, current.size, vectors)
+            # Sizes count members; a cluster rebuilt without vectors (empty centroid) restarts from these.
+            old = current.centroid if current.centroid.size == vectors.shape[1] else None
+            centroid = merged_mean(old, current.size if old is not None else 0, vectors)
             await repo.update_cluster(session, cluster_id, centroid, current.size + added)
         return int(current.size + added)

@@ -100,7 +100,14 @@ class ImagerService:
         outcome.failures += [
             ItemFailure(item_id=i, reason="draft not found for this site") for i in cmd.item_ids if i not in found
         ]
-        todo = [d for d in drafts if d.id not in done]
+        # The orchestrator never plans a held-back draft into stage 5; a command that names one anyway (an old
+        # plan, a hand-made command) gets no prompts, so no image credits go to a draft that may not be used.
+        held = [d for d in drafts if d.id not in done and not d.quality_passed]
+        outcome.failures += [
+            ItemFailure(item_id=d.id, reason="held back by the quality gate (see the draft's quality notes)")
+            for d in held
+        ]
+        todo = [d for d in drafts if d.id not in done and d.quality_passed]
 
         async def one(draft: Draft) -> list[dict[str, Any]] | AiError:
             spots = placements(draft.body_markdown, cmd.options.sections_per_image)

@@ -47,7 +47,9 @@ from services.orchestrator.runs import router as runs_router
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.service import RunService, held_by_active_runs
 from services.orchestrator.scheduler import Ticker
+from services.orchestrator.sites import parking_router
 from services.orchestrator.sites import router as sites_router
+from services.orchestrator.sites.parking import ParkingService
 from services.orchestrator.sites.router import KeywordsIn
 from services.orchestrator.sites.service import SiteService
 from services.orchestrator.web import openapi, problems
@@ -155,6 +157,7 @@ def create_app() -> FastAPI:
     for router in (
         *accounts_router.build(accounts),
         *sites_router.build(sites),
+        *parking_router.build(ParkingService(rt.sessions, rt.settings.park_after_failed_runs)),
         *runs_router.build(runs),
         *review_router.build(review),
         *exports_router.build(ExportService(review, rt.settings.media_dir)),

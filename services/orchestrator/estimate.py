@@ -1,33 +1,68 @@
 """Credit estimate for a run before it starts: items and credits per stage, from the site's pending
-counts, the run's item limits and the cost table.
+counts, the run's item limits, the cost table and what the site's recent runs really used.
 
-Later stages also process what earlier stages of the same run will create, so the estimate projects
-those counts forward with explicit assumptions (`Assumptions`), shown to the user with the result.
+Later stages also process what earlier stages of the same run will create, so the estimate projects those
+counts forward. Cold start (a site without history): the seed assumptions (`Assumptions`: 4 keywords per
+cluster, 2 image prompts per draft, drafts of exactly the target length). With history, each stage is
+calibrated by two factors measured over the site's last HISTORY_RUNS runs that did that stage's work:
+- `cost_factor`: credits really charged ÷ what the cold-start formula gives for the same items under those
+  runs' own plans (e.g. drafts that ran 30 % over the target words: 1.3);
+- `yield_factor`: items created ÷ items the cold-start assumptions expect (clusters per keyword, ideas per
+  cluster, prompts per draft; failed and held-back items lower it).
+Factors, not raw per-item costs, so a changed option (target words, image quality) or cost table still
+counts: the formula follows the change, the factor carries the site's habits. Each stage shows its parts.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from services.orchestrator.config import RunPlan
 from services.orchestrator.costs import CostTable
 from shared.contracts import ImageUsage, Usage
 
 MARGIN = Decimal("1.2")  # a run needs 1.2 × its estimate available before it may start
+HISTORY_RUNS = 5  # the site's latest runs whose stage results calibrate the estimate
+FACTOR_QUANTUM = Decimal("0.001")
 
 
 class Assumptions(BaseModel):
-    keywords_per_cluster: float = 4.0  # measured on the bundled example set
+    """The cold start's seeds (measured on the bundled example set with the default options)."""
+
+    keywords_per_cluster: float = 4.0
     image_prompts_per_draft: float = 2.0
+
+
+class StageHistory(BaseModel):
+    """One stage's work over the site's recent runs, next to what the cold start would have said of it."""
+
+    stage: int
+    runs: int
+    items: int  # taken in and attempted (processed + failed)
+    created: int
+    credits: Decimal
+    cold_credits: Decimal  # the cold-start formula for the same items under each run's own plan
+    cold_created: float  # the children the cold-start assumptions expect of those items
 
 
 class StageEstimate(BaseModel):
     stage: int
     items: int
     credits: Decimal
+    basis: Literal["cold start", "history"] = Field(
+        default="cold start", description="history: calibrated by the site's recent runs of this stage"
+    )
+    cold_start_credits: Decimal = Field(default=Decimal(0), description="The cost table and seed assumptions alone")
+    cost_factor: Decimal = Field(default=Decimal(1), description="Credits charged ÷ cold-start credits, recent runs")
+    yield_factor: Decimal = Field(
+        default=Decimal(1), description="Items created ÷ items the seed assumptions expect, recent runs"
+    )
+    history_runs: int = Field(default=0, description="Recent runs that did this stage's work")
 
 
 class Estimate(BaseModel):
@@ -41,40 +76,8 @@ def _cap(n: int, limit: int) -> int:
     return min(n, limit) if limit else n
 
 
-def estimate(pending: dict[int, int], plan: RunPlan, costs: CostTable, assume: Assumptions | None = None) -> Estimate:
-    a = assume or Assumptions()
-    opts, lim, on = plan.options, plan.limits, plan.stage_enabled
-    keywords = _cap(pending.get(1, 0), lim.for_stage(1)) if on[1] else 0
-    new_clusters = math.ceil(keywords / a.keywords_per_cluster) if keywords else 0
-    clusters = _cap(pending.get(2, 0) + new_clusters, lim.for_stage(2)) if on[2] else 0
-    ideas = _cap(pending.get(3, 0) + clusters * opts.ideas_per_cluster, lim.for_stage(3)) if on[3] else 0
-    tasks = _cap(pending.get(4, 0) + ideas, lim.for_stage(4)) if on[4] else 0
-    drafts = _cap(pending.get(5, 0) + tasks, lim.for_stage(5)) if on[5] else 0
-    prompts_new = math.ceil(drafts * a.image_prompts_per_draft)
-    images = _cap(pending.get(6, 0) + prompts_new, lim.for_stage(6)) if on[6] else 0
-    per_stage = {
-        1: (keywords, costs.credits(Usage(keywords_clustered=keywords))),
-        2: (clusters, costs.credits(Usage(clusters_ideated=clusters))),
-        3: (ideas, Decimal(0)),
-        4: (tasks, costs.credits(Usage(words_written=tasks * opts.target_words))),
-        5: (drafts, costs.credits(Usage(image_prompts=prompts_new))),
-        6: (
-            images,
-            costs.credits(Usage(images=[ImageUsage(size=opts.image_size, quality=opts.image_quality, count=images)])),
-        ),
-    }
-    stages = [StageEstimate(stage=s, items=n, credits=c) for s, (n, c) in per_stage.items()]
-    total = sum((s.credits for s in stages), Decimal(0))
-    if lim.max_credits_per_run:
-        total = min(total, lim.max_credits_per_run)
-    return Estimate(stages=stages, total=total, required=(total * MARGIN).quantize(Decimal("0.0001")), assumptions=a)
-
-
-def batch_estimate(
-    stage: int, items: int, plan: RunPlan, costs: CostTable, assume: Assumptions | None = None
-) -> Decimal:
-    """What releasing one batch of `items` items of `stage` is expected to cost (gates caps and shares)."""
-    a = assume or Assumptions()
+def cold_credits(stage: int, items: int, plan: RunPlan, costs: CostTable, a: Assumptions) -> Decimal:
+    """What `items` items of `stage` cost by the cost table and the seed assumptions."""
     opts = plan.options
     usage = {
         1: Usage(keywords_clustered=items),
@@ -85,3 +88,111 @@ def batch_estimate(
         6: Usage(images=[ImageUsage(size=opts.image_size, quality=opts.image_quality, count=items)]),
     }[stage]
     return costs.credits(usage)
+
+
+def cold_children(stage: int, items: float, plan: RunPlan, a: Assumptions) -> float:
+    """The items the next stage gets from `items` items of `stage`, by the seed assumptions."""
+    per_item = {
+        1: 1 / a.keywords_per_cluster,  # keywords → clusters (new ones)
+        2: float(plan.options.ideas_per_cluster),
+        3: 1.0,  # an idea → its writer task
+        4: 1.0,  # a task → its draft
+        5: a.image_prompts_per_draft,
+        6: 1.0,
+    }[stage]
+    return items * per_item
+
+
+def calibrate(
+    results: Iterable[tuple[int, int, int, Decimal, RunPlan]], costs: CostTable, a: Assumptions | None = None
+) -> dict[int, StageHistory]:
+    """(stage, items attempted, items created, credits, that run's plan) of recent runs → per-stage history."""
+    a = a or Assumptions()
+    out: dict[int, StageHistory] = {}
+    for stage, items, created, credits, plan in results:
+        if items <= 0 or stage > 6:
+            continue
+        h = out.setdefault(
+            stage,
+            StageHistory(stage=stage, runs=0, items=0, created=0, credits=Decimal(0), cold_credits=Decimal(0),
+                         cold_created=0.0),
+        )  # fmt: skip
+        h.runs += 1
+        h.items += items
+        h.created += created
+        h.credits += credits
+        h.cold_credits += cold_credits(stage, items, plan, costs, a)
+        h.cold_created += cold_children(stage, items, plan, a)
+    return out
+
+
+def _factors(h: StageHistory | None) -> tuple[Decimal, Decimal]:
+    if h is None:
+        return Decimal(1), Decimal(1)
+    cost = (h.credits / h.cold_credits).quantize(FACTOR_QUANTUM) if h.cold_credits > 0 else Decimal(1)
+    made = (Decimal(h.created) / Decimal(h.cold_created)).quantize(FACTOR_QUANTUM) if h.cold_created > 0 else Decimal(1)
+    return cost, made
+
+
+def estimate(
+    pending: dict[int, int],
+    plan: RunPlan,
+    costs: CostTable,
+    assume: Assumptions | None = None,
+    history: dict[int, StageHistory] | None = None,
+) -> Estimate:
+    a, history = assume or Assumptions(), history or {}
+    lim, on = plan.limits, plan.stage_enabled
+    factors = {s: _factors(history.get(s)) for s in range(1, 7)}
+
+    def children(stage: int, items: int) -> int:
+        # the enabled stage's expected output, by the seed assumptions × the site's yield
+        return math.ceil(cold_children(stage, items, plan, a) * float(factors[stage][1])) if on[stage] else 0
+
+    items: dict[int, int] = {}
+    for stage in range(1, 7):
+        came = pending.get(stage, 0) + (children(stage - 1, items[stage - 1]) if stage > 1 else 0)
+        items[stage] = _cap(came, lim.for_stage(stage)) if on[stage] else 0
+    stages = []
+    for stage in range(1, 7):
+        cold = cold_credits(stage, items[stage], plan, costs, a)
+        cost_factor, yield_factor = factors[stage]
+        h = history.get(stage)
+        stages.append(
+            StageEstimate(
+                stage=stage,
+                items=items[stage],
+                credits=(cold * cost_factor).quantize(Decimal("0.0001")),
+                basis="history" if h else "cold start",
+                cold_start_credits=cold,
+                cost_factor=cost_factor,
+                yield_factor=yield_factor,
+                history_runs=h.runs if h else 0,
+            )
+        )
+    total = sum((s.credits for s in stages), Decimal(0))
+    if lim.max_credits_per_run:
+        total = min(total, lim.max_credits_per_run)
+    return Estimate(stages=stages, total=total, required=(total * MARGIN).quantize(Decimal("0.0001")), assumptions=a)
+
+
+def batch_estimate(
+    stage: int,
+    items: int,
+    plan: RunPlan,
+    costs: CostTable,
+    assume: Assumptions | None = None,
+    cost_factor: Decimal = Decimal(1),
+) -> Decimal:
+    """What releasing one batch of `items` items of `stage` is expected to cost (gates caps and shares);
+    `cost_factor`: the stage's calibration from the run's estimate."""
+    cold = cold_credits(stage, items, plan, costs, assume or Assumptions())
+    return (cold * cost_factor).quantize(Decimal("0.0001"))
+
+
+def snapshot_cost_factor(snapshot: dict[str, Any] | None, stage: int) -> Decimal:
+    """The stage's cost factor from the estimate a run froze at its start (1 for runs from before factors)."""
+    for part in ((snapshot or {}).get("estimate") or {}).get("stages", []):
+        if part.get("stage") == stage and part.get("cost_factor") is not None:
+            return Decimal(str(part["cost_factor"]))
+    return Decimal(1)

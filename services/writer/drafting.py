@@ -95,6 +95,17 @@ def too_short(text: str, target: int) -> str | None:
     return f"the section has {words} words, the target is {target}" if words < SHORT_SECTION * target else None
 
 
+def section_problems(text: str, target: int) -> str | None:
+    """Asked again while asks are left; the last reply stands either way and the quality gate judges the draft
+    (a held-back draft is kept with its reasons, where a failed call would leave nothing to look at)."""
+    return too_short(text, target) or quality.prose_problems(text)
+
+
+def frame_text_problems(frame: DraftFrame) -> str | None:
+    texts = [frame.meta_title, frame.meta_description, frame.intro_markdown, frame.conclusion_markdown]
+    return quality.prose_problems("\n\n".join(texts + [f"{q.question} {q.answer}" for q in frame.faq]))
+
+
 def section_budget(words: int, subheadings: int) -> int:
     """Tokens for one section of `words` words with its H3 lines."""
     return budgets.prose(words) + 16 * subheadings
@@ -116,6 +127,7 @@ def context(brief: dict[str, Any]) -> dict[str, str]:
 class WrittenDraft:
     row: dict[str, Any]
     words: int
+    held: str | None = None  # why the quality gate held it back; None when it passed
 
 
 async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions, usage: Usage) -> WrittenDraft:
@@ -138,6 +150,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         max_tokens=frame_budget(edge_words),
         language_name=options.language,
         check=frame_problems,
+        soft_check=frame_text_problems,
     )
     faq_md = "\n\n".join(f"### {one_line(q.question)}\n\n{q.answer.strip()}" for q in frame.faq)
     used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)
@@ -168,7 +181,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             usage,
             max_tokens=section_budget(per_section, len(s.subheadings)),
             language_name=options.language,
-            check=lambda reply: too_short(reply.section_markdown, per_section),
+            soft_check=lambda reply: section_problems(reply.section_markdown, per_section),
         )
 
     # A failed section fails the draft: the other sections' calls are cancelled rather than paid for.
@@ -213,4 +226,4 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         "quality_notes": q.notes,
         "quality_passed": q.passed,
     }
-    return WrittenDraft(row, words)
+    return WrittenDraft(row, words, None if q.passed else quality.held_reason(q))

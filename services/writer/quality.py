@@ -125,6 +125,24 @@ def placeholders(*texts: str) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def prose_problems(text: str) -> str | None:
+    """What one reply's prose already shows of the blocking defects (placeholders, field names, a repetition
+    loop): the writer asks again naming them, before the whole draft meets `check`."""
+    found = placeholders(text)
+    loop = _LOOP_CHARS.search(text) or _LOOP_WORDS.search(text)
+    if loop:
+        found.append(f"repetition loop {loop.group(0)[:40]!r}")
+    if not found:
+        return None
+    return f"it contains placeholders or template text ({', '.join(found[:4])}); write real sentences instead"
+
+
+def held_reason(q: Quality) -> str:
+    """Why a draft does not go on, for the run's failures and activity (the notes hold the full list)."""
+    why = q.blocking or [n for n in q.notes if n]
+    return f"quality gate held the draft back (score {q.score}, floor {LOW_SCORE}): {'; '.join(why)}"
+
+
 def structure_problems(title: str, body_markdown: str) -> list[str]:
     """Empty, repeated and degenerate sections and headings, and repetition loops."""
     problems: list[str] = []

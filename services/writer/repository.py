@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db.models import Draft, Idea, WriterTask
+from shared.db.models import Draft, Idea, ImagePrompt, WriterTask
 
 
 async def load_ideas(session: AsyncSession, site_id: str, ids: list[int]) -> list[Idea]:
@@ -32,10 +33,22 @@ async def load_tasks(session: AsyncSession, site_id: str, ids: list[int]) -> lis
     return list((await session.scalars(stmt)).all())
 
 
-async def tasks_with_drafts(session: AsyncSession, ids: list[int]) -> set[int]:
-    """Tasks with a live draft; a superseded one (a rejected draft asked to be regenerated) does not count."""
-    stmt = select(Draft.task_id).where(Draft.task_id.in_(ids), Draft.superseded_at.is_(None))
-    return set((await session.scalars(stmt)).all())
+@dataclass(frozen=True)
+class ExistingDraft:
+    id: int
+    quality_passed: bool
+    run_id: str | None
+
+
+async def existing_drafts(session: AsyncSession, ids: list[int]) -> dict[int, ExistingDraft]:
+    """The live draft each task already has, by task id; a superseded one (a rejected draft asked to be
+    regenerated) does not count."""
+    rows = await session.execute(
+        select(Draft.task_id, Draft.id, Draft.quality_passed, Draft.run_id).where(
+            Draft.task_id.in_(ids), Draft.superseded_at.is_(None)
+        )
+    )
+    return {int(task): ExistingDraft(int(draft), bool(passed), run) for task, draft, passed, run in rows}
 
 
 async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Draft]:
@@ -44,3 +57,19 @@ async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> li
         return []
     result = await session.scalars(insert(Draft).values(rows).on_conflict_do_nothing().returning(Draft))
     return list(result.all())
+
+
+async def replace_draft(session: AsyncSession, draft_id: int, row: dict[str, Any]) -> bool:
+    """Regeneration: a draft the quality gate held back is overwritten by its task's new one (same id).
+    Only while it is still held and has no image prompts: a draft that went on meanwhile stays as it is."""
+    stmt = (
+        update(Draft)
+        .where(
+            Draft.id == draft_id,
+            Draft.quality_passed.is_(False),
+            Draft.superseded_at.is_(None),
+            ~exists().where(ImagePrompt.draft_id == Draft.id),
+        )
+        .values(**{k: v for k, v in row.items() if k not in ("site_id", "task_id")}, created_at=func.now())
+    )
+    return bool((await session.execute(stmt)).rowcount)  # type: ignore[attr-defined]

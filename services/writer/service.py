@@ -72,10 +72,16 @@ class WriterService:
         return outcome
 
     async def _drafts(self, cmd: StageCommand) -> BatchOutcome:
+        """Write each task's draft. A task whose draft the quality gate held back in an EARLIER run is written
+        again and its draft replaced (regeneration); a draft held back by this very run is not retried here
+        (the next run does it, and the orchestrator parks a task that keeps failing). A held-back draft is
+        stored with its reasons and reported as a failed item: it goes no further and is not charged."""
         usage = Usage()
         async with self._sessions() as session:
             tasks = await repo.load_tasks(session, cmd.site_id, cmd.item_ids)
-            done = await repo.tasks_with_drafts(session, cmd.item_ids)
+            existing = await repo.existing_drafts(session, cmd.item_ids)
+        regenerate = {t: d.id for t, d in existing.items() if not d.quality_passed and d.run_id != cmd.run_id}
+        done = set(existing) - set(regenerate)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
         outcome.failures = not_found(cmd.item_ids, {t.id for t in tasks}, "writer task")
         todo = [t for t in tasks if t.id not in done]
@@ -88,34 +94,54 @@ class WriterService:
 
         written = await asyncio.gather(*(one(t.brief) for t in todo))
         rows: list[dict[str, Any]] = []
-        words = 0
+        replacements: list[tuple[int, dict[str, Any]]] = []
+        words = passed = 0
         for task, draft in zip(todo, written, strict=True):
             if isinstance(draft, AiError):
                 outcome.failures.append(ItemFailure(item_id=task.id, reason=draft.reason))
                 continue
-            rows.append({"site_id": cmd.site_id, "task_id": task.id, "run_id": cmd.run_id} | draft.row)
-            words += draft.words
-        outcome.processed = len(rows)
+            row = {"site_id": cmd.site_id, "task_id": task.id, "run_id": cmd.run_id} | draft.row
+            if task.id in regenerate:
+                replacements.append((regenerate[task.id], row))
+            else:
+                rows.append(row)
+            if draft.held is not None:
+                outcome.failures.append(ItemFailure(item_id=task.id, reason=draft.held))
+            else:
+                words += draft.words
+                passed += 1
+        outcome.processed = passed
 
         async def persist(session: AsyncSession) -> None:
-            drafts = await repo.insert_drafts(session, rows)
-            outcome.created = len(drafts)
+            # `created` counts the drafts really written that may go on; held-back ones are stored, not counted.
+            # Every draft written (held back or not, new or a held one rewritten) is announced: content_generated.
+            passed = await repo.insert_drafts(session, [r for r in rows if r["quality_passed"]])
+            held = await repo.insert_drafts(session, [r for r in rows if not r["quality_passed"]])
+            created = len(passed)
+            written = [(d.id, d.task_id, d.title, d.word_count, d.target_words, d.quality_score, d.quality_passed)
+                       for d in passed + held]  # fmt: skip
+            for draft_id, row in replacements:
+                if await repo.replace_draft(session, draft_id, row):
+                    created += int(bool(row["quality_passed"]))
+                    written.append((draft_id, row["task_id"], row["title"], row["word_count"], row["target_words"],
+                                    row["quality_score"], bool(row["quality_passed"])))  # fmt: skip
+            outcome.created = created
             outcome.events = [
                 entity_event(
                     cmd.account_id,
                     cmd.site_id,
                     cmd.run_id,
                     ContentGenerated(
-                        id=d.id,
-                        task_id=d.task_id,
-                        title=d.title,
-                        word_count=d.word_count,
-                        target_words=d.target_words,
-                        quality_score=d.quality_score,
-                        status="ready" if d.quality_passed else "held",
+                        id=draft_id,
+                        task_id=task_id,
+                        title=title,
+                        word_count=words,
+                        target_words=target,
+                        quality_score=score,
+                        status="ready" if ok else "held",
                     ),
                 )
-                for d in drafts
+                for draft_id, task_id, title, words, target, score, ok in written
             ]
 
         outcome.persist = persist

@@ -2,9 +2,12 @@
 
 Per request: wait for the provider's limits (not counted as an attempt), then up to `ai_max_attempts`
 attempts of the function's timeout each; only transient failures (timeouts, connection errors, 429, 5xx
-but 501) are re-sent, with jittered backoff that honours Retry-After (tenacity). The retry budget is derived
-so every attempt gets its full timeout. A 400 that names an unsupported parameter is re-sent once without
-it (or with its alternative) and the provider is remembered as not supporting it.
+but 501) are re-sent, with jittered backoff that honours Retry-After (tenacity). A timed-out attempt is
+re-sent with twice the timeout (up to TIMEOUT_GROWTH times the configured one), and the client keeps the
+grown timeout for that function: the same timeout again cannot succeed against a slow server, and a server
+that was slow once stays slow. The retry budget is derived so every attempt gets its full timeout. A 400
+that names an unsupported parameter is re-sent once without it (or with its alternative) and the provider
+is remembered as not supporting it.
 
 Per structured reply: up to `ai_invalid_output_attempts` asks, each CHANGING the request: a reply cut off
 by the token limit is asked again once with twice the budget; an invalid, empty or wrong-language reply is
@@ -31,7 +34,17 @@ from pydantic import BaseModel
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from shared.ai import budgets, language, schema
-from shared.ai.config import FUNCTIONS, RETRY_WAIT_CAP, Endpoint, Function, chat_model, endpoint, problems, retry_budget
+from shared.ai.config import (
+    FUNCTIONS,
+    RETRY_WAIT_CAP,
+    TIMEOUT_GROWTH,
+    Endpoint,
+    Function,
+    chat_model,
+    endpoint,
+    problems,
+    retry_budget,
+)
 from shared.ai.errors import (
     AiError,
     EmbeddingDimensionError,
@@ -71,6 +84,7 @@ class AiClient:
             f: ProviderLimiter(ep.requests_per_minute, ep.tokens_per_minute) for f, ep in self._eps.items()
         }
         self._slots = {f: asyncio.Semaphore(ep.concurrency) for f, ep in self._eps.items()}
+        self._timeout_scale: dict[Function, int] = dict.fromkeys(FUNCTIONS, 1)  # grown after timeouts
         self.chat_plan = ChatPlan(settings.chat_response_format, settings.chat_token_limit_param)
         self._optional = OptionalParams()
         self._dimensions_seen: dict[str, int] = {}
@@ -100,14 +114,17 @@ class AiClient:
                     azure_endpoint=ep.base_url or "",
                     api_version=ep.api_version,
                     api_key=ep.api_key,
-                    timeout=ep.timeout,
+                    timeout=ep.timeout * TIMEOUT_GROWTH,  # each attempt's own timeout is enforced in _send
                     max_retries=0,
                 )
             else:
                 # Local OpenAI-compatible servers often need no key, but the SDK insists on one. SDK retries
                 # off: ours are budgeted and recorded per call.
                 sdk = AsyncOpenAI(
-                    api_key=ep.api_key or "unused", base_url=ep.base_url, timeout=ep.timeout, max_retries=0
+                    api_key=ep.api_key or "unused",
+                    base_url=ep.base_url,
+                    timeout=ep.timeout * TIMEOUT_GROWTH,  # each attempt's own timeout is enforced in _send
+                    max_retries=0,
                 )
             self._sdks[function] = sdk
         return sdk
@@ -128,7 +145,7 @@ class AiClient:
     ) -> Any:
         ep = self._eps[function]
         limiter = self._limiters[function]
-        budget: float = retry_budget(self._s, ep)
+        budget: float = retry_budget(self._s, ep, self._timeout_scale[function])
         attempts = self._s.ai_max_attempts
         queued = 0.0
         started = time.perf_counter()
@@ -154,8 +171,10 @@ class AiClient:
                     await limiter.acquire(tokens)
                     async with self._slots[function]:
                         queued += time.monotonic() - waited
+                        scale = self._timeout_scale[function]
+                        timeout = ep.timeout * scale
                         try:
-                            async with asyncio.timeout(ep.timeout):
+                            async with asyncio.timeout(timeout):
                                 raw = await call()
                         except (TimeoutError, openai.OpenAIError) as exc:
                             failure = classify(exc, sent)
@@ -164,7 +183,12 @@ class AiClient:
                                 limiter.observe(exc.response.headers, exc.status_code)
                                 hint = retry_after_seconds(exc.response.headers)
                             if failure.kind is FailureKind.TIMEOUT:
-                                failure.detail = f"no reply within {ep.timeout:g} s"
+                                failure.detail = f"no reply within {timeout:g} s"
+                                grown = min(scale * 2, TIMEOUT_GROWTH)
+                                if grown > self._timeout_scale[function]:
+                                    self._timeout_scale[function] = grown
+                                    log.warning("%s provider at %s: no reply within %g s; timeout %g s from now on",
+                                                function, ep.where, timeout, ep.timeout * grown)
                             raise AttemptsFailed(failure, hint) from exc
                     limiter.observe(raw.headers)
                     return raw
@@ -215,12 +239,15 @@ class AiClient:
         max_tokens: int | None = None,
         language_name: str | None = None,
         check: Callable[[T], str | None] | None = None,
+        soft_check: Callable[[T], str | None] | None = None,
     ) -> T:
         """A chat reply parsed into `schema_model`; AiError (permanent) naming the problem when none is usable.
 
         `max_tokens`: the reply's budget (default: from the schema's bounds); `language_name`: the language
         the prose must be in (checked when `CONTENTLINE_AI_LANGUAGE_CHECK` is on); `check`: the caller's own
         test of a valid reply (e.g. "40 words for 300"), a problem it names is re-asked like any other.
+        `soft_check`: re-asked the same way while asks are left, but the last reply is returned even with its
+        problem (the caller's own gate judges the whole, e.g. the draft quality check that holds a draft back).
         """
         model = chat_model(self._s, purpose)
         cap = self._s.chat_max_output_tokens
@@ -232,6 +259,7 @@ class AiClient:
         found: list[ReplyProblem] = []
         asks = adaptations = 0
         grown = False
+        usable: T | None = None  # the last reply whose only problem was a soft one
         sdk = self._sdk("chat")
         while True:
             record = CallRecord(kind="chat", model=model, purpose=purpose, max_tokens=budget)
@@ -267,6 +295,10 @@ class AiClient:
                 parsed = await self._read(completion, content, schema_model, record, budget, language_name)
                 if check is not None and (missed := check(parsed)):
                     raise ReplyProblem(FailureKind.OFF_TARGET, missed)
+                last_ask = asks >= self._s.ai_invalid_output_attempts
+                if soft_check is not None and not last_ask and (missed := soft_check(parsed)):
+                    usable = parsed
+                    raise ReplyProblem(FailureKind.OFF_TARGET, missed)
                 return parsed
             except ReplyProblem as problem:
                 found.append(problem)
@@ -280,6 +312,8 @@ class AiClient:
                         f"{purpose}: {problem.kind.label} [{where}]: {problem.detail}", False, problem.kind
                     ) from problem
                 if problem.kind is FailureKind.CUT_OFF and (grown or budget >= cap):
+                    if usable is not None:
+                        return usable
                     raise AiError(
                         f"{purpose}: {problem.kind.label} even at max_tokens={budget} (first {first_budget}) "
                         f"[{where}]: the model does not stop; {problem.detail}",
@@ -287,6 +321,8 @@ class AiClient:
                         problem.kind,
                     ) from problem
                 if asks >= self._s.ai_invalid_output_attempts:
+                    if usable is not None:  # an earlier reply had only a soft problem: the caller judges it
+                        return usable
                     kinds = ", ".join(p.kind.label for p in found)
                     raise AiError(
                         f"{purpose}: invalid output after {asks} attempts ({kinds}) [{where}]; "

@@ -28,6 +28,9 @@ PURPOSE_MODEL_SETTING = {
 DEFAULT_TIMEOUTS: dict[Function, float] = {"chat": 60.0, "embeddings": 120.0, "images": 180.0}
 # Longest wait between two attempts (backoff, or a provider's Retry-After up to this).
 RETRY_WAIT_CAP = 30.0
+# A timed-out attempt is re-sent with twice the timeout, up to this many times the configured one: a server
+# that is slow (a small local model on shared cores) then finishes, where the same timeout again cannot.
+TIMEOUT_GROWTH = 4
 _ENV = {"chat": "CHAT", "embeddings": "EMBEDDING", "images": "IMAGE"}
 _PREFIX: dict[Function, str] = {"chat": "chat", "embeddings": "embedding", "images": "image"}
 
@@ -64,6 +67,16 @@ def required_budget(timeout: float, attempts: int) -> float:
     return attempts * timeout + (attempts - 1) * RETRY_WAIT_CAP
 
 
+def attempt_timeouts(timeout: float, attempts: int, scale: int = 1) -> list[float]:
+    """Each attempt's timeout when every one times out: doubling from `scale` × `timeout`, capped."""
+    return [timeout * min(scale * 2**i, TIMEOUT_GROWTH) for i in range(attempts)]
+
+
+def grown_budget(timeout: float, attempts: int, scale: int = 1) -> float:
+    """The derived retry budget: every attempt at its (grown) timeout, waits between them included."""
+    return sum(attempt_timeouts(timeout, attempts, scale)) + (attempts - 1) * RETRY_WAIT_CAP
+
+
 def endpoint(settings: Settings, function: Function) -> Endpoint:
     p = _PREFIX[function]
     base_url = getattr(settings, f"{p}_base_url") or settings.openai_base_url
@@ -89,8 +102,9 @@ def chat_model(settings: Settings, purpose: str) -> str:
     return specific or settings.chat_model
 
 
-def retry_budget(settings: Settings, ep: Endpoint) -> float:
-    return settings.ai_retry_budget_seconds or required_budget(ep.timeout, settings.ai_max_attempts)
+def retry_budget(settings: Settings, ep: Endpoint, scale: int = 1) -> float:
+    """CONTENTLINE_AI_RETRY_BUDGET_SECONDS, or derived so every attempt gets its timeout (grown after timeouts)."""
+    return settings.ai_retry_budget_seconds or grown_budget(ep.timeout, settings.ai_max_attempts, scale)
 
 
 def problems(settings: Settings) -> list[str]:

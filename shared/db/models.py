@@ -167,9 +167,29 @@ class Cluster(Base):
     name_norm: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
     intent: Mapped[str] = mapped_column(String(20))
-    centroid: Mapped[bytes] = mapped_column(LargeBinary)  # float32, L2-normalised mean of members
+    # float32 mean of the members' raw vectors (issue 10: a mean, so it can be centred on the site's mean;
+    # rows from before are L2-normalised, and rebuilt from their members on the first batch after the upgrade)
+    centroid: Mapped[bytes] = mapped_column(LargeBinary)
     size: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = _now()
+    # The embedding model whose vectors the centroid averages; NULL for rows from before issue 10.
+    embedding_model: Mapped[str | None] = mapped_column(String(100))
+
+
+class ClusteringSpace(Base):
+    """A site's keyword vectors of one embedding model: running sum and count (so the mean the clusterer
+    centres on), and the similarity threshold calibrated from them (services/clusterer/calibration.py)."""
+
+    __tablename__ = "clustering_spaces"
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id", ondelete="CASCADE"), primary_key=True)
+    embedding_model: Mapped[str] = mapped_column(String(100), primary_key=True)
+    dim: Mapped[int] = mapped_column(Integer)
+    keyword_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    vector_sum: Mapped[bytes] = mapped_column(LargeBinary)  # float64 little-endian, `dim` values
+    threshold: Mapped[float | None] = mapped_column(Float)  # cosine in the centred view; NULL until calibrated
+    calibrated_count: Mapped[int] = mapped_column(BigInteger, default=0)  # keyword_count when calibrated
+    calibration: Mapped[dict[str, Any]] = mapped_column(default=dict)  # the figures behind the threshold
+    updated_at: Mapped[datetime] = _now()
 
 
 # ---------------------------------------------------------------- ideator
@@ -407,6 +427,24 @@ class DashboardSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class FailingItem(Base):
+    """Orchestrator (sites domain): an item whose last run(s) failed it. Its streak counts runs in a row that
+    failed it (a success deletes the row); at `park_after_failed_runs` the item is parked: no stage takes it
+    in again until a person un-parks it. Stage 4's items are writer tasks, so a draft the quality gate held
+    back counts against its task (issue 11)."""
+
+    __tablename__ = "failing_items"
+    stage: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    site_id: Mapped[str] = mapped_column(ForeignKey("sites.id"), index=True)
+    failed_runs: Mapped[int] = mapped_column(Integer, default=1)
+    last_run_id: Mapped[str] = mapped_column(String(80))
+    reasons: Mapped[list[Any]] = mapped_column(default=list)  # the latest few, newest last
+    first_failed_at: Mapped[datetime] = _now()
+    last_failed_at: Mapped[datetime] = _now()
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------- every service: its own rows

@@ -148,8 +148,10 @@ async def test_a_stage_whose_items_all_fail_leaves_the_run_completed_and_partial
     configure(api, site, stage_enabled=CLUSTERING_ONLY)
     view = wait_run(api, start_run(api, site)["run_id"])
     s1 = stage(view, 1)
-    # the worker answered (item failures), so the run goes on; only missing answers fail a run
-    assert view["status"] == "completed" and view["error_message"] is None
+    # the worker answered (item failures), so the run goes on (only missing answers fail a run), but it does not
+    # pass for a success: nothing came out, and it says why
+    assert view["status"] == "completed" and view["stopped_reason"] == "no_output"
+    assert view["error_message"].startswith("no output: stage 1 (keywords → clusters) produced nothing; 1 item(s)")
     assert s1["status"] == "completed" and s1["partial"] and s1["items_failed"] == 1
     again = wait_run(api, start_run(api, site)["run_id"])  # the failed item is tried again, not lost
     assert stage(again, 1)["items_in"] == 1

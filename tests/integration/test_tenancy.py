@@ -38,6 +38,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PATCH", "/api/v1/sites/{site_id}/config"): {"json": {"is_enabled": False}},
     ("PUT", "/api/v1/sites/{site_id}/budget-shares"): {"json": {"shares": None}},
     ("POST", "/api/v1/drafts/{draft_id}/review"): {"json": {"decision": "rejected", "note": "probe"}},
+    ("POST", "/api/v1/sites/{site_id}/parked-items/unpark"): {"json": {"items": [{"stage": 4, "item_id": 1}]}},
     ("POST", "/api/v1/accounts/{account_id}/keys"): {"json": {"name": "probe"}},
     ("POST", "/api/v1/accounts/{account_id}/credits"): {
         "json": {"amount": "1", "reason": "probe"},

@@ -17,6 +17,8 @@ import pytest
 
 from devstack.llama import LlamaServer, start_llama_server
 from devstack.stack import Stack
+from tests.conftest import OPERATOR_KEY, PLENTY
+from tests.helpers import Tenant, create_tenant
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,14 +49,20 @@ def real_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     """Kafka, PostgreSQL, the fake (embeddings, images), llama-server (chat) and the five services.
 
     Its own servers, apart from the `stack` fixture's: that one's services must keep talking to the fake.
-    The AI client's settings stay at their defaults: the tier checks what a user gets out of the box.
+    The AI client's settings stay at what `--local-model` gives (defaults, plus a chat timeout for a slow CPU
+    model and concurrency = the server's slots): the tier checks what a user gets out of the box. The
+    session's operator key is the same as the `stack` fixture's, so accounts are made the same way.
     """
     state = ROOT / ".stack" / f"realmodel-{os.getpid()}"
     shutil.rmtree(state, ignore_errors=True)
     st = Stack(
         state_dir=state,
         local_model=True,
-        extra_env={"CONTENTLINE_TICK_SECONDS": "0.5", "CONTENTLINE_RUN_LOG_DIR": str(state / "run-logs")},
+        extra_env={
+            "CONTENTLINE_TICK_SECONDS": "0.5",
+            "CONTENTLINE_RUN_LOG_DIR": str(state / "run-logs"),
+            "CONTENTLINE_OPERATOR_KEY": OPERATOR_KEY,
+        },
     )
     failed_before = request.session.testsfailed
     try:
@@ -71,7 +79,22 @@ def real_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         shutil.rmtree(state, ignore_errors=True)
 
 
+# `tenant` and `api` as in tests/conftest.py, but on the real-model stack. They override the root fixtures by
+# name (rather than overriding `stack`): a session fixture caches one value, so a root `api` built over an
+# overridden `stack` would hand the fake stack's client to this tier, or this tier's to the others.
 @pytest.fixture(scope="session")
-def real_api(real_stack: Stack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"{real_stack.api_url}/api/v1", timeout=60) as client:
-        yield client
+def tenant(real_stack: Stack) -> Iterator[Tenant]:
+    """A fresh account with plenty of credits on the real-model stack, and a client holding its key."""
+    headers = {"Authorization": f"Bearer {OPERATOR_KEY}"}
+    with httpx.Client(base_url=f"{real_stack.api_url}/api/v1", timeout=60, headers=headers) as operator:
+        made = create_tenant(operator, real_stack.api_url, PLENTY, "0")
+    try:
+        yield made
+    finally:
+        made.client.close()
+
+
+@pytest.fixture(scope="session")
+def api(tenant: Tenant) -> httpx.Client:
+    """An authenticated client of `tenant` on the real-model stack."""
+    return tenant.client

@@ -1,21 +1,24 @@
-"""The local model server answers the OpenAI endpoints the services use, and the gateway routes them.
+"""The local model server answers the OpenAI endpoints the services use, and the stack routes to it.
 
 Only what contentline relies on: models, chat with max_tokens and grammar-constrained JSON, the finish reason
-of a cut-off, usage; through the gateway, chat from llama-server and embeddings/images from the fake, and a
-client that gives up stops the generation it asked for.
+of a cut-off, usage; the services' per-function providers (chat from llama-server, embeddings/images from the
+fake), and a client that gives up stops the generation it asked for.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import httpx
 import jsonschema
 import pytest
 
-from devstack.llama import MODEL_ALIAS
-from devstack.stack import Stack
+from devstack.llama import MODEL_ALIAS, ServerOptions
+from devstack.stack import LOCAL_MODEL_CHAT_TIMEOUT, Stack
+from shared.ai.config import endpoint
+from shared.settings import Settings
 
 pytestmark = pytest.mark.realmodel
 
@@ -69,21 +72,36 @@ def test_json_schema_is_grammar_constrained(llama: httpx.Client) -> None:
     jsonschema.validate(json.loads(content), schema)  # bounds held by the grammar, not by the model's manners
 
 
-def test_gateway_sends_chat_to_the_model_and_the_rest_to_the_fake(real_stack: Stack) -> None:
-    with httpx.Client(base_url=real_stack.ai_url, timeout=300) as gw:
-        answer = chat(gw, messages=HELLO, max_tokens=8)
-        assert "timings" in answer  # llama-server's own field: the fake has none
-        emb = gw.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 64})
+def test_services_get_chat_from_the_model_and_the_rest_from_the_fake(
+    real_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The services' settings, read from the environment the stack gives them.
+    env = real_stack.env()
+    for name in [k for k in env if k.startswith(("CONTENTLINE_", "OPENAI_"))]:
+        monkeypatch.setenv(name, env[name])
+    settings = Settings()
+    chat_at, embeddings, images = (endpoint(settings, f) for f in ("chat", "embeddings", "images"))
+    assert chat_at.base_url == f"{real_stack.llama_url}/v1" and chat_at.model == MODEL_ALIAS
+    slots = int(os.environ.get("CONTENTLINE_CHAT_MAX_CONCURRENCY", ServerOptions.from_env().parallel))
+    assert chat_at.concurrency == slots  # none of a service's requests waits inside the server
+    timeout = float(os.environ.get("CONTENTLINE_CHAT_TIMEOUT_SECONDS", LOCAL_MODEL_CHAT_TIMEOUT))
+    assert chat_at.timeout == timeout
+    assert embeddings.base_url == images.base_url == f"{real_stack.fake_url}/v1"
+    with httpx.Client(base_url=real_stack.llama_url, timeout=300) as model:
+        assert "timings" in chat(model, messages=HELLO, max_tokens=8)  # llama-server's own field: the fake has none
+    with httpx.Client(base_url=real_stack.fake_url, timeout=60) as fake:
+        body = {"model": "text-embedding-3-small", "input": ["a", "b"], "dimensions": 64}
+        emb = fake.post("/v1/embeddings", json=body)
         assert emb.status_code == 200 and [len(d["embedding"]) for d in emb.json()["data"]] == [64, 64]
-        img = gw.post("/v1/images/generations", json={"model": "gpt-image-1", "prompt": "a cat", "size": "256x256"})
+        img = fake.post("/v1/images/generations", json={"model": "gpt-image-1", "prompt": "a cat", "size": "256x256"})
         assert img.status_code == 200 and img.json()["data"][0]["b64_json"]
 
 
-def test_a_client_that_gives_up_through_the_gateway_stops_the_generation(real_stack: Stack) -> None:
+def test_a_client_that_gives_up_stops_the_generation(real_stack: Stack) -> None:
     long_job = {"model": "x", "messages": [{"role": "user", "content": "Write a very long story."}],
                 "max_tokens": 3000}  # fmt: skip
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(f"{real_stack.ai_url}/v1/chat/completions", json=long_job, timeout=3)
+        httpx.post(f"{real_stack.llama_url}/v1/chat/completions", json=long_job, timeout=3)
     with httpx.Client(base_url=real_stack.llama_url, timeout=30) as direct:
         # The server notices a closed connection between tokens (~2 s idle, longer under load); finishing
         # 3,000 tokens instead would take minutes at this machine's 10-45 tokens/s.

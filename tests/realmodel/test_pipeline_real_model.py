@@ -1,8 +1,9 @@
 """A small site through all seven stages with a real model for chat, at the AI client's default settings.
 
-Chat: SmolLM2-135M-Instruct on llama-server (2 threads). Embeddings and images: the fake provider (llama-server
-has no images endpoint, and its embeddings mode excludes chat; see devstack/aigateway.py). The site asks for
-short articles; nothing else is tuned, so the tier shows what a user of a small local model gets.
+Chat: SmolLM2-135M-Instruct on llama-server (CONTENTLINE_CHAT_BASE_URL). Embeddings and images: the fake
+provider (the common OPENAI_BASE_URL: llama-server has no images endpoint, and its embeddings mode excludes
+chat). The site asks for short articles; nothing else is tuned, so the tier shows what a user of a small local
+model gets.
 
 Size: CONTENTLINE_REALMODEL_KEYWORDS keywords (default 12; CI runs 6, its reduced form), in topics of 3-4.
 """
@@ -56,8 +57,7 @@ def _diagnosis(api: httpx.Client, view: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def test_small_site_reaches_review_gate_with_clean_drafts(real_stack: Stack, real_api: httpx.Client) -> None:
-    api = real_api
+def test_small_site_reaches_review_gate_with_clean_drafts(real_stack: Stack, api: httpx.Client) -> None:
     site = create_site(api, f"realmodel-{KEYWORDS}")
     configure(api, site, options={"target_words": TARGET_WORDS})
     keywords = small_site(KEYWORDS)

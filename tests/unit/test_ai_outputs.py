@@ -224,3 +224,45 @@ async def test_a_failing_section_fails_its_draft_naming_the_section(fake: Runnin
     with pytest.raises(AiError) as caught:
         await write_draft(AiClient(settings(fake)), brief, StageOptions(), Usage())
     assert caught.value.reason.startswith("section 'Part two': draft-section: the model refused [chat model")
+
+
+async def test_a_soft_check_is_re_asked_but_its_last_reply_stands(fake: RunningFake) -> None:
+    ai, usage = AiClient(settings(fake)), Usage()
+    piece = await ai.structured("w", prompt("x"), Piece, "piece", usage, soft_check=lambda _: "it has a placeholder")
+    assert isinstance(piece, Piece)  # the caller's own gate judges it
+    assert [r.outcome for r in usage.records] == ["off_target", "off_target", "ok"]
+    assert "missed the request: it has a placeholder" in (await last_user_messages(fake))[1]
+
+
+async def test_a_draft_with_placeholder_sections_is_written_and_held_back_with_its_reasons(fake: RunningFake) -> None:
+    await fake.configure(faults=[{"kind": "placeholder", "if_prompt_contains": "Section: ## "}])
+    outline = [{"level": 2, "heading": f"Espresso {w}"} for w in ("grinders", "machines", "beans")]
+    brief = {"title": "Espresso at home", "primary_keyword": "espresso", "outline": outline, "target_words": 600}
+    usage = Usage()
+    draft = await write_draft(AiClient(settings(fake)), brief, StageOptions(), usage)
+    assert draft.row["quality_passed"] is False and draft.held is not None
+    assert draft.held.startswith("quality gate held the draft back (score ")
+    assert "placeholders or template leftovers" in draft.held and "LARGE_30" in draft.held
+    sections = [r for r in usage.records if r.purpose == "draft-section"]
+    assert len(sections) == 9 and sum(r.outcome == "off_target" for r in sections) == 6  # 3 asks each
+
+
+async def test_a_clean_draft_passes_the_gate(fake: RunningFake) -> None:
+    outline = [{"level": 2, "heading": f"Espresso {w}"} for w in ("grinders", "machines", "beans")]
+    brief = {"title": "Espresso at home", "primary_keyword": "espresso", "outline": outline, "target_words": 600}
+    draft = await write_draft(AiClient(settings(fake)), brief, StageOptions(), Usage())
+    assert draft.row["quality_passed"] is True and draft.held is None, draft.row["quality_notes"]
+
+
+async def test_a_timed_out_attempt_is_re_sent_with_twice_the_timeout_and_the_client_keeps_it(
+    fake: RunningFake,
+) -> None:
+    # a server that needs 1 s: 0.6 s cannot do, the same 0.6 s again could not either; 1.2 s can
+    await fake.configure(faults=[{"kind": "slow", "delay_ms": 1000}])
+    ai, usage = AiClient(settings(fake, chat_timeout_seconds=0.6)), Usage()
+    assert isinstance(await ask(ai, "x", usage), Piece)
+    assert [(r.outcome, r.attempts) for r in usage.records] == [("ok", 2)]
+    later = Usage()
+    assert isinstance(await ask(ai, "y", later), Piece)
+    assert later.records[0].attempts == 1  # the grown timeout stays for the next calls
+    await ai.close()

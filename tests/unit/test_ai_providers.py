@@ -15,7 +15,7 @@ from devstack.stack import Stack
 from fakeai import FakeSettings
 from fakeai.serve import RunningFake, serving
 from shared.ai import AiClient, EmbeddingDimensionError, Usage
-from shared.ai.config import endpoint, required_budget, retry_budget
+from shared.ai.config import attempt_timeouts, endpoint, grown_budget, required_budget, retry_budget
 from shared.settings import Settings
 
 
@@ -124,7 +124,8 @@ def test_timeouts_per_function_and_a_budget_that_fits_every_attempt() -> None:
     s = Settings(openai_api_key=SecretStr("k"), ai_timeout_seconds=30, embedding_timeout_seconds=90)
     assert [endpoint(s, f).timeout for f in ("chat", "embeddings", "images")] == [30, 90, 30]
     chat = endpoint(s, "chat")
-    assert retry_budget(s, chat) == required_budget(30, 4) >= 4 * 30  # derived: all 4 attempts fit
+    assert retry_budget(s, chat) == grown_budget(30, 4) >= required_budget(30, 4)  # derived: all 4 attempts fit
+    assert attempt_timeouts(30, 4) == [30, 60, 120, 120]  # each timeout doubles, up to 4x the configured one
     AiClient(s).check_configured()
     tight = Settings(openai_api_key=SecretStr("k"), ai_retry_budget_seconds=120, chat_timeout_seconds=60)
     needs = r"=120 cannot fit CONTENTLINE_AI_MAX_ATTEMPTS=4 attempts of the chat timeout 60 s \(needs at least 330 s\)"

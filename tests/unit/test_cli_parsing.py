@@ -87,6 +87,11 @@ def test_exit_codes(status: str, code: int) -> None:
     assert exit_code_for(status) == code
 
 
+def test_a_run_that_completed_with_no_output_exits_11() -> None:
+    assert exit_code_for("completed", "no_output") == 11
+    assert exit_code_for("completed", "budget") == 0
+
+
 def test_stage_seconds_running_finished_and_cancelled_without_seconds() -> None:
     running = StageInfo.model_validate(stage(1, status="running", seconds=0))
     assert stage_seconds(running, now=T0 + timedelta(seconds=12)) == 12

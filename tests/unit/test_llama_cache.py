@@ -69,7 +69,6 @@ def test_server_settings_and_portable_build_flags(monkeypatch: pytest.MonkeyPatc
     ("argv", "name"),
     [
         ([b"/c/llama.cpp-1/bin/llama-server", b"--model", b"m.gguf", b""], "llama-server"),
-        ([b"python", b"-m", b"devstack.aigateway", b"--port", b"1", b""], "aigateway"),
         ([b"python", b"-m", b"services.writer", b""], "writer"),
         ([b"python", b"-m", b"fakeai", b""], "fakeai"),
         ([b"python", b"-m", b"pytest", b""], None),

@@ -208,9 +208,10 @@ async def member_count(session: AsyncSession, cluster_id: int) -> int:
 
 
 def mean_centroid(vectors: list[tuple[str, bytes]], previous: bytes) -> bytes:
-    """The L2-normalised mean of the members' embeddings (the clusterer's definition of a centroid), from the
-    embedding model most members have; no member embedding → a zero vector of the old width, which no
-    keyword is ever similar to (the similarity threshold is above 0), so an emptied cluster attracts none."""
+    """The mean of the members' embeddings (the clusterer's definition of a centroid: a raw mean, so that it
+    can be centred on the site's mean, issue 10), from the embedding model most members have; no member
+    embedding → a zero vector of the old width, which the clusterer never matches, so an emptied cluster
+    attracts none."""
     width = len(previous) // 4
     if not vectors:
         return np.zeros(width, dtype="<f4").tobytes()
@@ -219,10 +220,7 @@ def mean_centroid(vectors: list[tuple[str, bytes]], previous: bytes) -> bytes:
         models[model] = models.get(model, 0) + 1
     chosen = max(models, key=lambda m: (models[m], m))
     matrix = np.vstack([np.frombuffer(v, dtype="<f4") for m, v in vectors if m == chosen]).astype(np.float64)
-    total = matrix.sum(axis=0)
-    norm = float(np.linalg.norm(total))
-    out = total / norm if norm > 0 else total
-    return np.asarray(out, dtype="<f4").tobytes()
+    return np.asarray(matrix.mean(axis=0), dtype="<f4").tobytes()
 
 
 # ---------------------------------------------------------------- ideas, tasks

@@ -132,8 +132,9 @@ def sections(config: SiteConfig) -> list[Section]:
                     "options.similarity_threshold",
                     "Clustering similarity threshold",
                     "number",
-                    opts.similarity_threshold,
+                    "" if opts.similarity_threshold is None else opts.similarity_threshold,
                     step="any",
+                    hint="blank: calibrated from the site's own keywords (recommended); a number: a fixed cosine",
                 ),
                 Field_("options.min_cluster_size", "Smallest cluster", "number", opts.min_cluster_size),
                 Field_("options.ideas_per_cluster", "Ideas per cluster", "number", opts.ideas_per_cluster),
@@ -193,6 +194,8 @@ def patch_from_form(form: FormData) -> tuple[dict[str, Any], dict[str, str]]:
         for name in StageOptions.model_fields
         if name not in {"banned_words", "prompt_templates"}
     }
+    # Blank = no override: the clusterer calibrates the threshold from the site's keywords (issue 10).
+    options["similarity_threshold"] = options["similarity_threshold"].strip() or None
     options["banned_words"] = [w.strip() for w in _text(form, "options.banned_words").splitlines() if w.strip()]
     templates = _text(form, "options.prompt_templates").strip()
     try:

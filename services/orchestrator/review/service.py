@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.orchestrator.errors import ConflictError, NotFoundError
@@ -137,6 +137,14 @@ class DraftImage(BaseModel):
     checksum_sha256: str | None
 
 
+class QualityHold(BaseModel):
+    """A draft the quality gate held back (the reasons are its `quality_notes`): no images, not in the queue."""
+
+    failed_runs: int = Field(description="Runs in a row whose draft for this task was held back or failed")
+    parked: bool = Field(description="True: no run writes it again until its task (stage 4) is un-parked")
+    next_step: str
+
+
 class DraftView(BaseModel):
     draft_id: int
     site_id: str
@@ -149,6 +157,8 @@ class DraftView(BaseModel):
     target_words: int
     quality_score: int
     quality_notes: list[str]
+    quality_passed: bool
+    held_back: QualityHold | None = Field(description="Set while the quality gate holds the draft back")
     body_markdown: str
     body_html: str
     images: list[DraftImage]
@@ -202,6 +212,17 @@ class ReviewService:
     async def _view(session: AsyncSession, draft: Draft) -> DraftView:
         images = await repo.images_of(session, draft.id)
         decision = await repo.decision(session, draft.id)
+        hold: QualityHold | None = None
+        if not draft.quality_passed:
+            failing = await sites.failing_item(session, int(Stage.DRAFTS), draft.task_id)
+            parked = failing is not None and failing.parked_at is not None
+            hold = QualityHold(
+                failed_runs=failing.failed_runs if failing else 1,
+                parked=parked,
+                next_step=f"parked: un-park writer task {draft.task_id} (stage 4) to have it written again"
+                if parked
+                else "the next run writes it again and replaces this draft",
+            )
         return DraftView(
             draft_id=draft.id,
             site_id=draft.site_id,
@@ -214,6 +235,8 @@ class ReviewService:
             target_words=draft.target_words,
             quality_score=draft.quality_score,
             quality_notes=[str(n) for n in draft.quality_notes],
+            quality_passed=draft.quality_passed,
+            held_back=hold,
             body_markdown=draft.body_markdown,
             body_html=sanitise_html(draft.body_html),  # drafts stored before sanitising existed too
             images=[

@@ -10,11 +10,11 @@ from decimal import Decimal
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan
-from services.orchestrator.estimate import batch_estimate
+from services.orchestrator.estimate import batch_estimate, snapshot_cost_factor
 from services.orchestrator.publishing.scheduling import Policy
 from services.orchestrator.review import service as review
+from services.orchestrator.runs import outcome, truth
 from services.orchestrator.runs import repository as repo
-from services.orchestrator.runs import truth
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import release_window, stop_for_budget
 from services.orchestrator.sites import service as sites
@@ -79,6 +79,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
     limited = bool(limit) and len(ids) > limit
     ids = ids[:limit] if limit else ids
     size = plan.batch_sizes[int(stage)]
+    factor = snapshot_cost_factor(run.initial_snapshot, int(stage))  # the site's calibration, as estimated
     chunks = [ids[i : i + size] for i in range(0, len(ids), size)]
     session.add_all(
         StageBatch(
@@ -88,7 +89,7 @@ async def enter_stage(engine: Engine, session: AsyncSession, run: Run, stage: St
             seq=seq,
             item_ids=chunk,
             status="pending",
-            estimate=batch_estimate(int(stage), len(chunk), plan, engine.costs),
+            estimate=batch_estimate(int(stage), len(chunk), plan, engine.costs, cost_factor=factor),
         )
         for seq, chunk in enumerate(chunks)
     )
@@ -176,11 +177,16 @@ async def review_gate(engine: Engine, session: AsyncSession, run: Run, plan: Run
     )
     auto = await review.auto_review(session, Policy.of(engine.settings), run.site_id, run.id, limit)
     run.status, run.completed_at = RunStatus.COMPLETED.value, now
+    why = outcome.no_output(plan, await repo.stage_results(session, run.id))
+    if why:
+        run.stopped_reason, run.error_message = outcome.NO_OUTPUT, why
     engine.event(
         session,
         run,
         Stage.REVIEW,
         "completed",
-        f"run completed: {admitted} drafts ready for review; {run.total_credits_used:.2f} credits used; "
-        "reservation released" + (f"; {auto.summary()}" if auto is not None else ""),
+        (f"run completed with {why}" if why else f"run completed: {admitted} drafts ready for review")
+        + f"; {run.total_credits_used:.2f} credits used; reservation released"
+        + (f"; {auto.summary()}" if auto is not None else ""),
+        level="warning" if why else "info",
     )

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.contracts import RunStatus
 from shared.db.models import (
     ActivityLog,
+    AiCall,
     Cluster,
     Draft,
     Idea,
@@ -85,6 +86,57 @@ async def activity(
 async def stage_results(session: AsyncSession, run_id: str) -> list[StageRunResult]:
     stmt = select(StageRunResult).where(StageRunResult.run_id == run_id).order_by(StageRunResult.stage)
     return list((await session.scalars(stmt)).all())
+
+
+async def stage_history(
+    session: AsyncSession, site_id: str, runs_per_stage: int
+) -> list[tuple[int, int, int, Decimal, dict[str, Any]]]:
+    """(stage, items attempted, items created, credits, the run's plan) of the site's latest finished runs that
+    did each stage's work (a closed stage that took items in), newest first, up to `runs_per_stage` per stage."""
+    ranked = (
+        select(
+            StageRunResult.stage,
+            (StageRunResult.items_processed + StageRunResult.items_failed).label("attempted"),
+            StageRunResult.items_created,
+            StageRunResult.credits,
+            Run.options,
+            func.row_number()
+            .over(partition_by=StageRunResult.stage, order_by=Run.started_at.desc())
+            .label("n"),
+        )
+        .join(Run, Run.id == StageRunResult.run_id)
+        .where(
+            Run.site_id == site_id,
+            Run.status.not_in(ACTIVE),
+            StageRunResult.status == "completed",
+            StageRunResult.items_processed + StageRunResult.items_failed > 0,
+        )
+        .subquery()
+    )
+    rows = await session.execute(
+        select(ranked.c.stage, ranked.c.attempted, ranked.c.items_created, ranked.c.credits, ranked.c.options).where(
+            ranked.c.n <= runs_per_stage
+        )
+    )
+    return [(int(s), int(i), int(c), Decimal(cr), dict(o)) for s, i, c, cr, o in rows]
+
+
+async def token_rows(session: AsyncSession, run_id: str) -> list[tuple[int, bool, int, int, int]]:
+    """(stage, ok, calls, prompt tokens, completion tokens) of the run's model calls (the workers' `ai_calls`
+    rows, read-only), by the stage of the command each call served."""
+    rows = await session.execute(
+        select(
+            StageBatch.stage,
+            AiCall.ok,
+            func.count(),
+            func.coalesce(func.sum(AiCall.prompt_tokens), 0),
+            func.coalesce(func.sum(AiCall.completion_tokens), 0),
+        )
+        .join(StageBatch, StageBatch.id == AiCall.command_id)
+        .where(AiCall.run_id == run_id)
+        .group_by(StageBatch.stage, AiCall.ok)
+    )
+    return [(int(stage), bool(ok), int(n), int(p), int(c)) for stage, ok, n, p, c in rows]
 
 
 async def released_batches(session: AsyncSession, run_id: str) -> list[StageBatch]:

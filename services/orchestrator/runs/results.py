@@ -20,6 +20,7 @@ from services.orchestrator.errors import NotFoundError
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import MAX_RECORDED_FAILURES, Engine
+from services.orchestrator.sites import service as sites
 from shared.contracts import RunStatus, StageResult, utcnow
 from shared.db.models import Run, StageBatch, StageRunResult
 from shared.delivery import claim_inbox
@@ -85,6 +86,7 @@ async def apply(
         waited = (utcnow() - batch.released_at).total_seconds() if batch.released_at else 0.0
         unfail(batch, sr)
         settle(batch, sr, result, charged, late=True)
+        await track_items(engine, session, run, batch, result)
         later = run.current_stage > batch.stage or run.status != RunStatus.RUNNING.value
         engine.event(
             session,
@@ -125,6 +127,31 @@ async def apply(
             batch.stage,
             "item-failures",
             f"batch {batch.seq}: {len(result.failures)} item(s) failed: {result.failures[0].reason[:200]}",
+            level="warning",
+        )
+    await track_items(engine, session, run, batch, result)
+
+
+async def track_items(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, result: StageResult) -> None:
+    """The items' failure streaks across runs (sites/parking.py): successes clear theirs, failures extend them,
+    and an item that failed `park_after_failed_runs` runs in a row is parked, with an activity line."""
+    parked = await sites.record_item_outcomes(
+        session,
+        run.site_id,
+        batch.stage,
+        run.id,
+        list(batch.item_ids),
+        [(f.item_id, f.reason) for f in result.failures],
+        engine.settings.park_after_failed_runs,
+    )
+    for item in parked:
+        engine.event(
+            session,
+            run,
+            batch.stage,
+            "item-parked",
+            f"stage {batch.stage} item {item.item_id} parked after failing {item.failed_runs} runs in a row "
+            f"(un-park it through /sites/{run.site_id}/parked-items): {item.reasons[-1]['reason'][:200]}",
             level="warning",
         )
 

@@ -37,6 +37,7 @@ from services.orchestrator.runs.views import (
     Processing,
     RunHistory,
     RunView,
+    TokenUse,
     run_view,
 )
 from services.orchestrator.runs.window import available_for
@@ -306,8 +307,18 @@ class RunService:
         return [(b, liveness.batch_wait(self._engine.settings, b, longest.get(b.stage), now)) for b in released]
 
     async def _view(self, session: AsyncSession, run: Run) -> RunView:
+        tokens: dict[int, TokenUse] = {}
+        for stage, ok, calls, prompt, completion in await repo.token_rows(session, run.id):
+            use = (
+                TokenUse(calls=calls, prompt_tokens=prompt, completion_tokens=completion)
+                if ok
+                else TokenUse(calls=calls, prompt_tokens=prompt, completion_tokens=completion, failed_calls=calls,
+                              failed_prompt_tokens=prompt, failed_completion_tokens=completion)
+            )  # fmt: skip
+            tokens[stage] = tokens.get(stage, TokenUse()).add(use)
         waits = [w for _, w in await self._in_flight(session, run)]
-        return run_view(run, await repo.stage_results(session, run.id), waits, liveness.run_liveness(waits, run.status))
+        results = await repo.stage_results(session, run.id)
+        return run_view(run, results, waits, liveness.run_liveness(waits, run.status), tokens)
 
     async def run(self, account_id: str, run_id: str) -> RunView:
         async with self._sessions() as session:

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan, RunTarget
 from services.orchestrator.errors import ConflictError, InsufficientCreditsError
-from services.orchestrator.estimate import Estimate, estimate
+from services.orchestrator.estimate import HISTORY_RUNS, Estimate, calibrate, estimate
+from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import available_for
@@ -62,7 +63,9 @@ async def plan_and_estimate(
         cap = min(own, max_credits) if own > 0 else max_credits
         plan = plan.model_copy(update={"limits": plan.limits.model_copy(update={"max_credits_per_run": cap})})
     counts = await sites.pending_counts(session, site_id, target)
-    return plan, counts, estimate(counts, plan, engine.costs)
+    recent = await repo.stage_history(session, site_id, HISTORY_RUNS)
+    history = calibrate(((s, n, c, cr, RunPlan.model_validate(o)) for s, n, c, cr, o in recent), engine.costs)
+    return plan, counts, estimate(counts, plan, engine.costs, history=history)
 
 
 async def start_in_session(

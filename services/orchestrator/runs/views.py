@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Decimal
 from typing import Any
 
@@ -15,6 +16,32 @@ from shared.db.models import ActivityLog, Run, StageRunResult
 class ItemFailureView(BaseModel):
     item_id: int
     reason: str
+
+
+class TokenUse(BaseModel):
+    """Model tokens of a run or stage from its `ai_calls` rows; `failed_*` are the calls whose reply could not
+    be used (cut off, invalid, off target, refused, timed out...): what retries and re-asks cost. A request
+    abandoned at its timeout has no usage (the provider reports none)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    failed_calls: int = 0
+    failed_prompt_tokens: int = 0
+    failed_completion_tokens: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def failed_tokens(self) -> int:
+        return self.failed_prompt_tokens + self.failed_completion_tokens
+
+    def add(self, other: TokenUse) -> TokenUse:
+        return TokenUse(**{k: getattr(self, k) + getattr(other, k) for k in TokenUse.model_fields})
 
 
 class StageView(BaseModel):
@@ -36,6 +63,7 @@ class StageView(BaseModel):
     stopped_reason: str | None
     started_at: AwareDatetime
     finished_at: AwareDatetime | None
+    tokens: TokenUse = Field(default_factory=TokenUse)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -71,6 +99,7 @@ class RunView(BaseModel):
     stages: list[StageView]
     liveness: Liveness
     in_flight: list[BatchWait] = Field(description="released batches without a result yet")
+    tokens: TokenUse = Field(description="Model tokens of the whole run; failed_* = tokens of unusable replies")
 
 
 class RunHistory(BaseModel):
@@ -141,8 +170,17 @@ class EstimateView(Estimate):
     sufficient: bool = Field(description="available >= required (1.2 × total)")
 
 
-def run_view(run: Run, results: list[StageRunResult], in_flight: list[BatchWait], liveness: Liveness) -> RunView:
-    stages = [StageView.model_validate(r) for r in results]
+def run_view(
+    run: Run,
+    results: list[StageRunResult],
+    in_flight: list[BatchWait],
+    liveness: Liveness,
+    tokens: dict[int, TokenUse] | None = None,
+) -> RunView:
+    tokens = tokens or {}
+    stages = [
+        StageView.model_validate(r).model_copy(update={"tokens": tokens.get(r.stage, TokenUse())}) for r in results
+    ]
     # Global progress: items finished (processed + failed) over everything the stages took in.
     done = sum(s.items_processed + s.items_failed + s.items_skipped for s in stages if s.stage <= 6)
     total = sum(s.items_in for s in stages if s.stage <= 6)
@@ -172,4 +210,5 @@ def run_view(run: Run, results: list[StageRunResult], in_flight: list[BatchWait]
         stages=stages,
         liveness=liveness,
         in_flight=in_flight,
+        tokens=functools.reduce(TokenUse.add, tokens.values(), TokenUse()),
     )

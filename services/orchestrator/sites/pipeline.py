@@ -12,6 +12,7 @@ from sqlalchemy import Select, and_, exists, false, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunTarget
+from services.orchestrator.sites.parking import not_parked
 from shared.contracts import Stage
 from shared.db.models import Cluster, Draft, Idea, Image, ImagePrompt, Keyword, ReviewDecision, WriterTask
 
@@ -35,8 +36,10 @@ INPUT: dict[Stage, Any] = {
 
 
 def pending_query(stage: Stage, site_id: str, target: RunTarget | None = None) -> Select[Any]:
-    """Ids of the items stage `stage` would process for the site, oldest first."""
+    """Ids of the items stage `stage` would process for the site, oldest first; parked items are left out."""
     stmt = _pending(stage, site_id)
+    if stage is not Stage.REVIEW:
+        stmt = stmt.where(not_parked(stage, INPUT[stage].id))
     if target is not None:
         stmt = stmt.where(INPUT[stage].id.in_(scope_ids(stage, target)) if target.includes(stage) else false())
     return stmt
@@ -51,15 +54,19 @@ def _pending(stage: Stage, site_id: str) -> Select[Any]:
         )
     if stage is Stage.REVIEW:
         return review_ready_query(site_id)
-    if stage is Stage.DRAFTS:  # a task whose only drafts were superseded (regeneration) needs a new one
-        live_draft = exists().where(Draft.task_id == WriterTask.id, Draft.superseded_at.is_(None))
-        return select(WriterTask.id).where(WriterTask.site_id == site_id, ~live_draft).order_by(WriterTask.id)
+    if stage is Stage.DRAFTS:
+        # A task without a live draft that passed the quality gate: none yet, only superseded ones (a person's
+        # regeneration), or one the gate held back (the writer writes it again and replaces it).
+        usable = exists().where(
+            Draft.task_id == WriterTask.id, Draft.superseded_at.is_(None), Draft.quality_passed.is_(True)
+        )
+        return select(WriterTask.id).where(WriterTask.site_id == site_id, ~usable).order_by(WriterTask.id)
     model, done_by = _CHILD_OF[stage]
     stmt = select(model.id).where(model.site_id == site_id, ~exists().where(done_by == model.id))
     if stage is Stage.IDEATE:  # a cluster emptied by a person's merge or move has nothing to write about
         stmt = stmt.where(Cluster.size > 0)
-    if stage is Stage.IMAGE_PROMPTS:
-        stmt = stmt.where(Draft.superseded_at.is_(None))
+    if stage is Stage.IMAGE_PROMPTS:  # a held-back draft gets no images: no credits go to it
+        stmt = stmt.where(Draft.superseded_at.is_(None), Draft.quality_passed.is_(True))
     return stmt.order_by(model.id)
 
 

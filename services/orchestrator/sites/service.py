@@ -18,7 +18,7 @@ from services.orchestrator.config import DEFAULT_SHARES, SiteConfig, SiteConfigP
 from services.orchestrator.errors import NotFoundError
 from services.orchestrator.importing import dedupe
 from services.orchestrator.schedule import next_run_at
-from services.orchestrator.sites import export, keywords, pipeline
+from services.orchestrator.sites import export, keywords, parking, pipeline
 from services.orchestrator.sites import repository as repo
 from shared.contracts import KeywordIn, utcnow
 from shared.db.models import Site, SiteConfigRow
@@ -32,6 +32,8 @@ config_row = repo.config_row
 claim_due_config = repo.claim_due_config
 pending_counts = pipeline.pending_counts
 pending_ids = pipeline.pending_ids
+record_item_outcomes = parking.record_outcomes  # a batch's result: streaks of failing items, parking
+failing_item = parking.item
 
 
 def _not_found(site_id: str) -> NotFoundError:

@@ -1,0 +1,79 @@
+"""The run estimate: the seed assumptions as the cold start, the site's recent runs as its calibration (issue 10)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from services.orchestrator.config import RunPlan
+from services.orchestrator.costs import CostTable
+from services.orchestrator.estimate import (
+    Estimate,
+    StageEstimate,
+    batch_estimate,
+    calibrate,
+    estimate,
+    snapshot_cost_factor,
+)
+from shared.contracts import StageOptions
+
+COSTS = CostTable()
+
+
+def plan(**options: object) -> RunPlan:
+    return RunPlan(options=StageOptions(**options))  # type: ignore[arg-type]
+
+
+def by_stage(est: Estimate) -> dict[int, StageEstimate]:
+    return {s.stage: s for s in est.stages}
+
+
+def test_cold_start_uses_the_seed_assumptions() -> None:
+    p = plan(target_words=1000, ideas_per_cluster=1)
+    est = estimate({1: 20}, p, COSTS)
+    items = {s.stage: s.items for s in est.stages}
+    # 20 keywords → 5 clusters → 5 ideas → 5 tasks → 5 drafts → 10 image prompts
+    assert items == {1: 20, 2: 5, 3: 5, 4: 5, 5: 5, 6: 10}
+    assert all(s.basis == "cold start" and s.cost_factor == 1 and s.history_runs == 0 for s in est.stages)
+    credits = {s.stage: s.credits for s in est.stages}
+    assert credits[1] == 4 and credits[2] == 10 and credits[4] == 10  # 5 × 1000 words at 500 per credit
+    assert est.required == (est.total * Decimal("1.2")).quantize(Decimal("0.0001"))
+
+
+def test_history_calibrates_costs_and_yields_and_shows_its_parts() -> None:
+    p = plan(target_words=1000, ideas_per_cluster=1)
+    # two earlier runs: 3 keywords per cluster (not 4), drafts 30 % over the target, 3 prompts per draft
+    recent = [
+        (1, 12, 4, Decimal("2.4"), p),
+        (1, 18, 6, Decimal("3.6"), p),
+        (2, 10, 10, Decimal(20), p),
+        (4, 10, 10, Decimal(26), p),  # 10 drafts × 1300 words = 26 credits, cold start says 20
+        (5, 10, 30, Decimal(15), p),  # 30 prompts × 0.5, cold start says 20 × 0.5
+    ]
+    history = calibrate(((s, n, c, cr, pl) for s, n, c, cr, pl in recent), COSTS)
+    est = estimate({1: 30}, p, COSTS, history=history)
+    parts = by_stage(est)
+    s1, s2, s4, s5 = parts[1], parts[2], parts[4], parts[5]
+    assert s1.basis == "history" and s1.history_runs == 2 and s1.cost_factor == 1
+    assert s1.yield_factor == Decimal("1.333")
+    assert s2.items == 10  # 30 keywords at 3 per cluster
+    assert s4.cost_factor == Decimal("1.3") and s4.credits == Decimal(26)
+    assert s4.cold_start_credits == Decimal(20)
+    assert parts[6].items == 30 and parts[3].basis == "cold start"
+    assert s5.yield_factor == Decimal("1.5")
+
+
+def test_a_changed_option_still_counts_with_history() -> None:
+    before = plan(target_words=1000)
+    history = calibrate([(4, 10, 10, Decimal(26), before)], COSTS)  # 30 % over the target
+    now = plan(target_words=2000)
+    s4 = by_stage(estimate({4: 10}, now, COSTS, history=history))[4]
+    assert s4.credits == Decimal(52)  # the formula follows the option
+
+
+def test_batches_are_estimated_with_the_runs_calibration() -> None:
+    p = plan(target_words=1000)
+    est = estimate({4: 10}, p, COSTS, history=calibrate([(4, 10, 10, Decimal(26), p)], COSTS))
+    snapshot = {"estimate": est.model_dump(mode="json")}  # as a run freezes it
+    factor = snapshot_cost_factor(snapshot, 4)
+    assert factor == Decimal("1.3") and snapshot_cost_factor({}, 4) == 1
+    assert batch_estimate(4, 5, p, COSTS, cost_factor=factor) == Decimal(13)
