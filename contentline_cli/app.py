@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from contentline_cli import accounts, config, ops, publishing, review, runs, sites
+from contentline_cli import accounts, config, ops, publishing, review, rules, runs, sites, webhooks
 from contentline_cli.content import content_app
 from contentline_cli.follow import create_site, follow_and_summarise, import_keywords, start_run
 
@@ -58,6 +58,8 @@ app.command("lag")(ops.lag)
 app.add_typer(ops.dlq_app, name="dlq")
 app.command("tail")(ops.tail)
 app.add_typer(ops.outbox_app, name="outbox")
+app.add_typer(rules.rules_app, name="rules")
+app.add_typer(webhooks.webhooks_app, name="webhooks")
 
 
 def main() -> None:

@@ -445,6 +445,60 @@ class ContentlineClient:
     def regenerate_draft(self, draft_id: int) -> dict[str, Any]:
         return dict(self._request("POST", f"/drafts/{draft_id}/regenerate"))
 
+    # ------------------------------------------------------------------ automation rules (issue 15)
+    def rules(self, site_id: str) -> list[dict[str, Any]]:
+        return list(self._request("GET", f"/sites/{site_id}/rules"))
+
+    def create_rule(self, site_id: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._request("POST", f"/sites/{site_id}/rules", json=spec))
+
+    def rule(self, rule_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/rules/{rule_id}"))
+
+    def update_rule(self, rule_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._request("PATCH", f"/rules/{rule_id}", json=patch))
+
+    def delete_rule(self, rule_id: str) -> None:
+        self._request_empty("DELETE", f"/rules/{rule_id}")
+
+    def execute_rule(self, rule_id: str) -> dict[str, Any]:
+        return dict(self._request("POST", f"/rules/{rule_id}/execute"))
+
+    def test_rule(self, rule_id: str, sample: dict[str, Any] | None) -> dict[str, Any]:
+        return dict(self._request("POST", f"/rules/{rule_id}/test", json={"sample": sample}))
+
+    def scheduled_tasks(self, site_id: str, **params: Any) -> dict[str, Any]:
+        query = {k: v for k, v in params.items() if v is not None}
+        return dict(self._request("GET", f"/sites/{site_id}/scheduled-tasks", params=query))
+
+    # ------------------------------------------------------------------ webhooks (issue 15)
+    def webhooks(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/webhooks"))
+
+    def create_webhook(self, spec: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._request("POST", "/webhooks", json=spec))
+
+    def update_webhook(self, endpoint_id: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._request("PATCH", f"/webhooks/{endpoint_id}", json=patch))
+
+    def delete_webhook(self, endpoint_id: str) -> None:
+        self._request_empty("DELETE", f"/webhooks/{endpoint_id}")
+
+    def webhook_secret(self, endpoint_id: str, rotate: bool = False) -> dict[str, Any]:
+        if rotate:
+            return dict(self._request("POST", f"/webhooks/{endpoint_id}/secret/rotate"))
+        return dict(self._request("GET", f"/webhooks/{endpoint_id}/secret"))
+
+    def test_webhook(self, endpoint_id: str) -> dict[str, Any]:
+        return dict(self._request("POST", f"/webhooks/{endpoint_id}/test"))
+
+    def webhook_deliveries(self, endpoint_id: str, **params: Any) -> dict[str, Any]:
+        query = {k: v for k, v in params.items() if v is not None}
+        return dict(self._request("GET", f"/webhooks/{endpoint_id}/deliveries", params=query))
+
+    def retry_webhook_delivery(self, endpoint_id: str, delivery_id: int) -> dict[str, Any]:
+        return dict(self._request("POST", f"/webhooks/{endpoint_id}/deliveries/{delivery_id}/retry"))
+
 
 class PublishingSettingsInfo(_View):
     site_id: str

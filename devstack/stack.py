@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The publisher starts without any WordPress: it reads each site's connection when a publish command comes.
 WORKERS = ("clusterer", "ideator", "writer", "imager", "publisher")
 _AI_PROVIDER = re.compile(r"^(OPENAI_\w+|CONTENTLINE_(OPENAI|CHAT|EMBEDDING|IMAGE)_(BASE_URL|API_KEY|API_VERSION))$")
-SERVICES = ("orchestrator", *WORKERS, "webhooks")
+SERVICES = ("orchestrator", *WORKERS, "webhooks", "rules")
 
 
 def _settings_vars() -> set[str]:

@@ -22,6 +22,8 @@ from shared.contracts import (
     StageCommand,
     StageResult,
 )
+from shared.entity_events import EntityEvent
+from shared.rule_events import RuleExecuted
 
 broker = KafkaBroker("kafka:9092", description="contentline event backbone; every message keyed by site id")
 
@@ -39,6 +41,20 @@ CONSUMED = (
         "contentline-webhooks",
         "Run lifecycle: started, stage transitions, paused, cancelled, completed, failed (webhooks notify).",
     ),
+    (
+        t.ENTITY_EVENTS,
+        EntityEvent,
+        "contentline-rules",
+        "What the pipeline created, keyed by site: keyword_added (orchestrator import), cluster_created "
+        "(clusterer), idea_created (ideator), task_created and content_generated (writer); `data.type` tells "
+        "them apart and carries the entity's id and the fields rule conditions test.",
+    ),
+    (
+        t.RULE_EVENTS,
+        RuleExecuted,
+        "contentline-webhooks",
+        "One per finished rule execution (executed, skipped with the reason, failed): rule.* webhooks.",
+    ),
     (t.PUBLISH_RESULTS, PublishResult, "contentline-orchestrator", "Per publish command: the post, or why not."),
     (t.PUBLICATION_STATUS, PublicationStatusChanged, "contentline-orchestrator", "A post changed on WordPress."),
 )
@@ -49,6 +65,7 @@ PUBLISHED_ONLY = (
     (t.RESULTS_DLQ, bytes, "Unparseable stage results as received; reason in header x-dead-letter-reason."),
     (t.PUBLISH_DLQ, bytes, "Unparseable publish commands as received; reason in header x-dead-letter-reason."),
     (t.WEBHOOKS_DLQ, bytes, "Source events the webhooks service could not read or handle; reason in a header."),
+    (t.RULES_DLQ, bytes, "Entity events the rules service could not read or handle; reason in a header."),
     (t.PUBLISH_RESULTS_DLQ, bytes, "Unusable publish results and status events; reason in x-dead-letter-reason."),
 )
 

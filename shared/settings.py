@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     webhook_poll_seconds: float = Field(default=1.0, gt=0)  # new deliveries wake the dispatcher at once
     webhook_secret_grace_hours: float = Field(default=24.0, ge=0)  # a rotated-out secret still signs this long
     webhook_log_retention_days: float = Field(default=30.0, gt=0)  # delivered and dead deliveries are kept
+    # Automation rules (services/rules): how often each replica looks for due cron rules, pending executions
+    # (a busy site's) and finished runs; how long a busy site's execution waits before it is tried again.
+    rules_tick_seconds: float = Field(default=2.0, gt=0)
+    rules_busy_retry_seconds: float = Field(default=10.0, gt=0)
     # Orchestrator's publishing schedule: `immediate` mode spaces a site's drafts this far apart (issue 14: 60 s);
     # the demo and tests shorten it. Due drafts are handed to the publisher every `tick_seconds`.
     publish_immediate_spacing_seconds: float = Field(default=60.0, ge=1, le=3600)

@@ -22,6 +22,10 @@ PUBLISH_RESULTS: Final = "contentline.publish.results"
 PUBLICATION_STATUS: Final = "contentline.publish.status"
 PUBLISH_DLQ: Final = "contentline.publish.commands.dlq"
 WEBHOOKS_DLQ: Final = "contentline.webhooks.dlq"  # source events the webhooks service cannot read or handle
+# Automation (issue 15): what the pipeline created (keyed by site), rule executions, unreadable rule inputs.
+ENTITY_EVENTS: Final = "contentline.entities.events"
+RULE_EVENTS: Final = "contentline.rules.events"
+RULES_DLQ: Final = "contentline.rules.dlq"
 PUBLISH_RESULTS_DLQ: Final = "contentline.publish.results.dlq"  # the orchestrator's: results and status events
 
 STAGE_COMMAND_TOPICS: Final[dict[int, str]] = {
@@ -50,6 +54,9 @@ ALL_TOPICS: Final[tuple[str, ...]] = (
     PUBLICATION_STATUS,
     PUBLISH_DLQ,
     WEBHOOKS_DLQ,
+    ENTITY_EVENTS,
+    RULE_EVENTS,
+    RULES_DLQ,
     PUBLISH_RESULTS_DLQ,
 )
 

@@ -25,7 +25,8 @@ from shared.ai import CallRecord
 from shared.contracts import ItemFailure, ResultStatus, StageCommand, StageResult, Usage
 from shared.db.models import AiCall
 from shared.delivery import Outbox, begin_attempt, claim_inbox, drop_attempts, keep_result, processed
-from shared.topics import COMMANDS_DLQ, STAGE_RESULTS
+from shared.entity_events import EntityEvent
+from shared.topics import COMMANDS_DLQ, ENTITY_EVENTS, STAGE_RESULTS
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,8 @@ class BatchOutcome:
     usage: Usage = field(default_factory=Usage)
     calls: list[CallRecord] = field(default_factory=list)
     persist: Callable[[AsyncSession], Awaitable[None]] | None = None
+    # Filled by `persist` with what it really inserted: announced in the same transaction (issue 15).
+    events: list[EntityEvent] = field(default_factory=list)
 
 
 class FailedItems(StageResult):
@@ -124,12 +127,13 @@ async def execute_command(
             worker=consumer,
         )
         session.add_all(
-            AiCall(service=consumer, run_id=cmd.run_id, command_id=cmd.message_id, **c.columns())
-            for c in outcome.calls
+            AiCall(service=consumer, run_id=cmd.run_id, command_id=cmd.message_id, **c.columns()) for c in outcome.calls
         )
         await keep_result(session, consumer, cmd.message_id, result.model_dump(mode="json"))
         await drop_attempts(session, consumer, cmd.message_id)
         outbox.add(session, STAGE_RESULTS, cmd.site_id, result)
+        for event in outcome.events:
+            outbox.add(session, ENTITY_EVENTS, cmd.site_id, event)
         if outcome.failures:
             outbox.add(session, COMMANDS_DLQ, cmd.site_id, FailedItems(**result.model_dump(exclude={"message_id"})))
     outbox.committed()

@@ -36,6 +36,7 @@ from shared import prompts
 from shared.ai import AiClient, AiError, Usage
 from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
+from shared.entity_events import ClusterCreated, entity_event
 from shared.text import normalise
 from shared.worker import BatchOutcome
 
@@ -187,9 +188,12 @@ class ClustererService:
                 )
                 if new_id is None:  # same name as an existing cluster (or one made a moment ago): merge
                     new_id = (await repo.lock_cluster_by_name(session, cmd.site_id, name_norm)).id
-                else:
-                    created += 1
-                await self._join(session, new_id, c.keyword_ids, c.vectors)
+                    await self._join(session, new_id, c.keyword_ids, c.vectors)
+                    continue
+                created += 1
+                size = await self._join(session, new_id, c.keyword_ids, c.vectors)
+                data = ClusterCreated(id=new_id, name=c.label.name.strip()[:200], intent=c.label.intent, size=size)
+                outcome.events.append(entity_event(cmd.account_id, cmd.site_id, cmd.run_id, data))
             outcome.created = created
 
         outcome.processed = len(processed_ids)
@@ -290,7 +294,8 @@ class ClustererService:
             return exc
 
     @staticmethod
-    async def _join(session: AsyncSession, cluster_id: int, keyword_ids: list[int], vectors: Vectors) -> None:
+    async def _join(session: AsyncSession, cluster_id: int, keyword_ids: list[int], vectors: Vectors) -> int:
+        """Returns the cluster's size after the join."""
         current = await repo.lock_cluster(session, cluster_id)
         added = await repo.assign_keywords(session, cluster_id, keyword_ids)
         if added:
@@ -298,3 +303,4 @@ class ClustererService:
             old = current.centroid if current.centroid.size == vectors.shape[1] else None
             centroid = merged_mean(old, current.size if old is not None else 0, vectors)
             await repo.update_cluster(session, cluster_id, centroid, current.size + added)
+        return int(current.size + added)

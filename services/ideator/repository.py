@@ -47,8 +47,9 @@ async def clusters_with_ideas(session: AsyncSession, ids: list[int]) -> set[int]
     return {r.cluster_id for r in rows}
 
 
-async def insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Idea]:
+    """The ideas really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
-        return 0
-    result = await session.execute(insert(Idea).values(rows).on_conflict_do_nothing().returning(Idea.id))
-    return len(result.all())
+        return []
+    result = await session.scalars(insert(Idea).values(rows).on_conflict_do_nothing().returning(Idea))
+    return list(result.all())

@@ -15,6 +15,7 @@ from shared import prompts
 from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
+from shared.entity_events import IdeaCreated, entity_event
 from shared.text import normalise
 from shared.worker import BatchOutcome
 
@@ -157,7 +158,25 @@ class IdeatorService:
             outcome.processed += 1
 
         async def persist(session: AsyncSession) -> None:
-            outcome.created = await repo.insert_ideas(session, rows)
+            ideas = await repo.insert_ideas(session, rows)
+            outcome.created = len(ideas)
+            outcome.events = [
+                entity_event(
+                    cmd.account_id,
+                    cmd.site_id,
+                    cmd.run_id,
+                    IdeaCreated(
+                        id=i.id,
+                        cluster_id=i.cluster_id,
+                        title=i.title,
+                        content_type=i.content_type,
+                        intent=i.intent,
+                        primary_keyword=i.primary_keyword,
+                        target_words=i.target_words,
+                    ),
+                )
+                for i in ideas
+            ]
 
         outcome.persist = persist
         outcome.usage = BatchUsage(

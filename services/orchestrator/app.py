@@ -19,6 +19,7 @@ from prometheus_fastapi_instrumentator import Instrumentator
 from services.orchestrator import keys
 from services.orchestrator.accounts import router as accounts_router
 from services.orchestrator.accounts.service import AccountService
+from services.orchestrator.automation import rules_router, webhooks_router
 from services.orchestrator.content import router as content_router
 from services.orchestrator.content.service import ContentService
 from services.orchestrator.costs import DEFAULT_COSTS, CostTable
@@ -55,6 +56,8 @@ from services.orchestrator.web import openapi, problems
 from services.orchestrator.web.auth import Authenticator
 from services.orchestrator.web.limits import BodyLimit
 from services.orchestrator.web.routing import KIND_KEY, RouteKind, api_routes
+from services.rules.service import RuleService
+from services.webhooks.service import WebhookService
 from shared.kafka import CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST, PUBLICATION_STATUS, PUBLISH_RESULTS, STAGE_RESULTS
@@ -106,7 +109,7 @@ def create_app() -> FastAPI:
         log.warning("no operator key configured (CONTENTLINE_OPERATOR_KEY[_FILE]): operator routes refuse everyone")
     costs = CostTable.model_validate_json(rt.settings.cost_table_json) if rt.settings.cost_table_json else DEFAULT_COSTS
     accounts = AccountService(rt.sessions, reservations=held_by_active_runs)
-    sites = SiteService(rt.sessions)
+    sites = SiteService(rt.sessions, rt.outbox)
     runs = RunService(rt.sessions, Engine(rt.outbox, rt.settings, costs))
     review = ReviewService(rt.sessions, rt.outbox, Policy.of(rt.settings))
     ops = OpsService(rt.sessions)
@@ -114,6 +117,9 @@ def create_app() -> FastAPI:
     connections = ConnectionService(rt.sessions, rt.settings)
     content = ContentService(rt.sessions, rt.settings.media_dir)
     curation = DraftCuration(rt.sessions, runs)
+    # Issue 15: "execute now" decides a rule here, through this process's run engine and outbox.
+    rules = RuleService(rt.sessions, runs, rt.outbox, rt.settings.rules_busy_retry_seconds)
+    webhooks = WebhookService(rt.sessions, rt.settings)  # the webhooks process's dispatcher polls for new rows
     subscribe(rt, runs, publishing)
     ticker = Ticker(runs, accounts, rt.settings.tick_seconds)
     publishing_ticker = PublishingTicker(publishing, rt.settings.tick_seconds)
@@ -158,6 +164,8 @@ def create_app() -> FastAPI:
         *ops_router.build(ops, Inspector(rt.settings.kafka_bootstrap)),
         *publishing_router.build(publishing, connections),
         *content_router.build(content, review, curation),
+        *rules_router.build(rules),
+        *webhooks_router.build(webhooks),
     ):
         app.include_router(router)
 

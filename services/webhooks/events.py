@@ -11,8 +11,8 @@ Event types (what an endpoint subscribes to):
 | `draft.ready_for_review` | a completed run admitted drafts to the review gate (one per run)      | `DraftsReady` |
 | `draft.published`        | a draft went live on its CMS (source: the publisher, not wired yet)   | to be defined |
 | `draft.publish_failed`   | publishing a draft failed for good (source: the publisher, not yet)   | to be defined |
-| `rule.executed`          | an automation rule acted (source: the rules service, not yet)         | to be defined |
-| `rule.skipped`           | a rule did not act, with the reason (source: the rules service)       | to be defined |
+| `rule.executed`          | an automation rule acted (its `notify` action's message included)     | `RuleData`    |
+| `rule.skipped`           | a rule did not act, with the reason (seed 003's words) or the error   | `RuleData`    |
 | `webhook.test`           | "send test event" only; not subscribable                              | `TestData`    |
 
 Types whose source does not exist yet can already be subscribed to: they flow once their mapper is added to
@@ -76,6 +76,18 @@ class DraftsReady(_Data):
     drafts_ready: int = Field(ge=1)  # drafts the run admitted to the site's review queue
 
 
+class RuleData(_Data):
+    rule_id: str
+    rule_name: str
+    site_id: str
+    task_id: int  # the scheduled-task row (GET /api/v1/sites/{site_id}/scheduled-tasks)
+    trigger: str
+    reason: str = ""  # why it was skipped: Rule is inactive | Execution limit reached | Insufficient credits | ...
+    run_id: str | None = None  # the targeted run it started
+    actions: list[str] = Field(default_factory=list)
+    message: str | None = None  # the `notify` action's text
+
+
 class TestData(_Data):
     endpoint_id: str
     message: str
@@ -96,4 +108,4 @@ class WebhookEvent(BaseModel):
     type: EventType
     timestamp: datetime
     account_id: str
-    data: RunData | DraftsReady | TestData
+    data: RunData | DraftsReady | RuleData | TestData

@@ -6,7 +6,6 @@ delivers what the mapper returns. Planned, once their events exist:
 
 - the publisher's results (branch `wordpress`: `PublishResult` on `contentline.publish.results`) →
   `draft.published` / `draft.publish_failed`;
-- the rules service's executions → `rule.executed` / `rule.skipped`.
 
 Each mapped event must carry the account (the source contract needs an `account_id`), and its id must come
 from `event_id_for(message_id, type)` so a redelivered source message maps to the same event ids.
@@ -19,9 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from services.webhooks.events import DraftsReady, EventType, RunData, WebhookEvent, event_id_for
+from services.webhooks.events import DraftsReady, EventType, RuleData, RunData, WebhookEvent, event_id_for
 from shared.contracts import Message, RunEvent, RunStatus, Stage
-from shared.topics import RUN_EVENTS
+from shared.rule_events import RuleExecuted
+from shared.topics import RULE_EVENTS, RUN_EVENTS
 
 M = TypeVar("M", bound=Message)
 
@@ -83,4 +83,31 @@ def from_run_event(ev: RunEvent) -> list[WebhookEvent]:
     return []
 
 
-SOURCES: tuple[Source[Any], ...] = (Source("run-events", RUN_EVENTS, RunEvent, from_run_event),)
+def from_rule_executed(ev: RuleExecuted) -> list[WebhookEvent]:
+    """An execution that acted → rule.executed; one that did not (skipped, or failed before acting) → rule.skipped."""
+    event_type = EventType.RULE_EXECUTED if ev.outcome == "executed" else EventType.RULE_SKIPPED
+    return [
+        WebhookEvent(
+            id=event_id_for(ev.message_id, event_type),
+            type=event_type,
+            timestamp=ev.occurred_at,
+            account_id=ev.account_id,
+            data=RuleData(
+                rule_id=ev.rule_id,
+                rule_name=ev.rule_name,
+                site_id=ev.site_id,
+                task_id=ev.task_id,
+                trigger=ev.trigger,
+                reason=ev.reason,
+                run_id=ev.run_id,
+                actions=ev.actions,
+                message=ev.notify_message,
+            ),
+        )
+    ]
+
+
+SOURCES: tuple[Source[Any], ...] = (
+    Source("run-events", RUN_EVENTS, RunEvent, from_run_event),
+    Source("rule-events", RULE_EVENTS, RuleExecuted, from_rule_executed),
+)

@@ -20,11 +20,12 @@ async def ideas_with_tasks(session: AsyncSession, ids: list[int]) -> set[int]:
     return set((await session.scalars(select(WriterTask.idea_id).where(WriterTask.idea_id.in_(ids)))).all())
 
 
-async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> list[WriterTask]:
+    """The tasks really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
-        return 0
-    result = await session.execute(insert(WriterTask).values(rows).on_conflict_do_nothing().returning(WriterTask.id))
-    return len(result.all())
+        return []
+    result = await session.scalars(insert(WriterTask).values(rows).on_conflict_do_nothing().returning(WriterTask))
+    return list(result.all())
 
 
 async def load_tasks(session: AsyncSession, site_id: str, ids: list[int]) -> list[WriterTask]:
@@ -50,11 +51,12 @@ async def existing_drafts(session: AsyncSession, ids: list[int]) -> dict[int, Ex
     return {int(task): ExistingDraft(int(draft), bool(passed), run) for task, draft, passed, run in rows}
 
 
-async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
+async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Draft]:
+    """The drafts really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
-        return 0
-    result = await session.execute(insert(Draft).values(rows).on_conflict_do_nothing().returning(Draft.id))
-    return len(result.all())
+        return []
+    result = await session.scalars(insert(Draft).values(rows).on_conflict_do_nothing().returning(Draft))
+    return list(result.all())
 
 
 async def replace_draft(session: AsyncSession, draft_id: int, row: dict[str, Any]) -> bool:

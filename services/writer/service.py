@@ -12,6 +12,7 @@ from services.writer.drafting import WrittenDraft, write_draft
 from shared.ai import AiClient, AiError, Usage
 from shared.contracts import ItemFailure, Stage, StageCommand
 from shared.contracts import Usage as BatchUsage
+from shared.entity_events import ContentGenerated, TaskCreated, entity_event
 from shared.worker import BatchOutcome
 
 
@@ -58,7 +59,14 @@ class WriterService:
         outcome.processed = len(rows)
 
         async def persist(session: AsyncSession) -> None:
-            outcome.created = await repo.insert_tasks(session, rows)
+            tasks = await repo.insert_tasks(session, rows)
+            outcome.created = len(tasks)
+            outcome.events = [
+                entity_event(
+                    cmd.account_id, cmd.site_id, cmd.run_id, TaskCreated(id=t.id, idea_id=t.idea_id, title=t.title)
+                )
+                for t in tasks
+            ]
 
         outcome.persist = persist
         return outcome
@@ -106,12 +114,35 @@ class WriterService:
 
         async def persist(session: AsyncSession) -> None:
             # `created` counts the drafts really written that may go on; held-back ones are stored, not counted.
-            created = await repo.insert_drafts(session, [r for r in rows if r["quality_passed"]])
-            await repo.insert_drafts(session, [r for r in rows if not r["quality_passed"]])
+            # Every draft written (held back or not, new or a held one rewritten) is announced: content_generated.
+            passed = await repo.insert_drafts(session, [r for r in rows if r["quality_passed"]])
+            held = await repo.insert_drafts(session, [r for r in rows if not r["quality_passed"]])
+            created = len(passed)
+            written = [(d.id, d.task_id, d.title, d.word_count, d.target_words, d.quality_score, d.quality_passed)
+                       for d in passed + held]  # fmt: skip
             for draft_id, row in replacements:
-                if await repo.replace_draft(session, draft_id, row) and row["quality_passed"]:
-                    created += 1
+                if await repo.replace_draft(session, draft_id, row):
+                    created += int(bool(row["quality_passed"]))
+                    written.append((draft_id, row["task_id"], row["title"], row["word_count"], row["target_words"],
+                                    row["quality_score"], bool(row["quality_passed"])))  # fmt: skip
             outcome.created = created
+            outcome.events = [
+                entity_event(
+                    cmd.account_id,
+                    cmd.site_id,
+                    cmd.run_id,
+                    ContentGenerated(
+                        id=draft_id,
+                        task_id=task_id,
+                        title=title,
+                        word_count=words,
+                        target_words=target,
+                        quality_score=score,
+                        status="ready" if ok else "held",
+                    ),
+                )
+                for draft_id, task_id, title, words, target, score, ok in written
+            ]
 
         outcome.persist = persist
         outcome.usage = BatchUsage(

@@ -59,6 +59,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/sites/{site_id}/clusters/{cluster_id}/split"): {"json": {"keyword_ids": [1], "name": "p"}},
     ("PATCH", "/api/v1/drafts/{draft_id}"): {"json": {"title": "probe"}},
     ("POST", "/api/v1/drafts/{draft_id}/restore"): {"json": {"version": 1}},
+    ("POST", "/api/v1/sites/{site_id}/rules"): {"json": {"name": "p", "trigger": "schedule",
+                                                          "schedule": {"cron": "0 6 * * *"},
+                                                          "actions": [{"type": "notify"}]}},
+    ("PATCH", "/api/v1/rules/{rule_id}"): {"json": {"is_active": True}},
+    ("POST", "/api/v1/rules/{rule_id}/test"): {"json": {"sample": {}}},
+    ("POST", "/api/v1/webhooks"): {"json": {"url": "http://127.0.0.1:9/probe", "event_types": ["run.failed"]}},
+    ("PATCH", "/api/v1/webhooks/{endpoint_id}"): {"json": {"description": "probe"}},
 }
 
 
@@ -110,6 +117,11 @@ async def victim(
         await s.flush()
         cluster_id, image_id = cluster.id, image.id
     key_id = api.get(f"/accounts/{tenant.account_id}/keys").json()[0]["id"]
+    # Automation (issue 15): a webhook endpoint with a delivery, a rule with a scheduled task.
+    endpoint = api.post("/webhooks", json={"url": "http://127.0.0.1:9/victim", "event_types": ["run.failed"]}).json()
+    delivery = api.post(f"/webhooks/{endpoint['id']}/test").json()
+    rule = api.post(f"/sites/{site}/rules", json=BODIES[("POST", "/api/v1/sites/{site_id}/rules")]["json"]).json()
+    task = api.post(f"/rules/{rule['id']}/execute").json()
     return {
         "site_id": site,
         "run_id": run["run_id"],
@@ -119,6 +131,10 @@ async def victim(
         "row_id": "1",
         "cluster_id": str(cluster_id),
         "image_id": str(image_id),
+        "endpoint_id": endpoint["id"],
+        "delivery_id": str(delivery["id"]),
+        "rule_id": rule["id"],
+        "task_id": str(task["id"]),
     }
 
 
@@ -170,10 +186,26 @@ def _site_lists_are_the_callers_own(victim: dict[str, str], other: httpx.Client,
     assert victim["site_id"] not in {s["id"] for s in other.get("/sites", params={"size": 500}).json()}
 
 
+def _webhooks_are_created_for_the_caller(victim: dict[str, str], other: httpx.Client, owner: httpx.Client) -> None:
+    made = other.post("/webhooks", json={"url": "http://127.0.0.1:9/b", "event_types": ["run.failed"]})
+    assert made.status_code == 201, made.text
+    assert made.json()["id"] not in {e["id"] for e in owner.get("/webhooks").json()}
+    assert other.post("/webhooks", json={"url": "http://127.0.0.1:9/b", "event_types": ["run.failed"],
+                                         "account_id": victim["account_id"]}).status_code == 422
+    assert other.delete(f"/webhooks/{made.json()['id']}").status_code == 204
+
+
+def _webhook_lists_are_the_callers_own(victim: dict[str, str], other: httpx.Client, owner: httpx.Client) -> None:
+    assert victim["endpoint_id"] in {e["id"] for e in owner.get("/webhooks").json()}
+    assert victim["endpoint_id"] not in {e["id"] for e in other.get("/webhooks").json()}
+
+
 # Account routes without an id in their path: what scoping means for each is checked by name.
 WITHOUT_IDS: dict[tuple[str, str], Callable[[dict[str, str], httpx.Client, httpx.Client], None]] = {
     ("POST", "/api/v1/sites"): _sites_are_created_for_the_caller,
     ("GET", "/api/v1/sites"): _site_lists_are_the_callers_own,
+    ("POST", "/api/v1/webhooks"): _webhooks_are_created_for_the_caller,
+    ("GET", "/api/v1/webhooks"): _webhook_lists_are_the_callers_own,
 }
 
 

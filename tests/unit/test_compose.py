@@ -94,7 +94,16 @@ def settings_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Setti
 
 def test_compose_spec_file_without_version_key(compose: dict[str, Any]) -> None:
     assert "version" not in compose
-    assert set(SERVICE_NAMES) == {"orchestrator", "clusterer", "ideator", "writer", "imager", "publisher", "webhooks"}
+    assert set(SERVICE_NAMES) == {
+        "orchestrator",
+        "clusterer",
+        "ideator",
+        "writer",
+        "imager",
+        "publisher",
+        "webhooks",
+        "rules",
+    }
 
 
 @pytest.mark.parametrize("name", SERVICE_NAMES)

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import IntegrityError
@@ -53,6 +54,10 @@ held_by_active_runs = repo.held_by_active_runs
 Settled = Callable[[AsyncSession], Awaitable[None]]
 LATE_SWEEP_SECONDS = 30.0
 Prepare = Callable[[AsyncSession], Awaitable[None]]
+
+
+class SiteBusyError(ConflictError):
+    """The site already has an active run (one per site): try again once it has ended."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,42 @@ class RunService:
         self._engine.outbox.committed()
         return await self.run(account_id, run.id)
 
+    # ------------------------------------------------------------------ for automation rules (services.rules)
+    async def estimate_within(
+        self, session: AsyncSession, site_id: str, target: RunTarget | None, max_credits: Decimal | None
+    ) -> Decimal:
+        """What a (targeted) run of the site would be estimated at now, inside the caller's transaction."""
+        _, _, est = await start.plan_and_estimate(self._engine, session, site_id, target, max_credits)
+        return est.total
+
+    async def start_within(
+        self,
+        session: AsyncSession,
+        site_id: str,
+        target: RunTarget | None,
+        trigger: str,
+        max_credits: Decimal | None,
+    ) -> str:
+        """Start a (targeted) run inside the caller's transaction, its credits capped at `max_credits`; returns
+        the run id. A refusal rolls back only its savepoint: SiteBusyError when the site has an active run,
+        NothingPendingError when the target has nothing left to do, InsufficientCreditsError when the account
+        cannot reserve it. Call `committed()` after the commit."""
+        site = await sites.site_by_id(session, site_id)
+        if site is None:
+            raise NotFoundError(f"site {site_id!r} does not exist")
+        try:
+            async with session.begin_nested():
+                run = await start.start_in_session(self._engine, session, site, trigger, target, max_credits)
+        except IntegrityError as exc:
+            if "uq_runs_one_active_per_site" not in str(exc):
+                raise
+            raise SiteBusyError(f"site {site_id!r} already has an active run") from exc
+        return run.id
+
+    def committed(self) -> None:
+        """Wake the outbox relay after a transaction that started a run committed."""
+        self._engine.outbox.committed()
+
     async def estimate(self, account_id: str, site_id: str) -> EstimateView:
         async with self._sessions.begin() as session:
             site = await sites.site_of(session, account_id, site_id)
@@ -151,7 +192,7 @@ class RunService:
                 raise NotFoundError(f"site {batch.site_id!r} is not a site of account {batch.account_id!r}")
             if not await claim_inbox(session, INGEST_CONSUMER, batch.message_id):
                 return False
-            await sites.import_in_session(session, site, prepared, f"kafka:{batch.source}"[:100])
+            await sites.import_in_session(session, site, prepared, f"kafka:{batch.source}"[:100], self._engine.outbox)
             if batch.start_run:
                 await self._start_for_event(session, site)
         self._engine.outbox.committed()

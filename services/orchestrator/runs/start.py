@@ -44,15 +44,24 @@ def new_run_id(trigger: str) -> str:
 
 
 async def plan_and_estimate(
-    engine: Engine, session: AsyncSession, site_id: str, target: RunTarget | None = None
+    engine: Engine,
+    session: AsyncSession,
+    site_id: str,
+    target: RunTarget | None = None,
+    max_credits: Decimal | None = None,
 ) -> tuple[RunPlan, dict[int, int], Estimate]:
     """The plan from the site's config; a targeted run also switches off the stages outside its target,
-    so the estimate (and the barrier) see only the targeted part of the pending work."""
+    so the estimate (and the barrier) see only the targeted part of the pending work. `max_credits` (an
+    automation rule's limit) caps the run's credits below the site's own cap."""
     config = await sites.site_config(session, site_id)
     plan = RunPlan.from_config(config, await sites.global_shares(session))
     if target is not None:
         enabled = {s: on and target.includes(s) for s, on in plan.stage_enabled.items()}
         plan = plan.model_copy(update={"target": target, "stage_enabled": enabled})
+    if max_credits is not None:
+        own = plan.limits.max_credits_per_run
+        cap = min(own, max_credits) if own > 0 else max_credits
+        plan = plan.model_copy(update={"limits": plan.limits.model_copy(update={"max_credits_per_run": cap})})
     counts = await sites.pending_counts(session, site_id, target)
     recent = await repo.stage_history(session, site_id, HISTORY_RUNS)
     history = calibrate(((s, n, c, cr, RunPlan.model_validate(o)) for s, n, c, cr, o in recent), engine.costs)
@@ -60,7 +69,12 @@ async def plan_and_estimate(
 
 
 async def start_in_session(
-    engine: Engine, session: AsyncSession, site: Site, trigger: str, target: RunTarget | None = None
+    engine: Engine,
+    session: AsyncSession,
+    site: Site,
+    trigger: str,
+    target: RunTarget | None = None,
+    max_credits: Decimal | None = None,
 ) -> Run:
     """Create and advance a run inside the caller's transaction (API, scheduler, ingest event, or a
     targeted run such as a regeneration: same reservation, same charging, same one-active-run rule).
@@ -69,7 +83,7 @@ async def start_in_session(
     account, and the one-active-run index may make this insert wait on a transaction that holds a run
     of this site, so taking the account lock first could deadlock with it.
     """
-    plan, counts, est = await plan_and_estimate(engine, session, site.id, target)
+    plan, counts, est = await plan_and_estimate(engine, session, site.id, target, max_credits)
     run = Run(
         id=new_run_id(trigger),
         site_id=site.id,

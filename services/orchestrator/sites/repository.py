@@ -15,10 +15,10 @@ from shared.db.models import ActivityLog, GlobalBudgetShare, Site, SiteConfigRow
 
 INSERT_CHUNK = 5000
 
-# One statement per chunk: the rows travel as arrays (asyncpg encodes them in C), and the count of new rows
-# comes back as one number. A known keyword (same normalised text) keeps its row; figures it lacks (intent,
-# parent keyword, metrics a re-export adds) are filled in, what it has is never overwritten. Intents travel
-# '|'-joined (an array of arrays cannot be unnested row by row), metrics as JSON text.
+# One statement per chunk: the rows travel as arrays (asyncpg encodes them in C), and the new rows come back
+# (their keyword_added events go out with them). A known keyword (same normalised text) keeps its row;
+# figures it lacks (intent, parent keyword, metrics a re-export adds) are filled in, what it has is never
+# overwritten. Intents travel '|'-joined (an array of arrays cannot be unnested row by row), metrics as JSON.
 _INSERT_KEYWORDS = text(
     """
     WITH ins AS (
@@ -35,9 +35,9 @@ _INSERT_KEYWORDS = text(
             WHERE (kw.intent IS NULL AND EXCLUDED.intent IS NOT NULL)
                OR (kw.parent_keyword IS NULL AND EXCLUDED.parent_keyword IS NOT NULL)
                OR (EXCLUDED.metrics || kw.metrics) <> kw.metrics
-        RETURNING xmax = 0 AS inserted
+        RETURNING id, keyword, volume, difficulty, xmax = 0 AS inserted
     )
-    SELECT count(*) FILTER (WHERE inserted) FROM ins
+    SELECT id, keyword, volume, difficulty FROM ins WHERE inserted
     """
 )
 
@@ -73,28 +73,27 @@ async def insert_keywords(
     intents: Sequence[str | None],
     parents: Sequence[str | None],
     metrics: Sequence[str],
-) -> int:
-    """Insert in chunks (the event loop serves other requests between them); returns how many were new."""
-    inserted = 0
+) -> list[tuple[int, str, int | None, int | None]]:
+    """Insert in chunks (the event loop serves other requests between them); returns the new rows as
+    (id, keyword, volume, difficulty)."""
+    inserted: list[tuple[int, str, int | None, int | None]] = []
     for start in range(0, len(keywords), INSERT_CHUNK):
         end = start + INSERT_CHUNK
-        inserted += int(
-            await session.scalar(
-                _INSERT_KEYWORDS,
-                {
-                    "site_id": site_id,
-                    "source": source,
-                    "k": list(keywords[start:end]),
-                    "n": list(norms[start:end]),
-                    "v": list(volumes[start:end]),
-                    "d": list(difficulties[start:end]),
-                    "i": list(intents[start:end]),
-                    "p": list(parents[start:end]),
-                    "m": list(metrics[start:end]),
-                },
-            )
-            or 0
+        result = await session.execute(
+            _INSERT_KEYWORDS,
+            {
+                "site_id": site_id,
+                "source": source,
+                "k": list(keywords[start:end]),
+                "n": list(norms[start:end]),
+                "v": list(volumes[start:end]),
+                "d": list(difficulties[start:end]),
+                "i": list(intents[start:end]),
+                "p": list(parents[start:end]),
+                "m": list(metrics[start:end]),
+            },
         )
+        inserted += [(int(r[0]), str(r[1]), r[2], r[3]) for r in result.all()]
     return inserted
 
 

@@ -22,7 +22,10 @@ from services.orchestrator.sites import export, keywords, parking, pipeline
 from services.orchestrator.sites import repository as repo
 from shared.contracts import KeywordIn, utcnow
 from shared.db.models import Site, SiteConfigRow
+from shared.delivery import Outbox
+from shared.entity_events import KeywordAdded, entity_event
 from shared.text import normalise
+from shared.topics import ENTITY_EVENTS
 
 log_line = repo.log_line
 config_row = repo.config_row
@@ -86,12 +89,20 @@ def prepare_keywords(items: list[KeywordIn]) -> PreparedKeywords:
     return out
 
 
-async def import_in_session(session: AsyncSession, site: Site, prepared: PreparedKeywords, source: str) -> int:
-    """Insert the keywords in the caller's transaction (so an ingest event's inbox row commits with them)."""
-    imported = await repo.insert_keywords(
+async def import_in_session(
+    session: AsyncSession, site: Site, prepared: PreparedKeywords, source: str, outbox: Outbox | None = None
+) -> int:
+    """Insert the keywords in the caller's transaction (so an ingest event's inbox row commits with them);
+    with an outbox, each new keyword is announced (`keyword_added`) in that same transaction."""
+    rows = await repo.insert_keywords(
         session, site.id, source, prepared.keywords, prepared.norms, prepared.volumes, prepared.difficulties,
         prepared.intents, prepared.parents, prepared.metrics,
     )  # fmt: skip
+    imported = len(rows)
+    if outbox is not None:
+        for kid, keyword, volume, difficulty in rows:
+            data = KeywordAdded(id=kid, keyword=keyword, volume=volume, difficulty=difficulty, source=source)
+            outbox.add(session, ENTITY_EVENTS, site.id, entity_event(site.account_id, site.id, None, data))
     repo.log_line(
         session,
         site.id,
@@ -110,8 +121,9 @@ class ImportSummary:
 
 
 class SiteService:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], outbox: Outbox | None = None) -> None:
         self._sessions = sessions
+        self._outbox = outbox  # keyword_added events of imports (issue 15)
 
     async def create_site(self, account_id: str, name: str, domain: str | None) -> Site:
         async with self._sessions.begin() as session:
@@ -136,7 +148,9 @@ class SiteService:
         prepared = await asyncio.to_thread(prepare_keywords, items)
         async with self._sessions.begin() as session:
             site = await site_of(session, account_id, site_id)
-            imported = await import_in_session(session, site, prepared, source)
+            imported = await import_in_session(session, site, prepared, source, self._outbox)
+        if self._outbox is not None:
+            self._outbox.committed()
         return ImportSummary(received=len(items), imported=imported, duplicates=len(items) - imported)
 
     async def export_keywords_csv(self, account_id: str, site_id: str) -> str:
