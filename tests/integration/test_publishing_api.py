@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner
 
+from contentline_cli.session import EXIT_INVALID
 from devstack.stack import Stack
 from shared.db.models import ReviewDecision, WordPressConnection
 from tests.helpers import Tenant, create_site, eventually, start_run, wait_run
@@ -266,7 +267,7 @@ async def test_the_cli_drives_the_same_routes(
     cli("publishing", "set", site, "--mode", "stagger", "--days", "mon,wed", "--stagger-interval", "30")
     shown = cli("publishing", "settings", site)
     assert "stagger" in shown and "mon, wed" in shown and "30" in shown
-    assert "stagger_end_time" in cli("publishing", "set", site, "--stagger-end", "08:00", code=1)
+    assert "stagger_end_time" in cli("publishing", "set", site, "--stagger-end", "08:00", code=EXIT_INVALID)
 
     secret = tmp_path / "pw"
     secret.write_text("abcd efgh ijkl mnop\n")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.orchestrator.config import RunPlan, RunTarget
 from services.orchestrator.errors import ConflictError, InsufficientCreditsError
 from services.orchestrator.estimate import HISTORY_RUNS, Estimate, calibrate, estimate
+from services.orchestrator.publishing import service as publishing
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import Engine
@@ -26,9 +27,12 @@ class NothingPendingError(ConflictError):
     slug = "nothing-pending"
 
 
-def nothing_to_do(plan: RunPlan, counts: dict[int, int]) -> str | None:
-    """Why a run would have nothing to do, or None when some enabled work stage has pending items."""
+def nothing_to_do(plan: RunPlan, counts: dict[int, int], gate_acts: bool = False) -> str | None:
+    """Why a run would have nothing to do, or None when some enabled work stage has pending items, or
+    drafts wait at a review gate that acts on its own (`gate_acts`: the site auto-approves)."""
     if any(counts.get(int(s), 0) and plan.stage_enabled.get(int(s), True) for s in WORKER_STAGES):
+        return None
+    if gate_acts and counts.get(int(Stage.REVIEW), 0):
         return None
     disabled = [f"stage {int(s)} ({s.label}) has {counts[int(s)]}" for s in WORKER_STAGES if counts.get(int(s))]
     review = counts.get(int(Stage.REVIEW), 0)
@@ -105,7 +109,9 @@ async def start_in_session(
     )
     session.add(run)
     await session.flush()  # the one-active-run index speaks here, not at commit
-    if (why := nothing_to_do(plan, counts)) is not None:  # raising rolls the run back, as below
+    # An untargeted run whose review gate auto-approves has work in the drafts waiting there.
+    gate_acts = target is None and (await publishing.settings_of(session, site.id)).auto_approval_enabled
+    if (why := nothing_to_do(plan, counts, gate_acts)) is not None:  # raising rolls the run back, as below
         raise NothingPendingError(why, pending={str(k): v for k, v in sorted(counts.items())})
     balance, free = await available_for(session, site.account_id)
     free += run.reserved_credits  # not counting this run's own hold
