@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -28,6 +28,7 @@ from shared.settings import Settings
 from shared.topics import DLQ_REASON_HEADER, RUN_EVENTS, WEBHOOKS_DLQ
 from tests.helpers import (
     CLUSTERING_ONLY,
+    Tenant,
     configure,
     create_site,
     eventually,
@@ -70,6 +71,13 @@ def fast_webhooks(stack: Stack) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def service(stack: Stack, db: async_sessionmaker[AsyncSession]) -> WebhookService:
     return webhook_service(stack, db)
+
+
+@pytest.fixture(scope="module")
+def api(new_tenant: Callable[..., Tenant]) -> httpx.Client:
+    """An account of this module's own: endpoints other tests leave on the shared account (the tenancy and
+    schema tests create some) would also receive the events these tests count."""
+    return new_tenant().client
 
 
 @pytest.fixture(scope="module")
