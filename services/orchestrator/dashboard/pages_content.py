@@ -110,6 +110,14 @@ def router(ctx: Dashboard) -> APIRouter:
         }
         return t.fragment("partials/import_result.html", headers={"HX-Trigger": "keywords-changed"}, result=result)
 
+    async def keyword_table_fragment(viewer: Viewer, site_id: str, status: str, q: str, page: int) -> Response:
+        """The keyword table as the page shows it after an edit (same filters, same page)."""
+        return t.fragment(
+            "partials/keyword_table.html",
+            table=await keyword_table(viewer, site_id, status, q, page),
+            csrf=viewer.csrf_token,
+        )
+
     @api.post("/sites/{site_id}/keywords/status")
     async def keyword_status(
         site_id: ResourceId,
@@ -121,11 +129,7 @@ def router(ctx: Dashboard) -> APIRouter:
         page: Annotated[int, Form(ge=1, le=100_000)] = 1,
     ) -> Response:
         await ctx.content.set_keywords_enabled(viewer.account_id, site_id, keyword_ids, enabled)
-        return t.fragment(
-            "partials/keyword_table.html",
-            table=await keyword_table(viewer, site_id, status, q, page),
-            csrf=viewer.csrf_token,
-        )
+        return await keyword_table_fragment(viewer, site_id, status, q, page)
 
     @api.post("/sites/{site_id}/keywords/move")
     async def keyword_move(
@@ -138,11 +142,7 @@ def router(ctx: Dashboard) -> APIRouter:
         page: Annotated[int, Form(ge=1, le=100_000)] = 1,
     ) -> Response:
         await ctx.content.move_keywords(viewer.account_id, site_id, cluster_id, keyword_ids)
-        return t.fragment(
-            "partials/keyword_table.html",
-            table=await keyword_table(viewer, site_id, status, q, page),
-            csrf=viewer.csrf_token,
-        )
+        return await keyword_table_fragment(viewer, site_id, status, q, page)
 
     # ------------------------------------------------------------------ clusters
     async def cluster_list(viewer: Viewer, site_id: str, q: str, page: int) -> dict[str, Any]:
