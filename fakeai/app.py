@@ -24,7 +24,7 @@ from fakeai.faults import FaultRule
 from fakeai.settings import FakeSettings
 from fakeai.text import parse_prompt, stable_hash
 
-HISTORY = 200
+HISTORY = 2000  # requests kept for /_fake/requests: enough for a test window while other work runs
 MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "gpt-5-mini", "text-embedding-3-small", "gpt-image-1")
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.ideator import repository as repo
@@ -54,6 +55,16 @@ class IdeaDraft(BaseModel):
 
 class IdeaSet(BaseModel):
     ideas: list[IdeaDraft] = Field(min_length=1, max_length=MAX_IDEAS)
+
+
+@functools.cache
+def idea_set(count: int) -> type[IdeaSet]:
+    """IdeaSet bounded to the `count` ideas asked for. Asked for one, a small model goes on proposing more until
+    max_tokens cuts it off; with maxItems at the count a grammar-constrained provider closes the list there."""
+    bounded: type[IdeaSet] = create_model(
+        "IdeaSet", __base__=IdeaSet, ideas=(list[IdeaDraft], Field(min_length=1, max_length=count))
+    )
+    return bounded
 
 
 def ideas_budget(count: int) -> int:
@@ -192,12 +203,14 @@ class IdeatorService:
             return await self._ai.structured(
                 ideas_system(options),
                 ideas_prompt(cluster, options),
-                IdeaSet,
+                idea_set(options.ideas_per_cluster),
                 "ideas",
                 usage,
                 max_tokens=ideas_budget(options.ideas_per_cluster),
                 language_name=options.language,
-                check=degenerate,
+                # Asked again while asks are left; the last reply stands: clean_idea drops repeated headings, and
+                # the writer's quality gate judges the draft (a failed cluster would leave nothing to look at).
+                soft_check=degenerate,
             )
         except AiError as exc:
             return exc

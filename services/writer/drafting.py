@@ -7,15 +7,17 @@ after the frame, so the whole lands near the target even for long articles.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from services.writer import quality
 from shared import prompts
 from shared.ai import AiClient, AiError, Usage, budgets
+from shared.ai.schema import SENT_MAX_LENGTH
 from shared.contracts import StageOptions
 from shared.safe_html import inert_markdown, render_markdown
 from shared.text import one_line, slugify, word_count
@@ -24,8 +26,8 @@ from shared.text import one_line, slugify, word_count
 # Bounds: what a good answer needs with room to spare, so a looping model is stopped by the schema (where the
 # provider enforces it) and by max_tokens (everywhere). Meta fields are trimmed to their SEO limits afterwards.
 class FaqItem(BaseModel):
-    question: str = Field(min_length=10, max_length=200)
-    answer: str = Field(min_length=20, max_length=1000, description="Two to four sentences")
+    question: str = Field(min_length=10, max_length=150)
+    answer: str = Field(min_length=20, max_length=600, description="Two to four sentences")
 
 
 class DraftFrame(BaseModel):
@@ -76,9 +78,48 @@ SHORT_SECTION = 0.35  # of its target words: below this a section is asked again
 META_TOKENS = budgets.chars(100 + 300)  # meta title and description at their schema bounds
 
 
+CHARS_PER_WORD = 10  # a prose field's bound: English runs ~6 characters a word, longer-worded languages ~8
+
+
+def prose_chars(words: int) -> int:
+    """The most characters a prose field of `words` words may take: room for a good model to overshoot its
+    target, while a looping one is closed there (by the provider's grammar, or clipped on validation)."""
+    return max(400, words * CHARS_PER_WORD)
+
+
+@functools.cache
+def frame_model(edge_words: int) -> type[DraftFrame]:
+    """DraftFrame bounded to this draft: intro and conclusion sized to `edge_words`, the FAQ to FAQ_COUNT."""
+    limit = prose_chars(edge_words)
+    bounded: type[DraftFrame] = create_model(
+        "DraftFrame",
+        __base__=DraftFrame,
+        intro_markdown=(str, Field(min_length=80, max_length=limit, description="Introduction, no heading")),
+        conclusion_markdown=(str, Field(min_length=80, max_length=limit, description="Conclusion, no heading")),
+        faq=(list[FaqItem], Field(min_length=1, max_length=FAQ_COUNT)),
+    )
+    return bounded
+
+
+@functools.cache
+def section_model(words: int, subheadings: int) -> type[SectionText]:
+    """SectionText bounded to its share of the words (and its H3 lines)."""
+    bounded: type[SectionText] = create_model(
+        "SectionText",
+        __base__=SectionText,
+        section_markdown=(str, Field(
+            min_length=40, max_length=prose_chars(words) + 80 * subheadings,  # sent only up to SENT_MAX_LENGTH
+            description="The section body; H3 subheadings as '### ' lines if given",
+        )),
+    )  # fmt: skip
+    return bounded
+
+
 def frame_budget(edge_words: int) -> int:
-    """Tokens for the frame: intro and conclusion of `edge_words` each, the FAQ, the meta fields."""
-    return budgets.prose(2 * edge_words + FAQ_COUNT * FAQ_WORDS) + META_TOKENS
+    """Tokens for the frame: intro and conclusion of `edge_words` each, the FAQ, the meta fields; never less
+    than the bounded schema's longest reply, so a model that fills every field still closes its JSON."""
+    wanted = budgets.prose(2 * edge_words + FAQ_COUNT * FAQ_WORDS) + META_TOKENS
+    return max(wanted, budgets.from_schema(frame_model(edge_words)))
 
 
 def frame_problems(frame: DraftFrame) -> str | None:
@@ -107,8 +148,11 @@ def frame_text_problems(frame: DraftFrame) -> str | None:
 
 
 def section_budget(words: int, subheadings: int) -> int:
-    """Tokens for one section of `words` words with its H3 lines."""
-    return budgets.prose(words) + 16 * subheadings
+    """Tokens for one section of `words` words with its H3 lines; where the section's length bound goes out in
+    the schema (short sections), at least the bounded reply's longest form, so a looping model closes its JSON."""
+    budget = budgets.prose(words) + 16 * subheadings
+    limit = prose_chars(words) + 80 * subheadings
+    return max(budget, budgets.chars(limit) + budgets.JSON_OVERHEAD) if limit <= SENT_MAX_LENGTH else budget
 
 
 def context(brief: dict[str, Any]) -> dict[str, str]:
@@ -144,13 +188,13 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             target_words=str(edge_words),
             faq_count=str(FAQ_COUNT),
         ),
-        DraftFrame,
+        frame_model(edge_words),
         "draft-frame",
         usage,
         max_tokens=frame_budget(edge_words),
         language_name=options.language,
-        check=frame_problems,
-        soft_check=frame_text_problems,
+        # Asked again while asks are left; the last reply stands and the quality gate judges the whole draft.
+        soft_check=lambda reply: frame_problems(reply) or frame_text_problems(reply),
     )
     faq_md = "\n\n".join(f"### {one_line(q.question)}\n\n{q.answer.strip()}" for q in frame.faq)
     used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)
@@ -176,7 +220,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
                 target_words=str(per_section),
                 outline=f"Outline:\n{outline}" if outline else "",
             ),
-            SectionText,
+            section_model(per_section, len(s.subheadings)),
             "draft-section",
             usage,
             max_tokens=section_budget(per_section, len(s.subheadings)),

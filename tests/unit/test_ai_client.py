@@ -129,7 +129,7 @@ def test_over_long_values_are_clipped_not_refused() -> None:
 def test_the_schema_as_prompt_text_and_as_sent() -> None:
     text = ai_schema.describe(DraftFrame)
     assert '- "meta_title": string, 10-100 characters. At most 60 characters' in text
-    assert '- "faq": list of 1 to 6 objects, each with:' in text and '  - "question": string, 10-200 characters' in text
+    assert '- "faq": list of 1 to 6 objects, each with:' in text and '  - "question": string, 10-150 characters' in text
     assert text.splitlines()[-1].startswith('Shape: {"meta_title": "...",')
     sent = json.dumps(ai_schema.strict(SectionText))
     assert "maxLength" not in sent  # prose is bounded by max_tokens, not by a huge grammar
@@ -164,3 +164,18 @@ def test_language_names_and_the_mismatch_check() -> None:
     assert language.mismatch({"body": german(40)}, "Klingon") is None  # langcodes knows it, the detector does not
     with ThreadPoolExecutor(8) as pool:  # checks run in threads: the first use must not race
         assert set(pool.map(lambda _: language.mismatch(english, "English"), range(16))) == {None}
+
+
+def test_schemas_sent_are_bounded_to_what_was_asked() -> None:
+    # Asked for one idea, a small model goes on proposing more until max_tokens cuts it off (seen with SmolLM2):
+    # the schema sent closes the list at the count asked for, and the sections and frame at their word share.
+    from services.ideator.service import idea_set
+    from services.writer.drafting import frame_model, section_model
+
+    ideas = ai_schema.strict(idea_set(1))
+    assert ideas["properties"]["ideas"]["maxItems"] == 1 and idea_set(1) is idea_set(1)
+    section = ai_schema.strict(section_model(80, 2))["properties"]["section_markdown"]
+    assert section["maxLength"] == 80 * 10 + 2 * 80
+    frame = ai_schema.strict(frame_model(40))
+    assert frame["properties"]["intro_markdown"]["maxLength"] == 400 and frame["properties"]["faq"]["maxItems"] == 3
+    assert "maxLength" not in ai_schema.strict(section_model(400, 0))["properties"]["section_markdown"]  # long prose

@@ -196,7 +196,7 @@ class RecordingAi:
     ) -> Any:
         self.calls.append((purpose, system, user))
         assert bounds["max_tokens"] > 0 and bounds["language_name"]  # every call is bounded, language checked
-        if schema is DraftFrame:
+        if issubclass(schema, DraftFrame):
             return DraftFrame(
                 meta_title="Burr grinder guide",
                 meta_description="Everything about the burr grinder, from grind size to cleaning, in one place.",

@@ -7,7 +7,8 @@ import pytest
 from services.webhooks.events import DraftsReady, EventType, RunData, WebhookEvent
 from services.webhooks.sources import SOURCES, from_run_event
 from shared.contracts import RunEvent, RunStatus
-from shared.topics import RUN_EVENTS
+from shared.rule_events import RuleExecuted
+from shared.topics import RULE_EVENTS, RUN_EVENTS
 
 
 def run_event(event: str, status: RunStatus, stage: int, detail: str = "") -> RunEvent:
@@ -79,5 +80,5 @@ def test_payload_round_trips_through_json() -> None:
     assert WebhookEvent.model_validate_json(event.model_dump_json()) == event
 
 
-def test_run_events_are_a_source() -> None:
-    assert [(s.topic, s.model) for s in SOURCES] == [(RUN_EVENTS, RunEvent)]
+def test_run_and_rule_events_are_the_sources() -> None:
+    assert [(s.topic, s.model) for s in SOURCES] == [(RUN_EVENTS, RunEvent), (RULE_EVENTS, RuleExecuted)]

@@ -23,7 +23,7 @@ class HostileAi:
     async def structured(
         self, system: str, user: str, schema: type[BaseModel], purpose: str, usage: Usage, **_: Any
     ) -> Any:
-        if schema is DraftFrame:
+        if issubclass(schema, DraftFrame):
             return DraftFrame(
                 meta_title=f"{SCRIPT} guide",
                 meta_description=f"All about {IMG}, and everything a reader should know.",

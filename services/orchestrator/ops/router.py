@@ -97,7 +97,7 @@ def build(ops: OpsService, inspector: Inspector) -> list[APIRouter]:
         topic: Annotated[TopicQuery, Query(description="a .dlq topic (default: all of them)")] = None,
         partition: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
         offset: Annotated[int | None, Query(ge=0, le=INT64_MAX, description="with partition")] = None,
-        reason: Annotated[Filter, Query(description="the reason contains this (any case)")] = None,
+        reason_contains: Annotated[Filter, Query(description="the reason contains this (any case)")] = None,
         source_topic: TopicQuery = None,
         key: Filter = None,
         since: Annotated[AwareDatetime | None, Query(description="record time >= since")] = None,
@@ -108,7 +108,7 @@ def build(ops: OpsService, inspector: Inspector) -> list[APIRouter]:
     ) -> list[DeadLetter]:
         """Dead letters with their reason, source topic, key, message id and a readable body, oldest first."""
         where = filter_of(
-            "query", partition=partition, offset=offset, reason_contains=reason, source_topic=source_topic,
+            "query", partition=partition, offset=offset, reason_contains=reason_contains, source_topic=source_topic,
             key=key, since=since, until=until,
         )  # fmt: skip
         return await inspector.dead_letters(topic, where, limit, body_chars, check_replays)
