@@ -20,7 +20,7 @@ from shared.ai import AiClient, AiError, Usage, budgets
 from shared.ai.schema import SENT_MAX_LENGTH
 from shared.contracts import StageOptions
 from shared.safe_html import inert_markdown, render_markdown
-from shared.text import one_line, slugify, word_count
+from shared.text import normalise, one_line, slugify, word_count
 
 
 # Bounds: what a good answer needs with room to spare, so a looping model is stopped by the schema (where the
@@ -196,7 +196,11 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         # Asked again while asks are left; the last reply stands and the quality gate judges the whole draft.
         soft_check=lambda reply: frame_problems(reply) or frame_text_problems(reply),
     )
-    faq_md = "\n\n".join(f"### {one_line(q.question)}\n\n{q.answer.strip()}" for q in frame.faq)
+    # a question asked twice would make a repeated section (models repeat themselves, the fake included)
+    faq: dict[str, FaqItem] = {}
+    for item in frame.faq:
+        faq.setdefault(normalise(item.question), item)
+    faq_md = "\n\n".join(f"### {one_line(item.question)}\n\n{item.answer.strip()}" for item in faq.values())
     used = word_count(frame.intro_markdown) + word_count(frame.conclusion_markdown) + word_count(faq_md)
     per_section = max(60, (target - used) // max(1, len(sections)))
 

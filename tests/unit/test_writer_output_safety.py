@@ -62,3 +62,25 @@ async def test_hostile_keywords_and_model_text_are_inert_in_the_draft() -> None:
     )
     # plain-text fields stay plain text (escaped by whoever puts them into HTML)
     assert row["title"] == BRIEF["title"] and row["meta_title"].startswith(SCRIPT)
+
+
+class RepeatingAi(HostileAi):
+    """A model that asks one FAQ question twice (in another letter case): one entry, not a repeated section."""
+
+    async def structured(
+        self, system: str, user: str, schema: type[BaseModel], purpose: str, usage: Usage, **_: Any
+    ) -> Any:
+        reply = await super().structured(system, user, schema, purpose, usage)
+        if isinstance(reply, DraftFrame):
+            answer = "It depends on the grinder, the beans and how fine you grind them for the brew."
+            reply.faq = [FaqItem(question="How fine should I grind?", answer=answer),
+                         FaqItem(question="What grinder do I need?", answer=answer),
+                         FaqItem(question="how FINE should I grind?", answer=answer)]  # fmt: skip
+        return reply
+
+
+async def test_a_faq_question_asked_twice_is_written_once() -> None:
+    row = (await write_draft(RepeatingAi(), BRIEF, StageOptions(), Usage())).row  # type: ignore[arg-type]
+    faq = row["body_markdown"].split("## FAQ", 1)[1]
+    assert faq.lower().count("how fine should i grind?") == 1 and "What grinder do I need?" in faq
+    assert "heading repeated" not in " ".join(row["quality_notes"])
