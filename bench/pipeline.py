@@ -34,6 +34,7 @@ from pathlib import Path
 
 import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bench.pipeline_figures import HOPS, RunFigures, collect, median, percentile
 from devstack.stack import ROOT, Stack
@@ -241,7 +242,8 @@ def main() -> None:
             print(f"stack up in {time.monotonic() - t0:.0f}s ({stack.infra_source})", flush=True)
             bench = Bench(stack, operator_key)
             provider = stack.procs["fakeai"].pid
-            engine = create_async_engine(stack.database_url)
+            # one asyncio.run per figure set: pooled connections would belong to the first run's loop
+            engine = create_async_engine(stack.database_url, poolclass=NullPool)
             plan = [("1 replica", args.latency_ms, 1), ("zero latency", 0, 1)]
             if not args.skip_replicas:
                 plan.append(("2 replicas", args.latency_ms, 2))
