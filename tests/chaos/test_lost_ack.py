@@ -99,6 +99,24 @@ async def batch_status(engine: AsyncEngine, command_id: str) -> str | None:
         ).scalar()
 
 
+async def evidence(engine: AsyncEngine, run_id: str, acked: StageResult) -> str:
+    """What a violation is read against: the stage's batches, its drafts and the writer's inbox rows."""
+    queries = {
+        "batches": "SELECT id, seq, status, attempt, item_ids, result->'failures' AS failures, released_at, "
+        "finished_at FROM stage_batches WHERE run_id = :run AND stage = 4 ORDER BY seq",
+        "drafts": "SELECT d.id, d.task_id, d.run_id, d.quality_passed, d.created_at FROM drafts d "
+        "JOIN writer_tasks t ON t.id = d.task_id JOIN runs r ON r.site_id = t.site_id WHERE r.id = :run",
+        "writer inbox": "SELECT i.consumer, i.message_id, i.processed_at, i.result->'failures' AS failures "
+        "FROM inbox i WHERE i.message_id IN (SELECT id FROM stage_batches WHERE run_id = :run AND stage = 4)",
+    }
+    lines = [f"acknowledged then lost: batch {acked.command_id} (seq {acked.batch_seq})"]
+    async with engine.connect() as conn:
+        for name, sql in queries.items():
+            lines.append(f"{name}:")
+            lines += [f"  {dict(row._mapping)}" for row in await conn.execute(text(sql), {"run": run_id})]
+    return "\n".join(lines)
+
+
 async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
     stack: Stack, api: httpx.Client, fake: httpx.Client, chaos_engine: AsyncEngine, chaos_outcomes: list[Outcome]
 ) -> None:
@@ -152,7 +170,7 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
                 f"and then lost, is {await batch_status(chaos_engine, acked.command_id)}.\n"
                 f"in flight: {processing.get('batches')}\nviolations: {[str(v) for v in violations]}\nrun: {view}"
             )
-        assert violations == [], "\n".join(map(str, violations))
+        assert violations == [], "\n".join(map(str, violations)) + "\n" + await evidence(chaos_engine, run_id, acked)
     finally:
         await watch.stop()
         stack.stop_postgres()
