@@ -13,6 +13,7 @@ run (read from Kafka with the admin client), and PostgreSQL is stopped at once.
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -99,17 +100,22 @@ async def batch_status(engine: AsyncEngine, command_id: str) -> str | None:
         ).scalar()
 
 
-async def evidence(engine: AsyncEngine, run_id: str, acked: StageResult) -> str:
+async def evidence(engine: AsyncEngine, run_id: str, acked: StageResult, killed_at: datetime) -> str:
     """What a violation is read against: the stage's batches, its drafts and the writer's inbox rows."""
     queries = {
-        "batches": "SELECT id, seq, status, attempt, item_ids, result->'failures' AS failures, released_at, "
+        "batches": "SELECT id, seq, status, attempt, item_ids, result, released_at, "
         "finished_at FROM stage_batches WHERE run_id = :run AND stage = 4 ORDER BY seq",
+        "model calls": "SELECT service, command_id, created_at FROM ai_calls "
+        "WHERE run_id = :run AND service = 'writer'",
         "drafts": "SELECT d.id, d.task_id, d.run_id, d.quality_passed, d.created_at FROM drafts d "
         "JOIN writer_tasks t ON t.id = d.task_id JOIN runs r ON r.site_id = t.site_id WHERE r.id = :run",
         "writer inbox": "SELECT i.consumer, i.message_id, i.processed_at, i.result->'failures' AS failures "
         "FROM inbox i WHERE i.message_id IN (SELECT id FROM stage_batches WHERE run_id = :run AND stage = 4)",
     }
-    lines = [f"acknowledged then lost: batch {acked.command_id} (seq {acked.batch_seq})"]
+    lines = [
+        f"acknowledged then lost: batch {acked.command_id} (seq {acked.batch_seq}), result {acked.message_id}; "
+        f"PostgreSQL killed at {killed_at:%H:%M:%S.%f}"
+    ]
     async with engine.connect() as conn:
         for name, sql in queries.items():
             lines.append(f"{name}:")
@@ -135,6 +141,7 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
         t0 = time.monotonic()
         acked = await watch.next_acknowledged(run_id, STAGE, timeout=240)
         stack.kill_postgres()  # right after the acknowledgement
+        killed_at = datetime.now(UTC)
         t_kill = time.monotonic()
         kill_point = f"stage {STAGE} result acknowledged, {time.monotonic() - t0:.1f} s in"
         await watch.stop()
@@ -170,7 +177,8 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
                 f"and then lost, is {await batch_status(chaos_engine, acked.command_id)}.\n"
                 f"in flight: {processing.get('batches')}\nviolations: {[str(v) for v in violations]}\nrun: {view}"
             )
-        assert violations == [], "\n".join(map(str, violations)) + "\n" + await evidence(chaos_engine, run_id, acked)
+        found = "\n".join(map(str, violations))
+        assert violations == [], f"{found}\n{await evidence(chaos_engine, run_id, acked, killed_at)}"
     finally:
         await watch.stop()
         stack.stop_postgres()
