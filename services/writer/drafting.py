@@ -101,6 +101,11 @@ def frame_model(edge_words: int) -> type[DraftFrame]:
     return bounded
 
 
+def section_chars(words: int, subheadings: int) -> int:
+    """A section's bound: its share of the words and its H3 lines."""
+    return prose_chars(words) + 80 * subheadings
+
+
 @functools.cache
 def section_model(words: int, subheadings: int) -> type[SectionText]:
     """SectionText bounded to its share of the words (and its H3 lines)."""
@@ -108,7 +113,7 @@ def section_model(words: int, subheadings: int) -> type[SectionText]:
         "SectionText",
         __base__=SectionText,
         section_markdown=(str, Field(
-            min_length=40, max_length=prose_chars(words) + 80 * subheadings,  # sent only up to SENT_MAX_LENGTH
+            min_length=40, max_length=section_chars(words, subheadings),  # sent only up to SENT_MAX_LENGTH
             description="The section body; H3 subheadings as '### ' lines if given",
         )),
     )  # fmt: skip
@@ -151,7 +156,7 @@ def section_budget(words: int, subheadings: int) -> int:
     """Tokens for one section of `words` words with its H3 lines; where the section's length bound goes out in
     the schema (short sections), at least the bounded reply's longest form, so a looping model closes its JSON."""
     budget = budgets.prose(words) + 16 * subheadings
-    limit = prose_chars(words) + 80 * subheadings
+    limit = section_chars(words, subheadings)
     return max(budget, budgets.chars(limit) + budgets.JSON_OVERHEAD) if limit <= SENT_MAX_LENGTH else budget
 
 
