@@ -157,7 +157,7 @@ class IdeatorService:
             if isinstance(answer, AiError):
                 outcome.failures.append(ItemFailure(item_id=cluster.id, reason=answer.reason))
                 continue
-            ideas = answer.ideas[: cmd.options.ideas_per_cluster]
+            ideas = answer.ideas  # idea_set(n) holds at most the n asked for (longer lists are clipped on validation)
             if not ideas:
                 outcome.failures.append(ItemFailure(item_id=cluster.id, reason="the model proposed no ideas"))
                 continue

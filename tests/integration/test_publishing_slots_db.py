@@ -124,7 +124,8 @@ async def test_two_tickers_hand_each_due_draft_over_once(stack: Stack, db: async
                 ScheduledPublication.site_id == site.site_id))).all())  # fmt: skip
         handed = [p["draft_id"] for p in payloads]
         assert len(handed) == len(set(handed)) == handed_a + handed_b + late  # nothing handed over twice
-        ours = [p for p in payloads if p["draft_id"] in set(drafts)]
+        seeded = set(drafts)
+        ours = [p for p in payloads if p["draft_id"] in seeded]
         assert sorted(p["draft_id"] for p in ours) == sorted(drafts)
         assert {p["account_id"] for p in ours} == {site.account_id} and states == {"publishing"}
     finally:
