@@ -11,6 +11,11 @@ calibrated by two factors measured over the site's last HISTORY_RUNS runs that d
   cluster, prompts per draft; failed and held-back items lower it).
 Factors, not raw per-item costs, so a changed option (target words, image quality) or cost table still
 counts: the formula follows the change, the factor carries the site's habits. Each stage shows its parts.
+
+A new site of an account that has run others starts from the account's history instead of the seeds (per
+stage, the account's latest runs over all its sites; basis "account history"): its model, its cost table
+and its habits of target length are the same, so its factors are a closer start than the seeds. Only the
+account's very first run of a stage is estimated from the seeds alone.
 """
 
 from __future__ import annotations
@@ -48,14 +53,17 @@ class StageHistory(BaseModel):
     credits: Decimal
     cold_credits: Decimal  # the cold-start formula for the same items under each run's own plan
     cold_created: float  # the children the cold-start assumptions expect of those items
+    scope: Literal["site", "account"] = "site"  # whose runs: the site's own, or its account's other sites'
 
 
 class StageEstimate(BaseModel):
     stage: int
     items: int
     credits: Decimal
-    basis: Literal["cold start", "history"] = Field(
-        default="cold start", description="history: calibrated by the site's recent runs of this stage"
+    basis: Literal["cold start", "history", "account history"] = Field(
+        default="cold start",
+        description="history: calibrated by the site's recent runs of this stage; account history: by the "
+        "account's recent runs of it on other sites (a site that has not run the stage yet)",
     )
     cold_start_credits: Decimal = Field(default=Decimal(0), description="The cost table and seed assumptions alone")
     cost_factor: Decimal = Field(default=Decimal(1), description="Credits charged ÷ cold-start credits, recent runs")
@@ -126,6 +134,12 @@ def calibrate(
     return out
 
 
+def with_account(site: dict[int, StageHistory], account: dict[int, StageHistory]) -> dict[int, StageHistory]:
+    """The site's own history per stage, and the account's for the stages the site has none of."""
+    fallback = {stage: h.model_copy(update={"scope": "account"}) for stage, h in account.items() if stage not in site}
+    return {**fallback, **site}
+
+
 def _factors(h: StageHistory | None) -> tuple[Decimal, Decimal]:
     if h is None:
         return Decimal(1), Decimal(1)
@@ -163,7 +177,7 @@ def estimate(
                 stage=stage,
                 items=items[stage],
                 credits=(cold * cost_factor).quantize(Decimal("0.0001")),
-                basis="history" if h else "cold start",
+                basis=("history" if h.scope == "site" else "account history") if h else "cold start",
                 cold_start_credits=cold,
                 cost_factor=cost_factor,
                 yield_factor=yield_factor,

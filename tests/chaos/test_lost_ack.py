@@ -34,6 +34,8 @@ from tests.invariants import check_run
 pytestmark = pytest.mark.chaos
 
 STAGE = 4
+# Tries with a new site until the crash loses the acknowledged commit (see the test).
+TRIES = 8
 # The PostgreSQL restart and the orchestrator's reconnect, on a busy machine.
 SLACK_SECONDS = 15.0
 
@@ -126,11 +128,37 @@ async def evidence(engine: AsyncEngine, run_id: str, acked: StageResult, killed_
 async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
     stack: Stack, api: httpx.Client, fake: httpx.Client, chaos_engine: AsyncEngine, chaos_outcomes: list[Outcome]
 ) -> None:
+    # Whether the crash loses the acknowledged commit is up to PostgreSQL: a commit that fills a WAL page wakes
+    # the WAL writer, which writes the pages before it, so a commit followed closely by others can survive.
+    # A try that did not lose it is still a crash the run must survive (checked the same way); the next try
+    # runs a new site. Measured on 2026-12-02: 8 of 13 tries lost the commit, so 8 tries in a row that do not
+    # happen about once in 2,000 runs.
+    tries: list[str] = []
+    for attempt in range(1, TRIES + 1):
+        lost = await one_try(stack, api, fake, chaos_engine, chaos_outcomes, attempt)
+        if lost:
+            return
+        tries.append(f"try {attempt}: the acknowledged commit survived the crash")
+    raise AssertionError(
+        f"in {TRIES} tries the crash never lost the acknowledged result: the test could not force the loss it is "
+        f"about ({'; '.join(tries)})"
+    )
+
+
+async def one_try(
+    stack: Stack,
+    api: httpx.Client,
+    fake: httpx.Client,
+    chaos_engine: AsyncEngine,
+    chaos_outcomes: list[Outcome],
+    attempt: int,
+) -> bool:
+    """One run through the crash; whether the crash lost the acknowledged result. Raises on any violation."""
     stack.stop_postgres()
     stack.start_postgres(unsafe_fast=True, settings={"wal_writer_delay": "10s"})
     watch = AckWatch(stack.kafka_bootstrap)
     try:
-        site = create_site(api, "chaos-lost-ack")
+        site = create_site(api, f"chaos-lost-ack-{attempt}")
         # Two or three drafts, all released at once (in-flight window 4): the lost result is not the stage's
         # last, so nothing else would ever settle its batch. Stages 5 and 6 off: the run ends with stage 4.
         import_keywords(api, site, keyword_set(3, 2))
@@ -149,11 +177,7 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
         stack.start_postgres(unsafe_fast=False)  # the loss has happened; durable from here on
         t_up = time.monotonic()
 
-        lost = await batch_status(chaos_engine, acked.command_id)
-        assert lost == "released", (
-            f"the crash did not lose the acknowledged result of batch {acked.command_id} (it is {lost}): "
-            "the test could not force the loss it is about"
-        )
+        lost = await batch_status(chaos_engine, acked.command_id) == "released"
         stage_work = max(r.seconds for _, _, r in watch.seen)
         bound = SILENCE_SECONDS + stage_work + SLACK_SECONDS
         state = await wait_run(chaos_engine, run_id, bound)
@@ -161,10 +185,13 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
         recovery = time.monotonic() - t_up if status != "running" else None
         async with chaos_engine.connect() as conn:
             violations = await check_run(conn, run_id, media_root=stack.media_dir)
+        name = "postgres-lost-ack" if lost else "postgres-lost-ack (commit survived)"
+        activity = api.get(f"/runs/{run_id}/activity", params={"limit": 500}).json()
+        if any("holds no output for them" in line["message"] for line in activity):
+            name += " + a worker's commit lost"  # its result came, its output did not: asked again (lost_output)
         chaos_outcomes.append(
             Outcome(
-                "postgres-lost-ack", "-", kill_point, t_restart - t_kill, t_up - t_restart, recovery, status,
-                violations, bound,
+                name, attempt, kill_point, t_restart - t_kill, t_up - t_restart, recovery, status, violations, bound
             )
         )  # fmt: skip
         if status != "completed":
@@ -174,11 +201,13 @@ async def test_a_result_lost_in_a_database_crash_is_asked_for_again(
                 f"run {run_id} is {status} at stage {stage} {bound:.0f}s after PostgreSQL came back "
                 f"(silence timeout {SILENCE_SECONDS}s + stage work {stage_work:.1f}s + {SLACK_SECONDS:.0f}s); "
                 f"batch {acked.command_id} (stage {STAGE}, seq {acked.batch_seq}), whose result was acknowledged "
-                f"and then lost, is {await batch_status(chaos_engine, acked.command_id)}.\n"
+                f"{'and then lost' if lost else '(the commit survived)'}, is "
+                f"{await batch_status(chaos_engine, acked.command_id)}.\n"
                 f"in flight: {processing.get('batches')}\nviolations: {[str(v) for v in violations]}\nrun: {view}"
             )
         found = "\n".join(map(str, violations))
         assert violations == [], f"{found}\n{await evidence(chaos_engine, run_id, acked, killed_at)}"
+        return lost
     finally:
         await watch.stop()
         stack.stop_postgres()

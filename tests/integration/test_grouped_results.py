@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
 from shared.contracts import ResultStatus, StageResult, Usage
-from shared.db.models import CreditLedger, InboxMessage, StageBatch
+from shared.db.models import CreditLedger, Idea, InboxMessage, StageBatch
 from shared.topics import RESULTS_DLQ, STAGE_RESULTS
 from tests.helpers import (
     configure,
@@ -35,6 +35,19 @@ async def released(db: async_sessionmaker[AsyncSession], run_id: str, stage_no: 
             .order_by(StageBatch.seq)
         )
         return list(rows.all())
+
+
+async def make_ideas(db: async_sessionmaker[AsyncSession], site: str, batches: list[StageBatch]) -> None:
+    """What the ideator would have written: a result is recorded only for output the database holds."""
+    async with db.begin() as s:
+        for b in batches:
+            for cluster_id in b.item_ids:
+                s.add(
+                    Idea(
+                        site_id=site, cluster_id=int(cluster_id), run_id=b.run_id, seq=1, title="t",
+                        content_type="guide", intent="informational", primary_keyword="k", target_words=900, brief="b",
+                    )
+                )  # fmt: skip
 
 
 def result_for(batch: StageBatch, account_id: str, site: str) -> StageResult:
@@ -66,6 +79,7 @@ async def test_results_that_arrive_together_are_applied_in_one_transaction_each_
         batches = await eventually(lambda: released(db, run["run_id"], 2), timeout=120)
         assert len(batches) >= 2
         account_id = api.get("/me").json()["account_id"]
+        await make_ideas(db, site, batches)
         answers = [result_for(b, account_id, site) for b in batches]
         unknown = answers[0].model_copy(update={"message_id": uuid.uuid4().hex, "command_id": "no-such-command"})
         garbage = f"not a result {uuid.uuid4().hex}".encode()

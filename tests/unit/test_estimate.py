@@ -13,6 +13,7 @@ from services.orchestrator.estimate import (
     calibrate,
     estimate,
     snapshot_cost_factor,
+    with_account,
 )
 from shared.contracts import StageOptions
 
@@ -77,3 +78,15 @@ def test_batches_are_estimated_with_the_runs_calibration() -> None:
     factor = snapshot_cost_factor(snapshot, 4)
     assert factor == Decimal("1.3") and snapshot_cost_factor({}, 4) == 1
     assert batch_estimate(4, 5, p, COSTS, cost_factor=factor) == Decimal(13)
+
+
+def test_a_new_site_starts_from_its_accounts_history_per_stage() -> None:
+    p = plan(target_words=1000, ideas_per_cluster=1)
+    site = calibrate([(4, 10, 10, Decimal(26), p)], COSTS)  # the site has written drafts, nothing else yet
+    account = calibrate([(1, 30, 3, Decimal(6), p), (4, 20, 20, Decimal(40), p)], COSTS)  # 10 keywords a cluster
+    est = estimate({1: 40}, p, COSTS, history=with_account(site, account))
+    parts = by_stage(est)
+    assert parts[1].basis == "account history" and parts[1].yield_factor == Decimal("0.4")
+    assert parts[2].items == 4  # 40 keywords at the account's 10 a cluster, not the seed's 4
+    assert parts[4].basis == "history" and parts[4].cost_factor == Decimal("1.3")  # the site's own wins
+    assert parts[5].basis == "cold start"  # nobody in the account has run it

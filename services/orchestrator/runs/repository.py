@@ -20,6 +20,7 @@ from shared.db.models import (
     Cluster,
     Draft,
     Idea,
+    Image,
     ImagePrompt,
     Keyword,
     Run,
@@ -88,11 +89,18 @@ async def stage_results(session: AsyncSession, run_id: str) -> list[StageRunResu
     return list((await session.scalars(stmt)).all())
 
 
+async def account_of_site(session: AsyncSession, site_id: str) -> str:
+    return str(await session.scalar(select(Site.account_id).where(Site.id == site_id)))
+
+
 async def stage_history(
-    session: AsyncSession, site_id: str, runs_per_stage: int
+    session: AsyncSession, runs_per_stage: int, *, site_id: str | None = None, account_id: str | None = None
 ) -> list[tuple[int, int, int, Decimal, dict[str, Any]]]:
-    """(stage, items attempted, items created, credits, the run's plan) of the site's latest finished runs that
-    did each stage's work (a closed stage that took items in), newest first, up to `runs_per_stage` per stage."""
+    """(stage, items attempted, items created, credits, the run's plan) of the latest finished runs of a site
+    (or of all sites of an account) that did each stage's work (a closed stage that took items in), newest
+    first, up to `runs_per_stage` per stage."""
+    assert (site_id is None) != (account_id is None), "one scope: a site or an account"
+    scope = Run.site_id == site_id if site_id is not None else Run.account_id == account_id
     ranked = (
         select(
             StageRunResult.stage,
@@ -100,13 +108,11 @@ async def stage_history(
             StageRunResult.items_created,
             StageRunResult.credits,
             Run.options,
-            func.row_number()
-            .over(partition_by=StageRunResult.stage, order_by=Run.started_at.desc())
-            .label("n"),
+            func.row_number().over(partition_by=StageRunResult.stage, order_by=Run.started_at.desc()).label("n"),
         )
         .join(Run, Run.id == StageRunResult.run_id)
         .where(
-            Run.site_id == site_id,
+            scope,
             Run.status.not_in(ACTIVE),
             StageRunResult.status == "completed",
             StageRunResult.items_processed + StageRunResult.items_failed > 0,
@@ -282,6 +288,27 @@ async def made_from(session: AsyncSession, stage: int, site_id: str, parents: li
         return set()
     model, made, parent = _MADE_FROM[stage]
     stmt = select(made).distinct().where(model.site_id == site_id, parent.in_(parents), made.is_not(None))
+    return {int(i) for i in (await session.scalars(stmt)).all()}
+
+
+# Stage → (the table of what the stage makes, the column naming the input item it was made from).
+_OUTPUT_OF: dict[int, tuple[Any, Any]] = {
+    1: (Keyword, Keyword.id),  # a keyword's output is its cluster: only rows with cluster_id count
+    2: (Idea, Idea.cluster_id),
+    4: (Draft, Draft.task_id),
+    5: (ImagePrompt, ImagePrompt.draft_id),
+    6: (Image, Image.prompt_id),
+}
+
+
+async def items_with_output(session: AsyncSession, stage: int, site_id: str, items: list[int]) -> set[int]:
+    """Which of these input items of `stage` have their output in the database (every worker stage)."""
+    if stage not in _OUTPUT_OF or not items:
+        return set(items)
+    model, item = _OUTPUT_OF[stage]
+    stmt = select(item).distinct().where(model.site_id == site_id, item.in_(items))
+    if stage == 1:
+        stmt = stmt.where(Keyword.cluster_id.is_not(None))
     return {int(i) for i in (await session.scalars(stmt)).all()}
 
 

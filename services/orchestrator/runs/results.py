@@ -5,7 +5,8 @@ orchestrator keeps up with workers at batch size 1 (issue 13).
 One truth per item (issue 12): a result that comes after its batch expired is accepted and charged, and its
 items move from "failed" to what the worker reported; the stage deadline's failure stands only for what the
 run had already decided without them (runs/truth.py keeps their output out of the later stages it planned
-meanwhile, so that output waits for the next run).
+meanwhile, so that output waits for the next run). A result is believed only for output the database holds
+(runs/lost_output.py): one whose output a crash lost is not recorded, and its batch is asked again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.accounts import service as accounts
 from services.orchestrator.errors import NotFoundError
+from services.orchestrator.runs import lost_output
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import MAX_RECORDED_FAILURES, Engine
@@ -38,20 +40,26 @@ async def record_results(engine: Engine, session: AsyncSession, run_id: str, res
     if run is None:
         raise NotFoundError(f"run {run_id!r} does not exist")
     batches = await repo.lock_batches(session, sorted({r.command_id for r in results}))
-    for result in results:
-        batch = batches.get(result.command_id)
-        if batch is None or batch.run_id != run_id:
-            raise NotFoundError(f"result {result.message_id} names unknown command {result.command_id}")
+    for came in results:
+        known = batches.get(came.command_id)
+        if known is None or known.run_id != run_id:
+            raise NotFoundError(f"result {came.message_id} names unknown command {came.command_id}")
     stages: dict[int, StageRunResult | None] = {}
     recorded: list[bool] = []
-    for result in results:
-        if not await claim_inbox(session, RESULTS_CONSUMER, result.message_id):
+    asked: set[str] = set()  # batches asked again in this group: a copy of the same result waits for the answer
+    for came in results:
+        batch = batches[came.command_id]
+        vetted = None if batch.id in asked else await lost_output.vet(engine, session, run, batch, came)
+        if vetted is None:  # not recorded: its inbox row stays free for the answer to the new ask
+            asked.add(batch.id)
             recorded.append(False)
             continue
-        batch = batches[result.command_id]
+        if not await claim_inbox(session, RESULTS_CONSUMER, vetted.message_id):
+            recorded.append(False)
+            continue
         if batch.stage not in stages:
             stages[batch.stage] = await repo.stage_result(session, run.id, batch.stage)
-        await apply(engine, session, run, batch, stages[batch.stage], result)
+        await apply(engine, session, run, batch, stages[batch.stage], vetted)
         recorded.append(True)
     if any(recorded):
         await advance(engine, session, run)  # one barrier decision for the whole group

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import secrets
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.config import RunPlan, RunTarget
 from services.orchestrator.errors import ConflictError, InsufficientCreditsError
-from services.orchestrator.estimate import HISTORY_RUNS, Estimate, calibrate, estimate
+from services.orchestrator.estimate import HISTORY_RUNS, Estimate, StageHistory, calibrate, estimate, with_account
 from services.orchestrator.publishing import service as publishing
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
@@ -47,6 +48,10 @@ def new_run_id(trigger: str) -> str:
     return f"run_{utcnow():%Y%m%d_%H%M%S}_{trigger}_{secrets.token_hex(3)}"
 
 
+def _history(rows: list[tuple[int, int, int, Decimal, dict[str, Any]]], engine: Engine) -> dict[int, StageHistory]:
+    return calibrate(((s, n, c, cr, RunPlan.model_validate(o)) for s, n, c, cr, o in rows), engine.costs)
+
+
 async def plan_and_estimate(
     engine: Engine,
     session: AsyncSession,
@@ -67,8 +72,11 @@ async def plan_and_estimate(
         cap = min(own, max_credits) if own > 0 else max_credits
         plan = plan.model_copy(update={"limits": plan.limits.model_copy(update={"max_credits_per_run": cap})})
     counts = await sites.pending_counts(session, site_id, target)
-    recent = await repo.stage_history(session, site_id, HISTORY_RUNS)
-    history = calibrate(((s, n, c, cr, RunPlan.model_validate(o)) for s, n, c, cr, o in recent), engine.costs)
+    history = _history(await repo.stage_history(session, HISTORY_RUNS, site_id=site_id), engine)
+    if any(on and stage not in history for stage, on in plan.stage_enabled.items()):
+        account_id = await repo.account_of_site(session, site_id)
+        account = _history(await repo.stage_history(session, HISTORY_RUNS, account_id=account_id), engine)
+        history = with_account(history, account)
     return plan, counts, estimate(counts, plan, engine.costs, history=history)
 
 
