@@ -309,6 +309,8 @@ async def items_with_output(session: AsyncSession, stage: int, site_id: str, ite
     stmt = select(item).distinct().where(model.site_id == site_id, item.in_(items))
     if stage == 1:
         stmt = stmt.where(Keyword.cluster_id.is_not(None))
+    if stage == 4:  # the task's live draft (a regenerated task keeps its superseded ones as history)
+        stmt = stmt.where(Draft.superseded_at.is_(None))
     return {int(i) for i in (await session.scalars(stmt)).all()}
 
 
