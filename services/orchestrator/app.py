@@ -58,7 +58,7 @@ from services.orchestrator.web.limits import BodyLimit
 from services.orchestrator.web.routing import KIND_KEY, RouteKind, api_routes
 from services.rules.service import RuleService
 from services.webhooks.service import WebhookService
-from shared.kafka import CONSUMER_TUNING
+from shared.kafka import CONSUMER_TUNING, RELAXED_CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST, PUBLICATION_STATUS, PUBLISH_RESULTS, STAGE_RESULTS
 
@@ -92,14 +92,15 @@ def subscribe(rt: Runtime, runs: RunService, publishing: PublishingService) -> N
         title=f"orchestrator:{STAGE_RESULTS}",
         **common,
     )(make_results_handler(rt, runs))
-    rt.broker.subscriber(KEYWORDS_INGEST, title=f"orchestrator:{KEYWORDS_INGEST}", **common)(
+    relaxed = common | RELAXED_CONSUMER_TUNING  # off a run's critical path (shared.kafka)
+    rt.broker.subscriber(KEYWORDS_INGEST, title=f"orchestrator:{KEYWORDS_INGEST}", **relaxed)(
         make_ingest_handler(rt, runs)
     )
     for topic, handler in (
         (PUBLISH_RESULTS, make_publish_result_handler(rt, publishing)),
         (PUBLICATION_STATUS, make_publication_status_handler(rt, publishing)),
     ):
-        rt.broker.subscriber(topic, title=f"orchestrator:{topic}", **common)(handler)
+        rt.broker.subscriber(topic, title=f"orchestrator:{topic}", **relaxed)(handler)
 
 
 def create_app() -> FastAPI:

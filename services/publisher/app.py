@@ -8,7 +8,7 @@ from faststream import AckPolicy, FastStream
 from services.publisher.handlers import make_handler
 from services.publisher.service import PublisherService
 from services.publisher.sync import StatusSync
-from shared.kafka import CONSUMER_TUNING
+from shared.kafka import RELAXED_CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import PUBLISH_COMMANDS
 
@@ -29,7 +29,7 @@ def create_app() -> FastStream:
         max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
         max_poll_records=1,  # each record is minutes of remote calls at worst
         title=f"{rt.name}:{PUBLISH_COMMANDS}",
-        **CONSUMER_TUNING,
+        **RELAXED_CONSUMER_TUNING,
     )(make_handler(rt, service))
     return FastStream(
         rt.broker,

@@ -22,7 +22,7 @@ from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.service import RunService
 from services.rules.handlers import make_handler
 from services.rules.service import RuleService
-from shared.kafka import CONSUMER_TUNING
+from shared.kafka import RELAXED_CONSUMER_TUNING
 from shared.runtime import Runtime
 from shared.topics import ENTITY_EVENTS
 
@@ -47,7 +47,7 @@ def create_app() -> FastStream:
         auto_offset_reset="earliest",
         max_poll_interval_ms=5 * 60 * 1000,
         title=f"rules:{ENTITY_EVENTS}",
-        **CONSUMER_TUNING,
+        **RELAXED_CONSUMER_TUNING,
     )(make_handler(rt, service))
     ticker: list[asyncio.Task[None]] = []
 

@@ -15,7 +15,7 @@ from services.webhooks.dispatcher import Dispatcher
 from services.webhooks.handlers import make_handler
 from services.webhooks.service import WebhookService
 from services.webhooks.sources import SOURCES
-from shared.kafka import CONSUMER_TUNING
+from shared.kafka import RELAXED_CONSUMER_TUNING
 from shared.runtime import Runtime
 
 GROUP = "contentline-webhooks"
@@ -36,7 +36,7 @@ def create_app() -> FastStream:
             auto_offset_reset="earliest",
             max_poll_interval_ms=5 * 60 * 1000,
             title=f"webhooks:{source.topic}",
-            **CONSUMER_TUNING,
+            **RELAXED_CONSUMER_TUNING,
         )(make_handler(rt, service, source))
 
     async def check_secret_key() -> None:
