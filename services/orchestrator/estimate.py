@@ -37,7 +37,11 @@ FACTOR_QUANTUM = Decimal("0.001")
 
 
 class Assumptions(BaseModel):
-    """The cold start's seeds (measured on the bundled example set with the default options)."""
+    """The cold start's seeds. Clusters per keyword is the one a cold start cannot know (it depends on the
+    keywords and the site's own calibration), so the seed sits at the many-clusters end of what was measured
+    and a cold start errs high: small topical sets make 2-4 keywords a cluster, the bundled 312-keyword example
+    ~31 (its cold estimate 592.80 credits against a run of 130.38, 2026-12-02). Erring low would stop runs
+    for budget midway; from a site's second run (or its account's) the yield is measured."""
 
     keywords_per_cluster: float = 4.0
     image_prompts_per_draft: float = 2.0
