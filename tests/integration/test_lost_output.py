@@ -9,9 +9,9 @@ answers every re-ask with the same result), which asking again can never repair.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select, text
@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
 from services.orchestrator.runs.lost_output import LOST_OUTPUT_ASKS
-from shared.db.models import AiCall, Draft
-from shared.topics import STAGE_RESULTS
+from shared.db.models import AiCall, Draft, StageBatch
 from tests.helpers import configure, create_site, import_keywords, keyword_set, stage, start_run, wait_run
-from tests.integration.test_reask import activity, batch_of, debits
+from tests.integration.test_reask import activity, batch_of, debits, on_result
 from tests.invariants import check_run
 
 LOSE_DRAFTS = (
@@ -36,34 +35,30 @@ LOSE_WORKER_STATE = "DELETE FROM inbox WHERE message_id = {command}; DELETE FROM
 async def losing_output(engine: AsyncEngine, site: str, seq: int, inbox_too: bool) -> AsyncIterator[None]:
     """The first time the writer commits its result for stage-4 batch `seq` of `site`, the commit keeps the
     result event and loses the drafts (and, with `inbox_too`, the inbox row and the model-call records)."""
-    name = f"test_lose_out_{uuid.uuid4().hex[:10]}"
     command = "NEW.payload->>'command_id'"
     tasks = f"SELECT jsonb_array_elements_text(item_ids)::bigint FROM stage_batches WHERE id = {command}"
     lose = LOSE_DRAFTS.format(tasks=tasks) + (LOSE_WORKER_STATE.format(command=command) if inbox_too else "")
+    once = f"INSERT INTO test_lost_output VALUES ({command}) ON CONFLICT DO NOTHING; IF FOUND THEN {lose} END IF;"
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE IF NOT EXISTS test_lost_output (command_id text PRIMARY KEY)"))
-        await conn.execute(
-            text(
-                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF NEW.topic = '{STAGE_RESULTS}' AND NEW.payload->>'site_id' = '{site}' "
-                f"AND NEW.payload->>'stage' = '4' AND NEW.payload->>'batch_seq' = '{seq}' THEN "
-                f"INSERT INTO test_lost_output VALUES ({command}) ON CONFLICT DO NOTHING; "
-                f"IF FOUND THEN {lose} END IF; END IF; RETURN NULL; END $$"
-            )
-        )
-        # Deferred: it runs at commit, after the writer's drafts are in, like a loss that follows the work.
-        await conn.execute(
-            text(
-                f"CREATE CONSTRAINT TRIGGER {name} AFTER INSERT ON outbox DEFERRABLE INITIALLY DEFERRED "
-                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
-            )
-        )
-    try:
+    # At commit, after the writer's drafts are in: like a loss that follows the work.
+    async with on_result(engine, site, 4, seq, once, at_commit=True):
         yield
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON outbox"))
-            await conn.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
+
+
+async def run_losing_output(
+    api: httpx.Client, engine: AsyncEngine, db: async_sessionmaker[AsyncSession], inbox_too: bool
+) -> tuple[dict[str, Any], StageBatch, StageBatch]:
+    """A 3-draft run (stages 5 and 6 off) whose stage-4 batch 0 loses its output; the run's view, that batch
+    and batch 1 (untouched, for comparison)."""
+    site = create_site(api)
+    import_keywords(api, site, keyword_set(3, 2))
+    configure(api, site, stage_enabled={"5": False, "6": False})
+    async with losing_output(engine, site, 0, inbox_too=inbox_too):
+        view = wait_run(api, start_run(api, site)["run_id"], timeout=180)
+    assert view["status"] == "completed", view
+    run_id = view["run_id"]
+    return view, await batch_of(db, run_id, 4, 0), await batch_of(db, run_id, 4, 1)
 
 
 async def drafts_of(db: async_sessionmaker[AsyncSession], task_ids: list[int]) -> int:
@@ -79,17 +74,10 @@ async def calls_of(db: async_sessionmaker[AsyncSession], command_id: str) -> int
 async def test_a_result_whose_output_a_crash_lost_is_asked_again_at_once_and_charged_once(
     stack: Stack, api: httpx.Client, engine: AsyncEngine, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    site = create_site(api)
-    import_keywords(api, site, keyword_set(3, 2))
-    configure(api, site, stage_enabled={"5": False, "6": False})
-    async with losing_output(engine, site, 0, inbox_too=True):
-        view = wait_run(api, start_run(api, site)["run_id"], timeout=180)
+    view, lost, other = await run_losing_output(api, engine, db, inbox_too=True)
     run_id = view["run_id"]
-    assert view["status"] == "completed", view
     s4 = stage(view, 4)
     assert s4["items_failed"] == 0 and s4["items_processed"] == s4["items_in"] >= 2, s4
-
-    lost, other = await batch_of(db, run_id, 4, 0), await batch_of(db, run_id, 4, 1)
     assert lost.status == "done" and lost.attempt == 2, (lost.status, lost.attempt)
     log = activity(api, run_id)
     told = [m for m in log if "holds no output for them" in m and f"command id {lost.id} (1 of" in m]
@@ -107,14 +95,8 @@ async def test_a_result_whose_output_a_crash_lost_is_asked_again_at_once_and_cha
 async def test_output_that_asking_again_cannot_bring_back_fails_its_items_with_the_reason(
     stack: Stack, api: httpx.Client, engine: AsyncEngine, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    site = create_site(api)
-    import_keywords(api, site, keyword_set(3, 2))
-    configure(api, site, stage_enabled={"5": False, "6": False})
-    async with losing_output(engine, site, 0, inbox_too=False):
-        view = wait_run(api, start_run(api, site)["run_id"], timeout=180)
+    view, lost, other = await run_losing_output(api, engine, db, inbox_too=False)
     run_id = view["run_id"]
-    assert view["status"] == "completed", view
-    lost, other = await batch_of(db, run_id, 4, 0), await batch_of(db, run_id, 4, 1)
     assert lost.status == "done" and lost.attempt == 1 + LOST_OUTPUT_ASKS, (lost.status, lost.attempt)
     s4 = stage(view, 4)
     assert s4["items_failed"] == len(lost.item_ids), s4

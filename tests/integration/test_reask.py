@@ -37,10 +37,38 @@ def restart_orchestrator(stack: Stack, **env: str | None) -> None:
 
 
 @asynccontextmanager
+async def on_result(
+    engine: AsyncEngine, site: str, stage_no: int, seq: int, action: str, *, at_commit: bool = False
+) -> AsyncIterator[None]:
+    """Run `action` (PL/pgSQL) when a worker's outbox takes the result of `site`'s batch `seq` of stage
+    `stage_no`: before the row goes in (the action may change NEW), or at the worker's commit (`at_commit`: a
+    deferred trigger, after every row of that transaction is in)."""
+    name = f"test_result_{uuid.uuid4().hex[:10]}"
+    body = (
+        f"IF NEW.topic = '{STAGE_RESULTS}' AND NEW.payload->>'site_id' = '{site}' "
+        f"AND NEW.payload->>'stage' = '{stage_no}' AND NEW.payload->>'batch_seq' = '{seq}' THEN {action} END IF; "
+        f"RETURN {'NULL' if at_commit else 'NEW'};"
+    )
+    trigger = (
+        f"CREATE CONSTRAINT TRIGGER {name} AFTER INSERT ON outbox DEFERRABLE INITIALLY DEFERRED"
+        if at_commit
+        else f"CREATE TRIGGER {name} BEFORE INSERT ON outbox"
+    )
+    async with engine.begin() as conn:
+        await conn.execute(text(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body} END $$"))
+        await conn.execute(text(f"{trigger} FOR EACH ROW EXECUTE FUNCTION {name}()"))
+    try:
+        yield
+    finally:
+        async with engine.begin() as conn:
+            await conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON outbox"))
+            await conn.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
+
+
+@asynccontextmanager
 async def losing_results(engine: AsyncEngine, site: str, stage_no: int, seq: int, every: bool) -> AsyncIterator[None]:
     """Lose the result event of one batch in the worker's outbox (its first one only, or every one): the row
     goes in already marked sent, so the relay never sends it (the worker's transaction commits as usual)."""
-    name = f"test_lose_{uuid.uuid4().hex[:10]}"
     lose = "NEW.published_at := now();"
     drop = (
         lose
@@ -50,22 +78,8 @@ async def losing_results(engine: AsyncEngine, site: str, stage_no: int, seq: int
     )
     async with engine.begin() as conn:
         await conn.execute(text("CREATE TABLE IF NOT EXISTS test_lost_results (message_id text PRIMARY KEY)"))
-        await conn.execute(
-            text(
-                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                f"IF NEW.topic = '{STAGE_RESULTS}' AND NEW.payload->>'site_id' = '{site}' "
-                f"AND NEW.payload->>'stage' = '{stage_no}' AND NEW.payload->>'batch_seq' = '{seq}' THEN {drop} "
-                "END IF; RETURN NEW; END $$"
-            )
-        )
-        trigger = f"CREATE TRIGGER {name} BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION {name}()"
-        await conn.execute(text(trigger))
-    try:
+    async with on_result(engine, site, stage_no, seq, drop):
         yield
-    finally:
-        async with engine.begin() as conn:
-            await conn.execute(text(f"DROP TRIGGER IF EXISTS {name} ON outbox"))
-            await conn.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
 
 
 async def batch_of(db: async_sessionmaker[AsyncSession], run_id: str, stage_no: int, seq: int) -> StageBatch:

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.orchestrator.config import RunPlan
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
-from services.orchestrator.runs.window import send
+from services.orchestrator.runs.window import resend
 from shared.contracts import ItemFailure, ResultStatus, StageResult
 from shared.db.models import Run, StageBatch
 
@@ -44,18 +43,12 @@ async def vet(
     asks = int((batch.result or {}).get(ASKS_KEY, 0))
     if asks < LOST_OUTPUT_ASKS:
         batch.result = {**(batch.result or {}), ASKS_KEY: asks + 1}
-        batch.attempt += 1
-        send(engine, session, run, batch, RunPlan.model_validate(run.options))
-        engine.event(
-            session,
-            run,
-            batch.stage,
-            "lost-output",
+        why = (
             f"batch {batch.seq}: result {result.message_id} reports items {missing[:10]} done, but the database "
             "holds no output for them (a commit lost in a database crash, or deleted since): not recorded or "
-            f"charged; asked again with the same command id {batch.id} ({asks + 1} of {LOST_OUTPUT_ASKS})",
-            level="warning",
+            f"charged; asked again with the same command id {batch.id} ({asks + 1} of {LOST_OUTPUT_ASKS})"
         )
+        resend(engine, session, run, batch, "lost-output", why)
         return None
     reason = (
         f"the worker reported this item done, but its output is not in the database after {asks} re-asks "

@@ -13,7 +13,7 @@ from services.orchestrator.runs import liveness
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.barrier import advance
 from services.orchestrator.runs.context import MAX_RECORDED_FAILURES, Engine
-from services.orchestrator.runs.window import send
+from services.orchestrator.runs.window import resend, send
 from shared.contracts import RunStatus, utcnow
 from shared.db.models import Run, StageBatch
 
@@ -38,26 +38,19 @@ async def ask_again(engine: Engine, session: AsyncSession, run: Run) -> int:
     if not silent:
         return 0
     waits = await repo.longest_answered_waits(session, run.id)
-    plan = RunPlan.model_validate(run.options)
     sent = 0
     for batch in silent:
         assert batch.released_at is not None  # released batches carry their release time
         wait = liveness.wait_of(engine.settings, batch.released_at, batch.attempt, waits.get(batch.stage), now)
         if not wait.due(now):
             continue
-        batch.attempt += 1
-        send(engine, session, run, batch, plan)
-        sent += 1
-        engine.event(
-            session,
-            run,
-            batch.stage,
-            "re-asked",
+        why = (
             f"batch {batch.seq}: no result {wait.waiting_seconds:.0f}s after release (expected within "
             f"{wait.expected_within_seconds:.0f}s); asked again with the same command id {batch.id} "
-            f"(re-ask {batch.attempt - 1})",
-            level="warning",
+            f"(re-ask {batch.attempt})"
         )
+        resend(engine, session, run, batch, "re-asked", why)
+        sent += 1
     return sent
 
 
@@ -104,15 +97,9 @@ async def ask_expired(engine: Engine, session: AsyncSession, limit: int = 100) -
         limit,
     )
     for batch, run in due:
-        batch.attempt += 1
-        send(engine, session, run, batch, RunPlan.model_validate(run.options))
-        engine.event(
-            session,
-            run,
-            batch.stage,
-            "re-asked",
+        why = (
             f"batch {batch.seq} (failed at the stage deadline, no result since): asked again for its result "
-            f"with the same command id {batch.id} (send {batch.attempt})",
-            level="warning",
+            f"with the same command id {batch.id} (send {batch.attempt + 1})"
         )
+        resend(engine, session, run, batch, "re-asked", why)
     return len(due)

@@ -129,6 +129,14 @@ def send(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, pla
     engine.outbox.add(session, STAGE_COMMAND_TOPICS[batch.stage], command_key(command), command)
 
 
+def resend(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, kind: str, why: str) -> None:
+    """Send a released (or expired) batch's command again, same command id, next attempt; `why` goes to the
+    run's activity as a warning of `kind`."""
+    batch.attempt += 1
+    send(engine, session, run, batch, RunPlan.model_validate(run.options))
+    engine.event(session, run, batch.stage, kind, why, level="warning")
+
+
 def release(engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, plan: RunPlan) -> None:
     send(engine, session, run, batch, plan)
     batch.status, batch.released_at = "released", utcnow()
