@@ -272,43 +272,32 @@ async def failed_batches(session: AsyncSession, run_id: str, stage: int) -> list
     return list((await session.scalars(stmt)).all())
 
 
-# Stage → (the table holding the link, the id of the stage's input item, the id of the item it was made from).
-_MADE_FROM: dict[int, tuple[Any, Any, Any]] = {
-    2: (Keyword, Keyword.cluster_id, Keyword.id),  # a cluster is made from the keywords it holds
-    3: (Idea, Idea.id, Idea.cluster_id),
-    4: (WriterTask, WriterTask.id, WriterTask.idea_id),
-    5: (Draft, Draft.id, Draft.task_id),
-    6: (ImagePrompt, ImagePrompt.id, ImagePrompt.draft_id),
+# Stage → (the table holding what it makes, the id of what it makes, the id of the input item it was made from).
+_MAKES: dict[int, tuple[Any, Any, Any]] = {
+    1: (Keyword, Keyword.cluster_id, Keyword.id),  # a keyword makes (joins) its cluster
+    2: (Idea, Idea.id, Idea.cluster_id),
+    3: (WriterTask, WriterTask.id, WriterTask.idea_id),
+    4: (Draft, Draft.id, Draft.task_id),
+    5: (ImagePrompt, ImagePrompt.id, ImagePrompt.draft_id),
+    6: (Image, Image.id, Image.prompt_id),
 }
 
 
 async def made_from(session: AsyncSession, stage: int, site_id: str, parents: list[int]) -> set[int]:
-    """Ids of the items stage `stage` takes in that were made from these items of the stage before."""
-    if stage not in _MADE_FROM or not parents:
+    """Ids of the items stage `stage` (2-6) takes in that were made from these items of the stage before."""
+    if not 2 <= stage <= 6 or not parents:
         return set()
-    model, made, parent = _MADE_FROM[stage]
+    model, made, parent = _MAKES[stage - 1]
     stmt = select(made).distinct().where(model.site_id == site_id, parent.in_(parents), made.is_not(None))
     return {int(i) for i in (await session.scalars(stmt)).all()}
 
 
-# Stage → (the table of what the stage makes, the column naming the input item it was made from).
-_OUTPUT_OF: dict[int, tuple[Any, Any]] = {
-    1: (Keyword, Keyword.id),  # a keyword's output is its cluster: only rows with cluster_id count
-    2: (Idea, Idea.cluster_id),
-    4: (Draft, Draft.task_id),
-    5: (ImagePrompt, ImagePrompt.draft_id),
-    6: (Image, Image.prompt_id),
-}
-
-
 async def items_with_output(session: AsyncSession, stage: int, site_id: str, items: list[int]) -> set[int]:
     """Which of these input items of `stage` have their output in the database (every worker stage)."""
-    if stage not in _OUTPUT_OF or not items:
+    if stage not in _MAKES or not items:
         return set(items)
-    model, item = _OUTPUT_OF[stage]
-    stmt = select(item).distinct().where(model.site_id == site_id, item.in_(items))
-    if stage == 1:
-        stmt = stmt.where(Keyword.cluster_id.is_not(None))
+    model, made, item = _MAKES[stage]
+    stmt = select(item).distinct().where(model.site_id == site_id, item.in_(items), made.is_not(None))
     if stage == 4:  # the task's live draft (a regenerated task keeps its superseded ones as history)
         stmt = stmt.where(Draft.superseded_at.is_(None))
     return {int(i) for i in (await session.scalars(stmt)).all()}
