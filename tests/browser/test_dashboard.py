@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from playwright.async_api import Browser, Page, expect
@@ -201,7 +201,13 @@ async def _journey(page: Page, tenant: Tenant) -> None:
     await expect(page.locator("#draft-status")).to_have_attribute("data-status", "in_review")
     images = page.locator("article.preview img")
     assert await images.count() >= 1
-    assert await images.first.evaluate("img => img.complete && img.naturalWidth > 0"), "the image did not load"
+    # The status attribute can appear before the image has arrived: decode() waits for the load (and
+    # rejects for a broken image), so the check is about the image, not about how fast it came.
+    src = await images.first.get_attribute("src")
+    loaded = await images.first.evaluate("img => img.decode().then(() => img.naturalWidth > 0, () => false)")
+    if not loaded:
+        got = await page.request.get(urljoin(page.url, src or ""))
+        raise AssertionError(f"the image did not load: {src} answered {got.status} {got.headers.get('content-type')}")
     await check_labelled(page)
     await shot(page, "draft")
     await page.get_by_label("Note").fill("Reads well.")
