@@ -377,6 +377,9 @@ def reply_faults(content: str, kinds: set[str]) -> tuple[str | None, str | None,
     if "placeholder" in kinds:
         with contextlib.suppress(ValueError):
             content = json.dumps(faults.placeholders(json.loads(content)), ensure_ascii=False)
+    if "phrase_loop" in kinds:
+        with contextlib.suppress(ValueError):
+            content = json.dumps(faults.phrase_loop(json.loads(content)), ensure_ascii=False)
     if "schema_violation" in kinds:
         with contextlib.suppress(ValueError):
             content = faults.drop_required(json.loads(content))

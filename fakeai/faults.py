@@ -11,7 +11,8 @@ Kinds, each as the real thing looks on the wire:
   `refusal_text` (an apology as the content), `wrong_language` (prose in German), `fenced` (the JSON in a
   ```json fence, as many local models write it; not an error), `placeholder` (schema-valid junk a small model
   writes: every prose value becomes template leftovers and field names, `[Insert ...]`, `LARGE_30`,
-  `section_description`, at the original length, so only a quality check can tell);
+  `section_description`, at the original length, so only a quality check can tell), `phrase_loop` (every prose
+  value becomes one phrase said over and over, as SmolLM2 writes "Coffee Grinder, Coffee Grinder, …");
 - request faults (any endpoint): `unsupported_parameter` (400 with `param` and code unsupported_parameter),
   `not_supported` (501), `rate_limit` (429 with Retry-After and x-ratelimit-* headers), `server_error` (500),
   `slow` (`delay_ms` before answering).
@@ -37,6 +38,7 @@ Kind = Literal[
     "wrong_language",
     "fenced",
     "placeholder",
+    "phrase_loop",
     "unsupported_parameter",
     "not_supported",
     "rate_limit",
@@ -45,7 +47,7 @@ Kind = Literal[
 ]
 REPLY_KINDS = frozenset(
     {"cut_off", "invalid_json", "schema_violation", "empty", "refusal", "refusal_text", "wrong_language", "fenced",
-     "placeholder"}
+     "placeholder", "phrase_loop"}
 )  # fmt: skip
 REFUSAL = "I'm sorry, but I can't help with that request."
 
@@ -135,9 +137,7 @@ def germanise(value: Any) -> Any:
     return value
 
 
-_PLACEHOLDER = (
-    "[Insert section text here] section_description LARGE_30 {{topic}} TODO: write about the keyword here. "
-)
+_PLACEHOLDER = "[Insert section text here] section_description LARGE_30 {{topic}} TODO: write about the keyword here. "
 
 
 def placeholder_text(original: str) -> str:
@@ -154,6 +154,20 @@ def placeholders(value: Any) -> Any:
         return {k: placeholders(v) for k, v in value.items()}
     if isinstance(value, list):
         return [placeholders(v) for v in value]
+    return value
+
+
+def phrase_loop(value: Any) -> Any:
+    """Every prose string value (4+ words) replaced by its first two words said over and over, at its length."""
+    if isinstance(value, str):
+        words = value.split()
+        if len(words) < 4:
+            return value
+        return ", ".join([" ".join(words[:2]).strip(".,")] * (len(words) // 2))
+    if isinstance(value, dict):
+        return {k: phrase_loop(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [phrase_loop(v) for v in value]
     return value
 
 

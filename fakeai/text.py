@@ -218,10 +218,11 @@ _SHORT_SENTENCES = (
 def _closing(words: int, rng: random.Random) -> str:
     """Whole short sentences totalling exactly ``words`` words (no cut-off sentence)."""
     parts = []
+    turn = rng.randrange(2)
     while words > 0:
         size = min(words, len(_SHORT_SENTENCES))
-        parts.append(rng.choice(_SHORT_SENTENCES[size - 1]))
-        words -= size
+        parts.append(_SHORT_SENTENCES[size - 1][turn])  # alternating: the same sentence 4x running is a loop
+        turn, words = 1 - turn, words - size
     return " ".join(parts)
 
 

@@ -63,3 +63,19 @@ def slugify(text: str, max_length: int = 80) -> str:
 
 def word_count(markdown_text: str) -> int:
     return len(re.findall(r"[\w'’-]+", re.sub(r"^#+\s.*$", "", markdown_text, flags=re.M)))
+
+
+# A model stuck in a loop: one character 20+ times ("1111…"), one word 6+ times in a row ("the the the…"), or a
+# phrase of 2-8 words 4+ times in a row ("look at your shoes, look at your shoes, …", "Coffee Grinder, Coffee
+# Grinder, …", both from SmolLM2). Prose says a phrase twice for emphasis, hardly ever four times running.
+_LOOP_CHARS = re.compile(r"(\S)\1{19,}")
+_LOOP_WORDS = re.compile(r"\b(\w+)(?:\W+\1\b){5,}", re.I)
+_LOOP_PHRASE = re.compile(r"\b((?:\w+\W+){2,8}?)\1{3,}", re.I)
+
+
+def repetition_loop(text: str) -> str | None:
+    """The start of the first repetition loop in `text` (at most 60 characters), or None."""
+    for pattern in (_LOOP_CHARS, _LOOP_WORDS, _LOOP_PHRASE):
+        if found := pattern.search(text):
+            return found.group(0)[:60]
+    return None

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, create_model
 
-from services.writer import quality
+from services.writer import headings, quality
 from shared import prompts
 from shared.ai import AiClient, AiError, Usage, budgets
 from shared.ai.schema import SENT_MAX_LENGTH
@@ -36,9 +36,7 @@ class DraftFrame(BaseModel):
     )
     meta_description: str = Field(min_length=50, max_length=300, description="At most 160 characters")
     intro_markdown: str = Field(min_length=80, max_length=5000, description="Introduction paragraph(s), no heading")
-    conclusion_markdown: str = Field(
-        min_length=80, max_length=5000, description="Conclusion paragraph(s), no heading"
-    )
+    conclusion_markdown: str = Field(min_length=80, max_length=5000, description="Conclusion paragraph(s), no heading")
     faq: list[FaqItem] = Field(min_length=1, max_length=6)
 
 
@@ -216,7 +214,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
         except AiError as exc:
             raise exc.within(f"section '{trim(s.heading, 60)}'") from exc
         body = re.sub(r"^##\s+.*\n+", "", text.section_markdown.strip())  # the H2 is ours to write
-        return f"## {one_line(s.heading)}\n\n{body}"
+        return f"## {one_line(s.heading)}\n\n{headings.tidy(body, s.subheadings)}"
 
     async def section_text(s: Section, outline: str) -> SectionText:
         return await ai.structured(
@@ -234,7 +232,9 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             usage,
             max_tokens=section_budget(per_section, len(s.subheadings)),
             language_name=options.language,
-            soft_check=lambda reply: section_problems(reply.section_markdown, per_section),
+            soft_check=lambda reply: section_problems(
+                headings.tidy(reply.section_markdown, s.subheadings), per_section
+            ),
         )
 
     # A failed section fails the draft: the other sections' calls are cancelled rather than paid for.

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from shared.text import normalise
+from shared.text import normalise, repetition_loop
 
 META_TITLE_MAX = 60
 META_DESCRIPTION_MAX = 160
@@ -58,8 +58,6 @@ _JUNK_WORDS = frozenset(
      "example", "placeholder", "h2", "h3", "tbd", "todo", "untitled"}
 )  # fmt: skip
 _NUMBERED = re.compile(r"^\s*(?:\d+(?:\.\d+)*[.):]|[ivx]+[.)])\s+", re.I)
-_LOOP_CHARS = re.compile(r"(\S)\1{19,}")
-_LOOP_WORDS = re.compile(r"\b(\w+)(?:\W+\1\b){5,}", re.I)
 _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
 _HEADING = re.compile(r"^(#{2,3})\s+(.+?)\s*#*\s*$")
 
@@ -129,9 +127,8 @@ def prose_problems(text: str) -> str | None:
     """What one reply's prose already shows of the blocking defects (placeholders, field names, a repetition
     loop): the writer asks again naming them, before the whole draft meets `check`."""
     found = placeholders(text)
-    loop = _LOOP_CHARS.search(text) or _LOOP_WORDS.search(text)
-    if loop:
-        found.append(f"repetition loop {loop.group(0)[:40]!r}")
+    if loop := repetition_loop(text):
+        found.append(f"repetition loop {loop[:40]!r}")
     if not found:
         return None
     return f"it contains placeholders or template text ({', '.join(found[:4])}); write real sentences instead"
@@ -163,9 +160,7 @@ def structure_problems(title: str, body_markdown: str) -> list[str]:
     # repeated: the same section text twice, the same long paragraph twice
     bodies = Counter(normalise(s.text) for s in headed if _words(s.text) >= REPEATED_MIN_WORDS)
     problems += [f"repeated section text ({n}x): {body[:60]!r}" for body, n in bodies.items() if n > 1]
-    paragraphs = Counter(
-        normalise(p) for p in re.split(r"\n\s*\n", body_markdown) if _words(p) >= REPEATED_MIN_WORDS
-    )
+    paragraphs = Counter(normalise(p) for p in re.split(r"\n\s*\n", body_markdown) if _words(p) >= REPEATED_MIN_WORDS)
     problems += [f"repeated paragraph ({n}x): {p[:60]!r}" for p, n in paragraphs.items() if n > 1 and p not in bodies]
     # degenerate headings
     norm_title = normalise(_strip_number(title))
@@ -183,9 +178,8 @@ def structure_problems(title: str, body_markdown: str) -> list[str]:
     numbered = [s.heading for s in headed if _NUMBERED.match(s.heading)]
     if numbered and len(numbered) >= max(2, len(headed) // 2):
         problems.append(f"numbered headings (the outline's numbering copied): '{numbered[0]}'")
-    loop = _LOOP_CHARS.search(body_markdown) or _LOOP_WORDS.search(body_markdown) or _LOOP_CHARS.search(title)
-    if loop:
-        problems.append(f"repetition loop: {loop.group(0)[:40]!r}")
+    if loop := repetition_loop(body_markdown) or repetition_loop(title):
+        problems.append(f"repetition loop: {loop[:40]!r}")
     return problems
 
 

@@ -61,6 +61,7 @@ from shared.ai.plans import AttemptsFailed, ChatPlan, OptionalParams, bind_call
 from shared.ai.schema import ReplyProblem
 from shared.ai.usage import CallRecord, Usage
 from shared.settings import Settings
+from shared.text import repetition_loop
 
 T = TypeVar("T", bound=BaseModel)
 log = logging.getLogger(__name__)
@@ -187,8 +188,13 @@ class AiClient:
                                 grown = min(scale * 2, TIMEOUT_GROWTH)
                                 if grown > self._timeout_scale[function]:
                                     self._timeout_scale[function] = grown
-                                    log.warning("%s provider at %s: no reply within %g s; timeout %g s from now on",
-                                                function, ep.where, timeout, ep.timeout * grown)
+                                    log.warning(
+                                        "%s provider at %s: no reply within %g s; timeout %g s from now on",
+                                        function,
+                                        ep.where,
+                                        timeout,
+                                        ep.timeout * grown,
+                                    )
                             raise AttemptsFailed(failure, hint) from exc
                     limiter.observe(raw.headers)
                     return raw
@@ -267,8 +273,9 @@ class AiClient:
             kwargs, sent = self._chat_request(model, messages, schema_model, budget, temperature)
             estimate = budgets.prompt_tokens(messages) + budget
             try:
-                raw = await self._send("chat", record, bind_call(sdk.chat.completions.with_raw_response.create, kwargs),
-                                       estimate, sent)
+                raw = await self._send(
+                    "chat", record, bind_call(sdk.chat.completions.with_raw_response.create, kwargs), estimate, sent
+                )
             except AttemptsFailed as failed:
                 failure = failed.failure
                 error = self._error(purpose, "chat", model, record, failure)
@@ -283,8 +290,12 @@ class AiClient:
                     change = self.chat_plan.adapt(failure.parameter)
                     if change:
                         adaptations += 1
-                        log.warning("chat provider at %s refused %r: %s from now on", self._eps["chat"].where,
-                                    failure.parameter, change)
+                        log.warning(
+                            "chat provider at %s refused %r: %s from now on",
+                            self._eps["chat"].where,
+                            failure.parameter,
+                            change,
+                        )
                         continue
                 raise error from failed
             asks += 1
@@ -380,6 +391,10 @@ class AiClient:
                 raise ReplyProblem(FailureKind.REFUSAL, clip(content, 200)) from None
             raise
         parsed = schema.validate(out, data)
+        # Before the language check: a looping text reads as any language ("Coffee Grinder, Coffee Grinder, …"
+        # was judged German by langdetect), and the loop is what the repair prompt must name.
+        if loop := next(filter(None, map(repetition_loop, schema.strings(data))), None):
+            raise ReplyProblem(FailureKind.REPETITION, f"{loop!r}…")
         if language_name and self._s.ai_language_check:
             wrong = await asyncio.to_thread(language.mismatch, data, language_name)
             if wrong:
@@ -414,8 +429,11 @@ class AiClient:
                 estimate = sum(len(t) for t in chunk) // 4 + 1
                 try:
                     raw = await self._send(
-                        "embeddings", record, bind_call(sdk.embeddings.with_raw_response.create, kwargs),
-                        estimate, set(kwargs) - {"model", "input"},
+                        "embeddings",
+                        record,
+                        bind_call(sdk.embeddings.with_raw_response.create, kwargs),
+                        estimate,
+                        set(kwargs) - {"model", "input"},
                     )
                     break
                 except AttemptsFailed as failed:
@@ -452,12 +470,18 @@ class AiClient:
         if configured and got != configured:
             ignored = "" if self._optional.send["dimensions"] else " (the provider refused 'dimensions')"
             raise self._dimension_error(
-                purpose, record, configured, got,
+                purpose,
+                record,
+                configured,
+                got,
                 f"CONTENTLINE_EMBEDDING_DIMENSIONS is {configured}{ignored}: set it to {got} or leave it unset",
             )
         if expected and got != expected:
             raise self._dimension_error(
-                purpose, record, expected, got,
+                purpose,
+                record,
+                expected,
+                got,
                 "the vectors already stored have the other size: re-embed with one model and size, never mix",
             )
         seen = self._dimensions_seen.setdefault(model, got)
@@ -498,8 +522,11 @@ class AiClient:
                 kwargs["quality"] = quality
             try:
                 raw = await self._send(
-                    "images", record, bind_call(sdk.images.with_raw_response.generate, kwargs),
-                    math.ceil(len(prompt) / 4), set(kwargs) - {"model", "prompt"},
+                    "images",
+                    record,
+                    bind_call(sdk.images.with_raw_response.generate, kwargs),
+                    math.ceil(len(prompt) / 4),
+                    set(kwargs) - {"model", "prompt"},
                 )
                 break
             except AttemptsFailed as failed:

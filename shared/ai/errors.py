@@ -25,6 +25,7 @@ class FailureKind(StrEnum):
     REFUSAL = "refusal"
     CONTENT_FILTER = "content_filter"
     WRONG_LANGUAGE = "wrong_language"
+    REPETITION = "repetition_loop"
     OFF_TARGET = "off_target"
     DIMENSION_MISMATCH = "dimension_mismatch"
     NO_DATA = "no_data"
@@ -54,6 +55,7 @@ _LABELS = {
     FailureKind.REFUSAL: "the model refused",
     FailureKind.CONTENT_FILTER: "stopped by the provider's content filter",
     FailureKind.WRONG_LANGUAGE: "reply in the wrong language",
+    FailureKind.REPETITION: "the reply loops",
     FailureKind.OFF_TARGET: "reply off target",
     FailureKind.DIMENSION_MISMATCH: "embedding dimension mismatch",
     FailureKind.NO_DATA: "no data in the reply",

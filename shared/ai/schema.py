@@ -266,12 +266,26 @@ def validate(model: type[T], data: Any) -> T:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def strings(value: Any) -> list[str]:
+    """Every string value in a parsed reply, depth first."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [text for v in value.values() for text in strings(v)]
+    if isinstance(value, list):
+        return [text for v in value for text in strings(v)]
+    return []
+
+
 def repair_prompt(problem: ReplyProblem, model: type[BaseModel], language: str | None) -> str:
     """The follow-up message after an unusable reply: what was wrong, and what to send instead."""
     fields = ", ".join(f'"{n}"' for n in field_names(model))
     if problem.kind is FailureKind.WRONG_LANGUAGE and language:
         first = f"Your previous reply was not written in {language} ({problem.detail})."
         ask = f"Write every text value in {language}."
+    elif problem.kind is FailureKind.REPETITION:
+        first = f"Your previous reply repeated itself over and over ({clip(problem.detail, 200)})."
+        ask = "Say each thing once, in full sentences, and stop when the point is made."
     elif problem.kind is FailureKind.EMPTY:
         first, ask = "Your previous reply was empty.", "Answer the request."
     elif problem.kind is FailureKind.OFF_TARGET:

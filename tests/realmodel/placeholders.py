@@ -2,7 +2,7 @@
 
 Independent of services/writer/quality.py on purpose: this is the yardstick the quality gate is held to.
 The patterns come from what SmolLM2 and friends produced in the issue's trial run (`LARGE_30`,
-`section_description`, looping `"1111…"` titles, empty and repeated sections).
+`section_description`, looping `"1111…"` titles and phrases, empty and repeated sections).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ _CHECKS: tuple[tuple[str, re.Pattern[str]], ...] = (
         re.I)),
     ("filler text", re.compile(r"\blorem ipsum\b|\bTODO\b|\bTBD\b|\bXXX+\b|\bplaceholder\b", re.I)),
     ("runaway repetition", re.compile(r"(\S)\1{9,}|\b(\w+)(?:\W+\2\b){5,}", re.I)),  # 1111111111, "the the the…"
+    ("runaway phrase", re.compile(r"\b((?:\w+[\s,;.]+){2,6})\1{3,}", re.I)),  # "look at your shoes, " 4x and on
 )
 
 

@@ -47,6 +47,7 @@ def test_clean_draft_passes() -> None:
         ("Intro.\n\n## Recipes\n\nSee [Insert recipe link].\n", "bracketed placeholder"),
         ("Intro.\n\n## Recipes\n\nLorem ipsum dolor sit amet.\n", "filler text"),
         ("Intro.\n\n## Recipes\n\nBake 1111111111111 loaves.\n", "runaway repetition"),
+        ("Intro.\n\n## Recipes\n\n" + "Look at your shoes, " * 5 + "8.\n", "runaway phrase"),
         ("Intro.\n\n## Recipes\n\n## Tips\n\nUse rye.\n", "empty section 'Recipes'"),
         ("Intro.\n\n## Recipes\n\n### Rye\n\n## Tips\n\nUse rye.\n", "empty section 'Recipes'"),
         ("Intro.\n\n## Tips\n\nUse rye.\n\n## Tips\n\nUse spelt.\n", "repeated headings"),

@@ -54,6 +54,7 @@ CASES = [
     ({"kind": "refusal"}, FailureKind.REFUSAL),
     ({"kind": "refusal_text"}, FailureKind.REFUSAL),
     ({"kind": "wrong_language"}, FailureKind.WRONG_LANGUAGE),
+    ({"kind": "phrase_loop"}, FailureKind.REPETITION),  # a loop, not "German": it is named before the language
     ({"kind": "not_supported"}, FailureKind.NOT_SUPPORTED),
     ({"kind": "unsupported_parameter", "param": "logit_bias"}, FailureKind.UNSUPPORTED_PARAMETER),
     ({"kind": "slow", "delay_ms": 1500}, FailureKind.TIMEOUT),
@@ -78,7 +79,7 @@ async def test_each_case_fails_only_its_item_with_a_named_reason(
     assert f"at 127.0.0.1:{fake.url.split(':')[2].split('/')[0]}" in failed.reason  # which provider
     records = usages["item-b"].records
     assert records and all(not r.ok for r in records) and records[-1].outcome == kind.value
-    if kind in (FailureKind.CUT_OFF, FailureKind.INVALID_JSON, FailureKind.WRONG_LANGUAGE):
+    if kind in (FailureKind.CUT_OFF, FailureKind.INVALID_JSON, FailureKind.WRONG_LANGUAGE, FailureKind.REPETITION):
         assert all(r.completion_tokens > 0 for r in records)  # the tokens of failed tries are recorded
     if kind in (FailureKind.REFUSAL, FailureKind.NOT_SUPPORTED, FailureKind.UNSUPPORTED_PARAMETER):
         assert len(records) == 1 and records[0].attempts == 1  # final answers are not asked again
@@ -127,6 +128,17 @@ async def test_a_wrong_language_reply_is_asked_again_in_the_site_language(fake: 
     second = (await last_user_messages(fake))[1]
     assert "was not written in English" in second and "German" in second
     assert usage.records[0].outcome == "wrong_language"
+
+
+async def test_a_looping_reply_is_named_a_loop_and_asked_again_to_say_each_thing_once(fake: RunningFake) -> None:
+    # SmolLM2's "Coffee Grinder, Coffee Grinder, …" read as German to the language check: the loop comes first
+    await fake.configure(faults=[{"kind": "phrase_loop", "times": 1}])
+    ai, usage = AiClient(settings(fake)), Usage()
+    assert isinstance(await ask(ai, "x", usage), Piece)
+    second = (await last_user_messages(fake))[1]
+    assert "repeated itself over and over" in second and "Say each thing once" in second
+    assert [r.outcome for r in usage.records] == ["repetition_loop", "ok"]
+    assert usage.records[0].error and "the reply loops" in usage.records[0].error
 
 
 async def test_transient_errors_are_retried_and_then_named(fake: RunningFake) -> None:

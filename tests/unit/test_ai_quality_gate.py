@@ -97,6 +97,8 @@ def test_placeholders_and_field_names_fail_the_draft(body: str, named: str) -> N
         ),
         (draft(section("Sourdough bread basics", PARA + " " + "1" * 40)), "repetition loop"),
         (draft(section("Sourdough bread basics", PARA + " very" * 8)), "repetition loop"),
+        # a phrase loop, as SmolLM2 wrote it into a FAQ answer
+        (draft(section("Sourdough bread basics", PARA + " look at your dough," * 5)), "repetition loop"),
     ],
 )
 def test_empty_repeated_and_degenerate_sections_fail_the_draft(body: str, named: str) -> None:
@@ -166,3 +168,23 @@ def test_what_a_small_local_model_wrote_is_caught() -> None:
             "outline": [{"level": 2, "heading": title}] * 12}  # fmt: skip
     problem = degenerate(IdeaSet.model_validate({"ideas": [idea]}))
     assert problem == f"idea 1: the outline repeats '{title.lower()}' 12 times; give distinct section headings"
+
+
+def test_a_sentence_on_a_heading_line_becomes_text_and_an_empty_subsection_goes() -> None:
+    """SmolLM2 wrote its prose on H3 lines with nothing under them; the outline's headings are ours to keep."""
+    from services.writer import headings
+
+    written = (
+        "### This is a section about the best sourdough starters for beginners.\n\n"
+        f"### 1. Feeding the starter\n{PARA}\n\n### Tips\n{OTHER}\n\n### Storing it\n"
+    )  # a planned H3 numbered, an unplanned one ("Tips": dropped, its text kept), a planned one left empty
+    tidy = headings.tidy(written, ["Feeding the starter", "Storing it"])
+    assert tidy == (
+        "This is a section about the best sourdough starters for beginners.\n\n"
+        f"### Feeding the starter\n\n{PARA}\n\n{OTHER}"
+    )
+    body = draft(section("Sourdough bread basics", tidy), section("Baking", THIRD))
+    assert not quality.structure_problems(TITLE, body)
+    # what the gate saw before: an empty subsection, and its reason
+    raw = draft(section("Sourdough bread basics", written), section("Baking", THIRD))
+    assert any("empty subsection '### This is a section" in p for p in quality.structure_problems(TITLE, raw))
