@@ -217,12 +217,15 @@ _SHORT_SENTENCES = (
 
 def _closing(words: int, rng: random.Random) -> str:
     """Whole short sentences totalling exactly ``words`` words (no cut-off sentence)."""
-    parts = []
-    turn = rng.randrange(2)
+    parts: list[str] = []
     while words > 0:
         size = min(words, len(_SHORT_SENTENCES))
-        parts.append(_SHORT_SENTENCES[size - 1][turn])  # alternating: the same sentence 4x running is a loop
-        turn, words = 1 - turn, words - size
+        pair = _SHORT_SENTENCES[size - 1]
+        pick = rng.choice(pair)
+        if parts[-2:] == [pick, pick]:  # never three times running: four would read as a model's loop
+            pick = pair[1] if pick == pair[0] else pair[0]
+        parts.append(pick)
+        words -= size
     return " ".join(parts)
 
 
