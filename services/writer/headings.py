@@ -15,6 +15,7 @@ import re
 from shared.text import normalise
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s{0,3}(?:```|~~~)")
 _NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*[.):]|[ivx]+[.)])\s+", re.I)
 SENTENCE_WORDS = 9  # an unplanned heading this long, or ending like a sentence, is prose on the wrong line
 
@@ -27,8 +28,11 @@ def tidy(body: str, subheadings: list[str]) -> str:
     """`body` (a section without its H2) with only the planned H3s, each over text; see the module doc."""
     planned = {normalise(_NUMBER.sub("", h)): h for h in subheadings}
     blocks: list[tuple[str | None, list[str]]] = [(None, [])]  # (planned H3 or None for the lead, its lines)
+    fenced = False
     for line in body.splitlines():
-        m = _HEADING.match(line)
+        if _FENCE.match(line):
+            fenced = not fenced
+        m = None if fenced else _HEADING.match(line)  # a "# comment" in a code block is code, not a heading
         if not m:
             blocks[-1][1].append(line)
             continue

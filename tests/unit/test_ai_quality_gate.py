@@ -188,3 +188,10 @@ def test_a_sentence_on_a_heading_line_becomes_text_and_an_empty_subsection_goes(
     # what the gate saw before: an empty subsection, and its reason
     raw = draft(section("Sourdough bread basics", written), section("Baking", THIRD))
     assert any("empty subsection '### This is a section" in p for p in quality.structure_problems(TITLE, raw))
+
+
+def test_tidy_leaves_code_blocks_alone() -> None:
+    from services.writer import headings
+
+    code = "Install it:\n\n```bash\n# fetch the kit\npip install sourdough\n```\n\n### Storing it\nKeep it cool."
+    assert headings.tidy(code, ["Storing it"]) == code.replace("### Storing it\n", "### Storing it\n\n")
