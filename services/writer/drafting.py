@@ -27,8 +27,7 @@ from shared.text import normalise, one_line, slugify, word_count
 # provider enforces it) and by max_tokens (everywhere). Meta fields are trimmed to their SEO limits afterwards.
 class FaqItem(BaseModel):
     question: str = Field(min_length=10, max_length=150)
-    # Two sentences at least: a one-line answer left SmolLM2's FAQ at 11 words, an "empty section" to the gate.
-    answer: str = Field(min_length=60, max_length=600, description="Two to four sentences")
+    answer: str = Field(min_length=20, max_length=600, description="Two to four sentences")
 
 
 class DraftFrame(BaseModel):

@@ -153,8 +153,7 @@ def test_what_a_small_local_model_wrote_is_caught() -> None:
     body = GOOD.replace("Baking\n\n", "Baking\n\nsection-markdown-575.html,\n\n")
     assert any("schema field name 'section-markdown'" in n for n in check(body).blocking)
     same = "Coffee Grinders: Best for Espresso | Guide 101 and everything else about them, " * 2
-    answer = "A machine that grinds coffee beans to the size a brewing method needs."
-    faq = [{"question": "What is a grinder?", "answer": answer}]
+    faq = [{"question": "What is a grinder?", "answer": "A machine that grinds coffee beans."}]
     frame = DraftFrame.model_validate(
         {"meta_title": same[:90], "meta_description": same[:90], "intro_markdown": same,
          "conclusion_markdown": same, "faq": faq}

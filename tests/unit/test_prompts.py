@@ -204,12 +204,7 @@ class RecordingAi:
                 conclusion_markdown=(
                     "That is all you need to know to choose, use and clean a burr grinder for many years."
                 ),
-                faq=[
-                    FaqItem(
-                        question="Why a burr grinder?",
-                        answer="It grinds evenly, so every cup tastes just like the last one.",
-                    )
-                ],
+                faq=[FaqItem(question="Why a burr grinder?", answer="Because it grinds evenly.")],
             )
         return SectionText(section_markdown="Some text about the burr grinder and how to look after it.")
 

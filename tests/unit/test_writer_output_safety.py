@@ -29,12 +29,7 @@ class HostileAi:
                 meta_description=f"All about {IMG}, and everything a reader should know.",
                 intro_markdown=f"{SCRIPT} is what this is about. <svg onload=alert(1)> " + PAD,
                 conclusion_markdown="[Click](javascript:alert(1)) ![x](data:image/svg+xml;base64,AAAA) " + PAD,
-                faq=[
-                    FaqItem(
-                        question=f"What is {IMG}?\n\n<script>x</script>",
-                        answer=f"It is {SCRIPT}, said at some length, here and now.",
-                    )
-                ],
+                faq=[FaqItem(question=f"What is {IMG}?\n\n<script>x</script>", answer=f"It is {SCRIPT}.")],
             )
         return SectionText(section_markdown=f"Text about {IMG} and <a href='javascript:alert(1)'>this</a>. " + PAD)
 
