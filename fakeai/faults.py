@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
@@ -126,15 +127,20 @@ def german(words: int) -> str:
     return " ".join(out)
 
 
+def map_prose(value: Any, rewrite: Callable[[str], str]) -> Any:
+    """`value` with every prose string value (4+ words) rewritten; field names, labels and numbers kept."""
+    if isinstance(value, str):
+        return rewrite(value) if len(value.split()) >= 4 else value
+    if isinstance(value, dict):
+        return {k: map_prose(v, rewrite) for k, v in value.items()}
+    if isinstance(value, list):
+        return [map_prose(v, rewrite) for v in value]
+    return value
+
+
 def germanise(value: Any) -> Any:
     """Every sentence-like string value rewritten in German (field names and short labels kept)."""
-    if isinstance(value, str):
-        return german(len(value.split())) if len(value.split()) >= 4 else value
-    if isinstance(value, dict):
-        return {k: germanise(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [germanise(v) for v in value]
-    return value
+    return map_prose(value, lambda text: german(len(text.split())))
 
 
 _PLACEHOLDER = "[Insert section text here] section_description LARGE_30 {{topic}} TODO: write about the keyword here. "
@@ -148,27 +154,18 @@ def placeholder_text(original: str) -> str:
 
 def placeholders(value: Any) -> Any:
     """Every prose string value (4+ words) replaced by template leftovers; labels and numbers kept."""
-    if isinstance(value, str):
-        return placeholder_text(value) if len(value.split()) >= 4 else value
-    if isinstance(value, dict):
-        return {k: placeholders(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [placeholders(v) for v in value]
-    return value
+    return map_prose(value, placeholder_text)
+
+
+def looped(text: str) -> str:
+    """`text`'s first two words said over and over, at its length in words."""
+    words = text.split()
+    return ", ".join([" ".join(words[:2]).strip(".,")] * (len(words) // 2))
 
 
 def phrase_loop(value: Any) -> Any:
-    """Every prose string value (4+ words) replaced by its first two words said over and over, at its length."""
-    if isinstance(value, str):
-        words = value.split()
-        if len(words) < 4:
-            return value
-        return ", ".join([" ".join(words[:2]).strip(".,")] * (len(words) // 2))
-    if isinstance(value, dict):
-        return {k: phrase_loop(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [phrase_loop(v) for v in value]
-    return value
+    """Every prose string value (4+ words) replaced by its first two words said over and over."""
+    return map_prose(value, looped)
 
 
 def drop_required(doc: Any) -> str:

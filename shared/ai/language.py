@@ -15,6 +15,8 @@ import langcodes
 from langdetect import DetectorFactory, LangDetectException, detect_langs
 from langdetect.detector_factory import init_factory
 
+from shared.ai.schema import strings
+
 DetectorFactory.seed = 0  # langdetect samples at random; a seed makes the verdict repeatable
 # langdetect loads its profiles on first use without a lock: a second thread meanwhile sees a half-loaded set
 # (alphabetical, so everything reads as Afrikaans). Checks run in worker threads, so load once under a lock.
@@ -62,13 +64,7 @@ def language_code(name: str) -> str | None:
 
 def prose(value: Any) -> list[str]:
     """The reply's string values that read like sentences."""
-    if isinstance(value, str):
-        return [value] if len(value.split()) >= 4 else []
-    if isinstance(value, dict):
-        return [text for v in value.values() for text in prose(v)]
-    if isinstance(value, list):
-        return [text for v in value for text in prose(v)]
-    return []
+    return [text for text in strings(value) if len(text.split()) >= 4]
 
 
 def _base(code: str) -> str:
