@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 
+from services.writer.quality import strip_number
 from shared.text import normalise
 
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$")
 _FENCE = re.compile(r"^\s{0,3}(?:```|~~~)")
-_NUMBER = re.compile(r"^(?:\d+(?:\.\d+)*[.):]|[ivx]+[.)])\s+", re.I)
 SENTENCE_WORDS = 9  # an unplanned heading this long, or ending like a sentence, is prose on the wrong line
 
 
@@ -26,7 +26,7 @@ def _is_sentence(text: str) -> bool:
 
 def tidy(body: str, subheadings: list[str]) -> str:
     """`body` (a section without its H2) with only the planned H3s, each over text; see the module doc."""
-    planned = {normalise(_NUMBER.sub("", h)): h for h in subheadings}
+    planned = {normalise(strip_number(h)): h for h in subheadings}
     blocks: list[tuple[str | None, list[str]]] = [(None, [])]  # (planned H3 or None for the lead, its lines)
     fenced = False
     for line in body.splitlines():
@@ -37,7 +37,7 @@ def tidy(body: str, subheadings: list[str]) -> str:
             blocks[-1][1].append(line)
             continue
         text = m.group(1).strip()
-        heading = planned.pop(normalise(_NUMBER.sub("", text)), None)  # popped: a heading written twice is once
+        heading = planned.pop(normalise(strip_number(text)), None)  # popped: a heading written twice is once
         if heading is not None:
             blocks.append((heading, []))
         elif text and _is_sentence(text):

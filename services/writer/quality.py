@@ -102,7 +102,8 @@ def _words(text: str) -> int:
     return len(re.findall(r"\w+", text))
 
 
-def _strip_number(heading: str) -> str:
+def strip_number(heading: str) -> str:
+    """The heading without an outline number ("2. ", "1.3) ", "iv. ")."""
     return _NUMBERED.sub("", heading)
 
 
@@ -163,11 +164,11 @@ def structure_problems(title: str, body_markdown: str) -> list[str]:
     paragraphs = Counter(normalise(p) for p in re.split(r"\n\s*\n", body_markdown) if _words(p) >= REPEATED_MIN_WORDS)
     problems += [f"repeated paragraph ({n}x): {p[:60]!r}" for p, n in paragraphs.items() if n > 1 and p not in bodies]
     # degenerate headings
-    norm_title = normalise(_strip_number(title))
-    seen = Counter(normalise(_strip_number(s.heading)) for s in headed)
+    norm_title = normalise(strip_number(title))
+    seen = Counter(normalise(strip_number(s.heading)) for s in headed)
     problems += [f"heading repeated {n}x: '{h}'" for h, n in seen.items() if n > 1]
     for s in headed:
-        bare = _strip_number(s.heading)
+        bare = strip_number(s.heading)
         if norm_title and normalise(bare) == norm_title and bare != s.heading:
             # a numbered copy of the title is a model filling an outline slot with the title again; a plain
             # H2 equal to the title is only clumsy (see title_heading below)
