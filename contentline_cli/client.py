@@ -80,6 +80,8 @@ class RunInfo(_View):
     current_stage_label: str | None = None
     progress: dict[str, Any] = Field(default_factory=dict)
     total_credits_used: Decimal = Decimal(0)
+    initial_snapshot: dict[str, Any] = Field(default_factory=dict)
+    revised_estimate: dict[str, Any] | None = None
     stopped_reason: str | None = None
     error_message: str | None = None
     started_at: datetime | None = None
@@ -89,6 +91,12 @@ class RunInfo(_View):
 
     def stage(self, number: int) -> StageInfo | None:
         return next((s for s in self.stages if s.stage == number), None)
+
+    def estimates(self) -> tuple[Decimal | None, Decimal | None]:
+        """(the estimate at the start, the one revised after clustering), each None when absent."""
+        totals = (self.initial_snapshot.get("estimate") or {}).get("total"), (self.revised_estimate or {}).get("total")
+        start, revised = (Decimal(str(t)) if t is not None else None for t in totals)
+        return start, revised
 
 
 class Me(_View):

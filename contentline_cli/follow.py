@@ -338,6 +338,10 @@ def print_summary(run: RunInfo, out: Console = console) -> None:
     if elapsed is not None:
         grid.add_row("run time", f"{elapsed:.1f}s")
     out.print(grid)
+    start, revised = run.estimates()
+    if start is not None:
+        out.print(f"Estimate: {_credits(start)} credits at the start" + (
+            f", {_credits(revised)} after clustering" if revised is not None else ""))  # fmt: skip
     if run.stopped_reason:
         out.print(f"[yellow]stopped: {run.stopped_reason}[/]")
     if run.error_message:

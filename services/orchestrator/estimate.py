@@ -16,6 +16,10 @@ A new site of an account that has run others starts from the account's history i
 stage, the account's latest runs over all its sites; basis "account history"): its model, its cost table
 and its habits of target length are the same, so its factors are a closer start than the seeds. Only the
 account's very first run of a stage is estimated from the seeds alone.
+
+Such a first run cannot know how many clusters its keywords make, so its estimate errs high; once its stage 1
+has made them, `revise` estimates the rest from the clusters really pending (runs/revision.py), and the run's
+reservation follows.
 """
 
 from __future__ import annotations
@@ -64,10 +68,11 @@ class StageEstimate(BaseModel):
     stage: int
     items: int
     credits: Decimal
-    basis: Literal["cold start", "history", "account history"] = Field(
+    basis: Literal["cold start", "history", "account history", "actual"] = Field(
         default="cold start",
         description="history: calibrated by the site's recent runs of this stage; account history: by the "
-        "account's recent runs of it on other sites (a site that has not run the stage yet)",
+        "account's recent runs of it on other sites (a site that has not run the stage yet); actual: the run "
+        "has done this stage, items and credits are what it took in and charged (a revised estimate)",
     )
     cold_start_credits: Decimal = Field(default=Decimal(0), description="The cost table and seed assumptions alone")
     cost_factor: Decimal = Field(default=Decimal(1), description="Credits charged ÷ cold-start credits, recent runs")
@@ -160,32 +165,67 @@ def estimate(
     history: dict[int, StageHistory] | None = None,
 ) -> Estimate:
     a, history = assume or Assumptions(), history or {}
+    parts = {}
+    for stage in range(1, 7):
+        cost_factor, yield_factor = _factors(h := history.get(stage))
+        parts[stage] = StageEstimate(
+            stage=stage,
+            items=0,
+            credits=Decimal(0),
+            basis=("history" if h.scope == "site" else "account history") if h else "cold start",
+            cost_factor=cost_factor,
+            yield_factor=yield_factor,
+            history_runs=h.runs if h else 0,
+        )
+    return _project(pending, plan, costs, a, parts)
+
+
+def revise(
+    frozen: Estimate, done: list[StageEstimate], pending: dict[int, int], plan: RunPlan, costs: CostTable
+) -> Estimate:
+    """The run's estimate once its first stages are done: those at what they cost (`done`, basis "actual"),
+    the rest projected from the items now pending (e.g. the clusters stage 1 made) with the factors the run
+    froze at its start."""
+    fixed = {s.stage: s for s in done}
+    parts = {s.stage: fixed.get(s.stage, s) for s in frozen.stages}
+    return _project(pending, plan, costs, frozen.assumptions, parts, fixed=frozenset(fixed))
+
+
+def _project(
+    pending: dict[int, int],
+    plan: RunPlan,
+    costs: CostTable,
+    a: Assumptions,
+    parts: dict[int, StageEstimate],
+    fixed: frozenset[int] = frozenset(),
+) -> Estimate:
+    """Items and credits per stage from the pending counts, each stage also getting what the stage before it
+    is expected to create; stages in `fixed` are taken as they are (already done: their output is pending)."""
     lim, on = plan.limits, plan.stage_enabled
-    factors = {s: _factors(history.get(s)) for s in range(1, 7)}
 
     def children(stage: int, items: int) -> int:
         # the enabled stage's expected output, by the seed assumptions × the site's yield
-        return math.ceil(cold_children(stage, items, plan, a) * float(factors[stage][1])) if on[stage] else 0
+        if not on[stage] or stage in fixed:
+            return 0
+        return math.ceil(cold_children(stage, items, plan, a) * float(parts[stage].yield_factor))
 
     items: dict[int, int] = {}
-    for stage in range(1, 7):
-        came = pending.get(stage, 0) + (children(stage - 1, items[stage - 1]) if stage > 1 else 0)
-        items[stage] = _cap(came, lim.for_stage(stage)) if on[stage] else 0
     stages = []
     for stage in range(1, 7):
+        if stage in fixed:
+            items[stage] = parts[stage].items
+            stages.append(parts[stage])
+            continue
+        came = pending.get(stage, 0) + (children(stage - 1, items[stage - 1]) if stage > 1 else 0)
+        items[stage] = _cap(came, lim.for_stage(stage)) if on[stage] else 0
         cold = cold_credits(stage, items[stage], plan, costs, a)
-        cost_factor, yield_factor = factors[stage]
-        h = history.get(stage)
         stages.append(
-            StageEstimate(
-                stage=stage,
-                items=items[stage],
-                credits=(cold * cost_factor).quantize(Decimal("0.0001")),
-                basis=("history" if h.scope == "site" else "account history") if h else "cold start",
-                cold_start_credits=cold,
-                cost_factor=cost_factor,
-                yield_factor=yield_factor,
-                history_runs=h.runs if h else 0,
+            parts[stage].model_copy(
+                update={
+                    "items": items[stage],
+                    "credits": (cold * parts[stage].cost_factor).quantize(Decimal("0.0001")),
+                    "cold_start_credits": cold,
+                }
             )
         )
     total = sum((s.credits for s in stages), Decimal(0))

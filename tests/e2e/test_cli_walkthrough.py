@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,9 @@ def test_import_run_review_approve_publish_export_with_the_cli_only(
     assert "completed" in followed.stdout and "ready for review" in followed.stdout
     (run,) = json_of(cli(stack, "run", "history", site, "--json", key=key))["runs"]
     assert run["status"] == "completed"
+    estimates = run["initial_snapshot"]["estimate"], run["revised_estimate"]
+    start, revised = (f"{Decimal(e['total']):,.2f}" for e in estimates)
+    assert f"Estimate: {start} credits at the start, {revised} after clustering" in followed.stdout
     assert ok(cli(stack, "run", "activity", run["run_id"], key=key)).strip()
 
     queue = json_of(cli(stack, "review", "queue", site, "--json", key=key))

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import TOPICS, Tenant, configure, create_site, import_keywords, start_run, wait_run
+from tests.integration.test_reask import activity
 
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "demo": {},  # the demo's site: every default
@@ -89,3 +90,34 @@ def test_a_new_sites_first_estimate_takes_its_accounts_factors(new_tenant: Calla
     cold = sum(Decimal(s["cold_start_credits"]) for s in est["stages"])
     estimated, actual = Decimal(est["total"]), Decimal(run["total_credits_used"])
     print(f"new site: account history {estimated}, seeds {cold}, actual {actual}")
+
+
+@pytest.mark.parametrize("name", list(CONFIGURATIONS))
+def test_a_first_runs_estimate_is_revised_once_it_has_its_clusters(
+    new_tenant: Callable[..., Tenant], name: str
+) -> None:
+    """A cold start cannot know how many clusters its keywords make. Here the seed (4 keywords a cluster) says 4
+    for 2 topics of 8, and the site's calibration makes more. Once stage 1 has made them, the run's estimate is
+    revised (stage 1 at its actual cost, the rest from the clusters really pending) and lands within ±10 % of
+    what the run cost; its reservation follows the revision."""
+    api = new_tenant().client
+    site = create_site(api, f"estimate-revised-{name}")
+    if CONFIGURATIONS[name]:
+        configure(api, site, **CONFIGURATIONS[name])
+    import_keywords(api, site, [{"keyword": f"{head} {m}"} for head, mods in TOPICS[:2] for m in mods])
+    cold = api.get(f"/sites/{site}/estimate").json()
+    run = wait_run(api, start_run(api, site)["run_id"])
+    assert run["status"] == "completed" and run["stopped_reason"] is None, run
+    revised, clusters = run["revised_estimate"], run["stages"][0]["items_created"]
+    assert revised is not None, run
+    parts = {s["stage"]: s for s in revised["stages"]}
+    assert parts[1]["basis"] == "actual" and Decimal(parts[1]["credits"]) == Decimal(run["stages"][0]["credits"])
+    assert parts[2]["items"] == clusters != cold["stages"][1]["items"], (clusters, cold["stages"][1])
+    assert Decimal(run["estimated_credits"]) == Decimal(revised["total"])
+    assert Decimal(run["reserved_credits"]) == Decimal(revised["required"])
+    told = [m for m in activity(api, run["run_id"]) if "estimate revised after clustering" in m]
+    assert len(told) == 1 and f"{clusters} clusters to ideate" in told[0], told
+    actual = Decimal(run["total_credits_used"])
+    print(f"{name}: cold start {cold['total']} ({off_by(Decimal(cold['total']), actual):.0%} off), revised "
+          f"{revised['total']}, actual {actual}")  # fmt: skip
+    assert off_by(Decimal(revised["total"]), actual) <= 0.10, (name, revised, run["stages"])

@@ -12,6 +12,7 @@ from services.orchestrator.estimate import (
     batch_estimate,
     calibrate,
     estimate,
+    revise,
     snapshot_cost_factor,
     with_account,
 )
@@ -90,3 +91,25 @@ def test_a_new_site_starts_from_its_accounts_history_per_stage() -> None:
     assert parts[2].items == 4  # 40 keywords at the account's 10 a cluster, not the seed's 4
     assert parts[4].basis == "history" and parts[4].cost_factor == Decimal("1.3")  # the site's own wins
     assert parts[5].basis == "cold start"  # nobody in the account has run it
+
+
+def test_a_revision_keeps_the_done_stage_and_projects_the_rest_from_what_is_pending() -> None:
+    """312 keywords: the seed expects 78 clusters; stage 1 made 10. The revision takes stage 1 at its charge and
+    the later stages from the 10 clusters, with the factors the run froze at its start; the run's limits hold."""
+    p = plan(target_words=1000, ideas_per_cluster=1)
+    history = calibrate([(4, 4, 4, Decimal(12), p)], COSTS)  # drafts ran 50 % over: cost factor 1.5
+    start = estimate({1: 312}, p, COSTS, history=history)
+    assert by_stage(start)[2].items == 78 and by_stage(start)[4].cost_factor == Decimal("1.5")
+    done = StageEstimate(stage=1, items=312, credits=Decimal("62.4"), basis="actual")
+    new = revise(start, [done], {1: 0, 2: 10}, p, COSTS)
+    parts = by_stage(new)
+    assert parts[1] == done
+    assert {s: parts[s].items for s in range(2, 7)} == {2: 10, 3: 10, 4: 10, 5: 10, 6: 20}
+    assert parts[4].basis == "history" and parts[4].credits == Decimal(30)  # 10 × 1000 words / 500 × 1.5
+    assert new.total == sum(s.credits for s in new.stages) < start.total
+    assert new.required == (new.total * Decimal("1.2")).quantize(Decimal("0.0001"))
+    # Keywords that failed stage 1 are pending for stage 1 again, but this run is past it: not counted twice.
+    assert revise(start, [done], {1: 5, 2: 10}, p, COSTS) == new
+    capped = plan(target_words=1000, ideas_per_cluster=1).model_copy(deep=True)
+    capped.limits.max_credits_per_run = Decimal(50)
+    assert revise(start, [done], {2: 10}, capped, COSTS).total == Decimal(50)

@@ -13,7 +13,7 @@ from services.orchestrator.config import RunPlan
 from services.orchestrator.estimate import batch_estimate, snapshot_cost_factor
 from services.orchestrator.publishing.scheduling import Policy
 from services.orchestrator.review import service as review
-from services.orchestrator.runs import outcome, truth
+from services.orchestrator.runs import outcome, revision, truth
 from services.orchestrator.runs import repository as repo
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.window import release_window, stop_for_budget
@@ -46,6 +46,8 @@ async def advance(engine: Engine, session: AsyncSession, run: Run) -> None:
         if stage is Stage.IMAGES:
             await review_gate(engine, session, run, plan)
             return
+        if stage is Stage.CLUSTER:
+            await revision.after_clustering(engine, session, run, plan)  # the cluster yield is known now
         sr = await repo.stage_result(session, run.id, stage)
         wait = timedelta(seconds=plan.delay_between_stages_seconds)
         if wait and sr is not None and sr.finished_at and sr.status != "skipped" and utcnow() < sr.finished_at + wait:

@@ -87,6 +87,13 @@ class RunView(BaseModel):
     current_stage: int
     current_stage_label: str | None
     initial_snapshot: dict[str, Any] = Field(description="pending counts and the estimate at the start")
+    estimated_credits: Decimal = Field(description="The run's estimate: at the start, then revised after stage 1")
+    reserved_credits: Decimal = Field(description="Held back from the account's available credits while active")
+    revised_estimate: Estimate | None = Field(
+        default=None,
+        description="The estimate once stage 1 made the clusters (stage 1 at its actual cost, the rest from the "
+        "clusters really pending); null before that, or when stage 1 had nothing to do",
+    )
     progress: Progress
     total_credits_used: Decimal
     stopped_reason: str | None
@@ -193,6 +200,9 @@ def run_view(
         current_stage=run.current_stage,
         current_stage_label=Stage(run.current_stage).label if run.current_stage else None,
         initial_snapshot=run.initial_snapshot,
+        estimated_credits=run.estimated_credits,
+        reserved_credits=run.reserved_credits,
+        revised_estimate=Estimate.model_validate(run.revised_estimate) if run.revised_estimate else None,
         progress=Progress(
             items_done=done,
             items_total=total,

@@ -50,6 +50,8 @@ class Run(Base):
     estimated_credits: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0), server_default="0")
     # Held back from the account's available credits while the run is active (estimate + margin).
     reserved_credits: Mapped[Decimal] = mapped_column(Credits, default=Decimal(0), server_default="0")
+    # The estimate once stage 1 has made the clusters (services.orchestrator.runs.revision); None before.
+    revised_estimate: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     stopped_reason: Mapped[str | None] = mapped_column(String(40))
     error_message: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime] = now_column()
