@@ -235,6 +235,7 @@ async def write_draft(ai: AiClient, brief: dict[str, Any], options: StageOptions
             soft_check=lambda reply: section_problems(
                 headings.tidy(reply.section_markdown, s.subheadings), per_section
             ),
+            soft_loops=True,  # the quality gate catches loops: the draft is held with its reasons, not failed
         )
 
     # A failed section fails the draft: the other sections' calls are cancelled rather than paid for.

@@ -246,6 +246,7 @@ class AiClient:
         language_name: str | None = None,
         check: Callable[[T], str | None] | None = None,
         soft_check: Callable[[T], str | None] | None = None,
+        soft_loops: bool = False,
     ) -> T:
         """A chat reply parsed into `schema_model`; AiError (permanent) naming the problem when none is usable.
 
@@ -254,6 +255,8 @@ class AiClient:
         test of a valid reply (e.g. "40 words for 300"), a problem it names is re-asked like any other.
         `soft_check`: re-asked the same way while asks are left, but the last reply is returned even with its
         problem (the caller's own gate judges the whole, e.g. the draft quality check that holds a draft back).
+        `soft_loops`: a reply that loops is such a soft problem too (for a caller whose gate catches loops: a
+        draft's section, held back with its reasons, rather than a failed item with nothing to look at).
         """
         model = chat_model(self._s, purpose)
         cap = self._s.chat_max_output_tokens
@@ -312,6 +315,8 @@ class AiClient:
                     raise ReplyProblem(FailureKind.OFF_TARGET, missed)
                 return parsed
             except ReplyProblem as problem:
+                if soft_loops and problem.kind is FailureKind.REPETITION and isinstance(problem.reply, schema_model):
+                    usable = problem.reply
                 found.append(problem)
                 outcome = f"{problem.kind.label}: {problem.detail}"
                 if problem.kind in (FailureKind.INVALID_JSON, FailureKind.SCHEMA_VIOLATION):
@@ -394,7 +399,7 @@ class AiClient:
         # Before the language check: a looping text reads as any language ("Coffee Grinder, Coffee Grinder, …"
         # was judged German by langdetect), and the loop is what the repair prompt must name.
         if loop := next(filter(None, map(repetition_loop, schema.strings(data))), None):
-            raise ReplyProblem(FailureKind.REPETITION, f"{loop!r}…")
+            raise ReplyProblem(FailureKind.REPETITION, f"{loop!r}…", reply=parsed)
         if language_name and self._s.ai_language_check:
             wrong = await asyncio.to_thread(language.mismatch, data, language_name)
             if wrong:

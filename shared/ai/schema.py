@@ -37,10 +37,13 @@ _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
 
 
 class ReplyProblem(Exception):
-    def __init__(self, kind: FailureKind, detail: str) -> None:
+    """What is wrong with a reply; `reply`: the parsed reply when it parsed (a caller may still use it)."""
+
+    def __init__(self, kind: FailureKind, detail: str, reply: Any = None) -> None:
         super().__init__(detail)
         self.kind = kind
         self.detail = detail
+        self.reply = reply
 
 
 @cache

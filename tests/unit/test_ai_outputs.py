@@ -17,6 +17,7 @@ from services.writer.drafting import write_draft
 from shared.ai import AiClient, AiError, FailureKind, Usage
 from shared.contracts import StageOptions
 from shared.settings import Settings
+from shared.text import repetition_loop
 
 
 class Piece(BaseModel):
@@ -244,6 +245,26 @@ async def test_a_soft_check_is_re_asked_but_its_last_reply_stands(fake: RunningF
     assert isinstance(piece, Piece)  # the caller's own gate judges it
     assert [r.outcome for r in usage.records] == ["off_target", "off_target", "ok"]
     assert "missed the request: it has a placeholder" in (await last_user_messages(fake))[1]
+
+
+async def test_a_loop_is_a_soft_problem_only_where_the_caller_says_its_gate_catches_loops(fake: RunningFake) -> None:
+    await fake.configure(faults=[{"kind": "phrase_loop"}])
+    ai = AiClient(settings(fake))
+    hard, soft = Usage(), Usage()
+    with pytest.raises(AiError, match="the reply loops"):
+        await ai.structured("w", prompt("x"), Piece, "piece", hard)
+    piece = await ai.structured("w", prompt("x"), Piece, "piece", soft, soft_loops=True)
+    assert repetition_loop(piece.body_markdown)  # the last looping reply stands, for the caller's gate
+    assert [r.outcome for r in soft.records] == [r.outcome for r in hard.records] == ["repetition_loop"] * 3
+
+
+async def test_a_draft_whose_sections_loop_is_written_and_held_back_with_its_reasons(fake: RunningFake) -> None:
+    await fake.configure(faults=[{"kind": "phrase_loop", "if_prompt_contains": "Section: ## "}])
+    outline = [{"level": 2, "heading": f"Espresso {w}"} for w in ("grinders", "machines", "beans")]
+    brief = {"title": "Espresso at home", "primary_keyword": "espresso", "outline": outline, "target_words": 600}
+    draft = await write_draft(AiClient(settings(fake)), brief, StageOptions(), Usage())
+    assert draft.row["quality_passed"] is False and draft.held is not None
+    assert "repetition loop" in draft.held, draft.held
 
 
 async def test_a_draft_with_placeholder_sections_is_written_and_held_back_with_its_reasons(fake: RunningFake) -> None:
