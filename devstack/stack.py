@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from devstack import kafka as local_kafka
 from devstack import postgres as local_pg
 from devstack import wordpress as local_wp
 from devstack.containers import docker_available, start_containers
+from devstack.ports import free_port
 
 log = logging.getLogger("devstack")
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,12 +46,6 @@ def _settings_vars() -> set[str]:
     from shared.settings import Settings
 
     return {f"CONTENTLINE_{name.upper()}" for name in Settings.model_fields}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_http(

@@ -41,20 +41,15 @@ class RunningFake:
         return result
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @asynccontextmanager
 async def serving(settings: FakeSettings | None = None) -> AsyncIterator[RunningFake]:
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(settings or FakeSettings()), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
+    # Bound here and handed to uvicorn: no gap between choosing the port and listening on it.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    config = uvicorn.Config(create_app(settings or FakeSettings()), log_level="warning", access_log=False)
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         for _ in range(200):
             if server.started:
@@ -67,3 +62,4 @@ async def serving(settings: FakeSettings | None = None) -> AsyncIterator[Running
     finally:
         server.should_exit = True
         await task
+        sock.close()
