@@ -7,7 +7,8 @@ the services the way the tests do, and stops them). Runs, each on a fresh site w
 2. the same at zero latency: what is left is the pipeline's own cost, split into its hops per batch;
 3. the latency of 1 with two replicas of each stage worker (the fake provider has no concurrency limit, so
    it allows 2·C): how throughput scales.
-Default batch sizes and settings otherwise (`--window` sets CONTENTLINE_INFLIGHT_BATCHES_PER_RUN).
+Default batch sizes and settings otherwise (`--window` sets CONTENTLINE_INFLIGHT_BATCHES_PER_RUN). `--keywords
+FILE` or `--synthetic N` runs a larger set: with the demo's 10 clusters, fixed per-stage costs dominate.
 
 The floor (see bench/pipeline_figures.py) comes from the calls the run actually made. The fake provider renders
 its images with Pillow on this same machine: its own CPU time is measured from /proc and printed apart, and
@@ -36,6 +37,7 @@ import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bench.datasets import synthetic_keywords
 from bench.pipeline_figures import HOPS, RunFigures, collect, median, percentile
 from devstack.stack import ROOT, Stack
 from shared.settings import Settings
@@ -100,12 +102,12 @@ class Bench:
         self.fake = httpx.Client(base_url=f"{stack.fake_url}/_fake", timeout=30)
         self.extra: list[subprocess.Popen[bytes]] = []
 
-    def run_once(self, label: str, latency_ms: int) -> tuple[str, float]:
-        """A fresh site with the demo's keywords, one full run at `latency_ms`; returns (run id, client wall)."""
+    def run_once(self, label: str, latency_ms: int, keywords: tuple[str, bytes]) -> tuple[str, float]:
+        """A fresh site with `keywords` (file name, CSV), one full run at `latency_ms`; returns (run id, wall)."""
         r = self.api.post("/sites", json={"name": f"bench {label}", "domain": "bench.example.com"})
         r.raise_for_status()
         site = r.json()["id"]
-        files = {"file": (KEYWORDS.name, KEYWORDS.read_bytes(), "text/csv")}
+        files = {"file": (keywords[0], keywords[1], "text/csv")}
         self.api.post(f"/sites/{site}/keywords/csv", files=files).raise_for_status()
         self.fake.post("/config", json={"latency_ms": latency_ms}).raise_for_status()
         t0 = time.monotonic()
@@ -226,8 +228,15 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=None, help="in-flight batches per run (default: the setting's)")
     parser.add_argument("--skip-replicas", action="store_true", help="leave out the run with two replicas")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--keywords", type=Path, default=KEYWORDS, help="a keyword CSV (default: the demo's)")
+    parser.add_argument("--synthetic", type=int, help="instead, N synthetic SEO keywords (bench/datasets.py)")
     args = parser.parse_args()
-    window = args.window or Settings().inflight_batches_per_run
+    if args.synthetic:
+        rows = "".join(f"{k}\n" for k in synthetic_keywords(args.synthetic))
+        keywords = (f"synthetic-{args.synthetic}.csv", ("keyword\n" + rows).encode())
+    else:
+        keywords = (args.keywords.name, args.keywords.read_bytes())
+    window = args.window or Settings(ai_max_concurrency=args.concurrency).release_window
 
     operator_key = f"clop_{secrets.token_urlsafe(32)}"
     env = {"CONTENTLINE_OPERATOR_KEY": operator_key, "CONTENTLINE_AI_MAX_CONCURRENCY": str(args.concurrency)}
@@ -252,7 +261,7 @@ def main() -> None:
                 if replicas == 2:
                     bench.add_replicas()
                 with CpuSampler(provider) as cpu:
-                    run_id, _ = bench.run_once(label, latency)
+                    run_id, _ = bench.run_once(label, latency, keywords)
                     time.sleep(0.5)
                 figures = asyncio.run(
                     collect(
@@ -275,7 +284,7 @@ def main() -> None:
     print()
     print(f"load average before {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, "
           f"after {load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f}; {os.cpu_count()} cores; "
-          f"window {window}, default batch sizes, {KEYWORDS.name}")  # fmt: skip
+          f"window {window}, default batch sizes, {keywords[0]}")  # fmt: skip
     print()
     print(side_by_side(columns))
     print()
