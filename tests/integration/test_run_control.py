@@ -86,13 +86,15 @@ async def test_pause_mid_stage_then_resume_processes_every_item_once(
 ) -> None:
     site = create_site(api)
     import_keywords(api, site, keyword_set(6, 6))  # 36 keywords
-    configure(api, site, batch_sizes={"1": 2}, stage_enabled={"3": False, "4": False, "5": False, "6": False})
+    # One keyword a batch: 36 batches, more than the release window (2 × the workers' concurrency, 16), so
+    # some are still unreleased when the run is paused.
+    configure(api, site, batch_sizes={"1": 1}, stage_enabled={"3": False, "4": False, "5": False, "6": False})
     run = start_run(api, site)
     run_id = run["run_id"]
     wait_run(api, run_id, lambda v: stage(v, 1)["batches_done"] >= 2 if v["stages"] else False, timeout=60)
     inflight = await eventually(lambda: api.get(f"/sites/{site}/processing").json()["batches"], timeout=30)
     known = {k["keyword"] for k in keyword_set(6, 6)}
-    assert all(b["stage"] == 1 and 1 <= len(b["items"]) <= 2 for b in inflight)
+    assert all(b["stage"] == 1 and len(b["items"]) == 1 for b in inflight)
     assert all(item["title"] in known for b in inflight for item in b["items"])
     paused = api.post(f"/runs/{run_id}/pause")
     assert paused.status_code == 200 and paused.json()["status"] == "paused"
@@ -108,14 +110,14 @@ async def test_pause_mid_stage_then_resume_processes_every_item_once(
     view = api.get(f"/runs/{run_id}").json()
     s1 = stage(view, 1)
     assert view["status"] == "paused" and view["current_stage"] == 1 and s1["stopped_reason"] == "paused"
-    assert 0 < s1["batches_done"] < s1["batches_total"] == 18
+    assert 0 < s1["batches_done"] < s1["batches_total"] == 36
     assert api.post(f"/runs/{run_id}/pause").status_code == 409  # already paused
 
     assert api.post(f"/runs/{run_id}/resume").status_code == 200
     assert api.post(f"/runs/{run_id}/resume").status_code in (409, 200)  # running (409) or raced to completion
     done = wait_run(api, run_id)
     assert done["status"] == "completed"
-    assert stage(done, 1)["items_processed"] == 36 and stage(done, 1)["batches_done"] == 18
+    assert stage(done, 1)["items_processed"] == 36 and stage(done, 1)["batches_done"] == 36
     await assert_each_keyword_clustered_once(db, site, 36)
     conflict = api.post(f"/runs/{run_id}/pause")
     assert conflict.status_code == 409 and "completed" in conflict.json()["detail"]
@@ -146,7 +148,8 @@ async def test_cancel_frees_the_site_at_once_and_releases_nothing_more(
 ) -> None:
     site = create_site(api)
     import_keywords(api, site, keyword_set(6, 6))
-    configure(api, site, batch_sizes={"1": 2}, stage_enabled={"3": False, "4": False, "5": False, "6": False})
+    # 36 batches, more than the release window (16): some are unreleased when the run is cancelled
+    configure(api, site, batch_sizes={"1": 1}, stage_enabled={"3": False, "4": False, "5": False, "6": False})
     run_id = start_run(api, site)["run_id"]
     wait_run(api, run_id, lambda v: stage(v, 1)["batches_done"] >= 1 if v["stages"] else False, timeout=60)
     cancelled = api.post(f"/runs/{run_id}/cancel")
