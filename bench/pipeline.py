@@ -212,6 +212,10 @@ def hop_table(f: RunFigures) -> str:
             f"| {s.stage} | {s.batches} | {s.rounds} | {fmt(s.wall_s, ' s', 2)} | {fmt(s.provider_cpu_s, ' s', 2)} "
             f"| {fmt(per, ' ms', 0)} |"
         )
+    if f.stage1_steps.get("work"):
+        lines += ["", "| stage 1, per batch in order (zero latency) | median | p90 |", "|---|---|---|"]
+        for step, values in f.stage1_steps.items():
+            lines.append(f"| {step} | {fmt(median(values), ' ms')} | {fmt(percentile(values, 90), ' ms')} |")
     return "\n".join(lines)
 
 

@@ -66,6 +66,9 @@ class RunFigures:
     provider_cpu_s: float
     hops: dict[str, list[float]] = field(default_factory=dict)  # hop → ms per batch
     hops_by_stage: dict[int, list[float]] = field(default_factory=dict)  # stage → release→applied ms
+    # Stage 1's batches run one after another (each sees the clusters the earlier ones made): per batch, in
+    # order, ms of the clusterer's work, of building its result, and the gap until it starts the next one.
+    stage1_steps: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def floor_s(self) -> float:
@@ -243,4 +246,24 @@ async def collect(
             hops[hop].append((t1 - t0) * 1000)
         per_stage[stage_of[b.id]].append((points[-1] - points[0]) * 1000)
     figures.hops, figures.hops_by_stage = hops, dict(per_stage)
+    figures.stage1_steps = stage1_steps(batches, worker)
     return figures
+
+
+def stage1_steps(batches: Any, worker: dict[str, Any]) -> dict[str, list[float]]:
+    """Work, result building and the gap to the next batch's start, per stage-1 batch in the order worked."""
+    spans = []
+    for b in batches:
+        w = worker.get(b.id)
+        if b.stage != 1 or w is None:
+            continue
+        built = datetime.fromisoformat(w.payload["occurred_at"]).timestamp()
+        spans.append((built - float(w.payload["seconds"]), epoch(w.created_at), built))
+    spans.sort()
+    steps: dict[str, list[float]] = {"work": [], "result built": [], "gap to the next": []}
+    for (start, done, built), following in itertools.zip_longest(spans, spans[1:]):
+        steps["work"].append((done - start) * 1000)
+        steps["result built"].append((built - done) * 1000)
+        if following is not None:
+            steps["gap to the next"].append((following[0] - built) * 1000)
+    return steps

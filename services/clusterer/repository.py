@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, update
+from sqlalchemy import BigInteger, ColumnElement, Select, and_, column, func, or_, select, update, values
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -141,32 +141,44 @@ async def lock_cluster_by_name(session: AsyncSession, site_id: str, name_norm: s
     return ClusterRow(row.id, row.name, row.name_norm, row.size, from_bytes(row.centroid))
 
 
-async def lock_cluster(session: AsyncSession, cluster_id: int) -> ClusterRow:
-    row = (
-        await session.execute(
-            select(Cluster.id, Cluster.name, Cluster.name_norm, Cluster.size, Cluster.centroid)
-            .where(Cluster.id == cluster_id)
-            .with_for_update()
-        )
-    ).one()
-    return ClusterRow(row.id, row.name, row.name_norm, row.size, from_bytes(row.centroid))
-
-
-async def update_cluster(session: AsyncSession, cluster_id: int, centroid: Vectors, size: int) -> None:
-    await session.execute(
-        update(Cluster).where(Cluster.id == cluster_id).values(centroid=to_bytes(centroid), size=size)
+async def lock_clusters(session: AsyncSession, cluster_ids: list[int]) -> dict[int, ClusterRow]:
+    """The clusters, locked in id order (two batches joining the same clusters cannot deadlock)."""
+    rows = await session.execute(
+        select(Cluster.id, Cluster.name, Cluster.name_norm, Cluster.size, Cluster.centroid)
+        .where(Cluster.id.in_(cluster_ids))
+        .order_by(Cluster.id)
+        .with_for_update()
     )
+    return {r.id: ClusterRow(r.id, r.name, r.name_norm, r.size, from_bytes(r.centroid)) for r in rows}
 
 
-async def assign_keywords(session: AsyncSession, cluster_id: int, keyword_ids: list[int]) -> int:
-    """Set the cluster of still-unclustered keywords; returns how many were assigned."""
+async def assign_keywords_to(session: AsyncSession, members: dict[int, list[int]]) -> dict[int, int]:
+    """Set the cluster of still-unclustered keywords, {cluster id: keyword ids} in one statement; returns how
+    many each cluster got."""
+    pairs = [(k, c) for c, ids in members.items() for k in ids]
+    if not pairs:
+        return {}
+    v = values(column("keyword_id", BigInteger), column("cluster_id", BigInteger), name="v").data(pairs)
     result = await session.execute(
         update(Keyword)
-        .where(Keyword.id.in_(keyword_ids), Keyword.cluster_id.is_(None))
-        .values(cluster_id=cluster_id, clustered_at=utcnow())
-        .returning(Keyword.id)
+        .where(Keyword.id == v.c.keyword_id, Keyword.cluster_id.is_(None))
+        .values(cluster_id=v.c.cluster_id, clustered_at=utcnow())
+        .returning(Keyword.cluster_id)
     )
-    return len(result.all())
+    added: dict[int, int] = {}
+    for cluster_id in result.scalars():
+        if cluster_id is not None:  # set by this very statement: never None, but typed as the column
+            added[cluster_id] = added.get(cluster_id, 0) + 1
+    return added
+
+
+async def update_clusters(session: AsyncSession, changes: dict[int, tuple[Vectors, int]]) -> None:
+    """New centroid and size per cluster id, in one round trip (executemany)."""
+    if changes:
+        await session.execute(
+            update(Cluster),
+            [{"id": c, "centroid": to_bytes(centroid), "size": size} for c, (centroid, size) in changes.items()],
+        )
 
 
 def _outside_space(model: str, dim: int | None) -> ColumnElement[bool]:

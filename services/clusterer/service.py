@@ -169,9 +169,8 @@ class ClustererService:
 
         async def persist(session: AsyncSession) -> None:
             await self._store_vectors(session, cmd.site_id, stats.dim, batch.fresh, calibration)
-            created = 0
-            for cluster_id, (ids, vecs) in joins.items():
-                await self._join(session, cluster_id, ids, vecs)
+            members = dict(joins)  # every cluster this batch adds to, joined in one go at the end
+            made: list[tuple[int, NewCluster]] = []
             for c in new_clusters:
                 name_norm = normalise(c.label.name)
                 new_id = await repo.insert_cluster(
@@ -188,13 +187,17 @@ class ClustererService:
                 )
                 if new_id is None:  # same name as an existing cluster (or one made a moment ago): merge
                     new_id = (await repo.lock_cluster_by_name(session, cmd.site_id, name_norm)).id
-                    await self._join(session, new_id, c.keyword_ids, c.vectors)
-                    continue
-                created += 1
-                size = await self._join(session, new_id, c.keyword_ids, c.vectors)
-                data = ClusterCreated(id=new_id, name=c.label.name.strip()[:200], intent=c.label.intent, size=size)
+                else:
+                    made.append((new_id, c))
+                ids, vecs = members.get(new_id, ([], c.vectors[:0]))
+                members[new_id] = (ids + c.keyword_ids, np.vstack([vecs, c.vectors]))
+            sizes = await self._join(session, members)
+            for new_id, c in made:
+                data = ClusterCreated(
+                    id=new_id, name=c.label.name.strip()[:200], intent=c.label.intent, size=sizes[new_id]
+                )
                 outcome.events.append(entity_event(cmd.account_id, cmd.site_id, cmd.run_id, data))
-            outcome.created = created
+            outcome.created = len(made)
 
         outcome.processed = len(processed_ids)
         outcome.persist = persist
@@ -294,13 +297,18 @@ class ClustererService:
             return exc
 
     @staticmethod
-    async def _join(session: AsyncSession, cluster_id: int, keyword_ids: list[int], vectors: Vectors) -> int:
-        """Returns the cluster's size after the join."""
-        current = await repo.lock_cluster(session, cluster_id)
-        added = await repo.assign_keywords(session, cluster_id, keyword_ids)
-        if added:
-            # Sizes count members; a cluster rebuilt without vectors (empty centroid) restarts from these.
-            old = current.centroid if current.centroid.size == vectors.shape[1] else None
-            centroid = merged_mean(old, current.size if old is not None else 0, vectors)
-            await repo.update_cluster(session, cluster_id, centroid, current.size + added)
-        return int(current.size + added)
+    async def _join(session: AsyncSession, members: dict[int, tuple[list[int], Vectors]]) -> dict[int, int]:
+        """Add keywords (ids, vectors) to clusters, {cluster id: members}; returns each cluster's size after.
+        Three statements for the whole batch, not three per cluster: a stage-1 batch is on the run's critical
+        path (they run one after another), and per-cluster round trips were most of its time."""
+        current = await repo.lock_clusters(session, sorted(members))
+        added = await repo.assign_keywords_to(session, {c: ids for c, (ids, _) in members.items()})
+        changes: dict[int, tuple[Vectors, int]] = {}
+        for cluster_id, (_, vectors) in members.items():
+            row, n = current[cluster_id], added.get(cluster_id, 0)
+            if n:
+                # Sizes count members; a cluster rebuilt without vectors (empty centroid) restarts from these.
+                old = row.centroid if row.centroid.size == vectors.shape[1] else None
+                changes[cluster_id] = (merged_mean(old, row.size if old is not None else 0, vectors), row.size + n)
+        await repo.update_clusters(session, changes)
+        return {c: int(current[c].size + added.get(c, 0)) for c in members}
