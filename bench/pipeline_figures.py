@@ -232,16 +232,7 @@ async def collect(
         w = worker.get(b.id)
         if b.status != "done" or b.attempt != 1 or w is None or b.id not in cmd_ts or b.id not in result_ts:
             continue
-        built = datetime.fromisoformat(w.payload["occurred_at"]).timestamp()
-        points = [
-            epoch(b.released_at),
-            cmd_ts[b.id],
-            built - float(w.payload["seconds"]),
-            epoch(w.created_at),
-            built,
-            result_ts[b.id],
-            epoch(b.finished_at),
-        ]
+        points = [epoch(b.released_at), cmd_ts[b.id], *worker_span(w), result_ts[b.id], epoch(b.finished_at)]
         for hop, (t0, t1) in zip(HOPS, itertools.pairwise(points), strict=True):
             hops[hop].append((t1 - t0) * 1000)
         per_stage[stage_of[b.id]].append((points[-1] - points[0]) * 1000)
@@ -250,16 +241,15 @@ async def collect(
     return figures
 
 
+def worker_span(w: Any) -> tuple[float, float, float]:
+    """(work started, work done = its transaction began, result built) of a worker's result row, epoch s."""
+    built = datetime.fromisoformat(w.payload["occurred_at"]).timestamp()
+    return built - float(w.payload["seconds"]), epoch(w.created_at), built
+
+
 def stage1_steps(batches: Any, worker: dict[str, Any]) -> dict[str, list[float]]:
     """Work, result building and the gap to the next batch's start, per stage-1 batch in the order worked."""
-    spans = []
-    for b in batches:
-        w = worker.get(b.id)
-        if b.stage != 1 or w is None:
-            continue
-        built = datetime.fromisoformat(w.payload["occurred_at"]).timestamp()
-        spans.append((built - float(w.payload["seconds"]), epoch(w.created_at), built))
-    spans.sort()
+    spans = sorted(worker_span(worker[b.id]) for b in batches if b.stage == 1 and b.id in worker)
     steps: dict[str, list[float]] = {"work": [], "result built": [], "gap to the next": []}
     for (start, done, built), following in itertools.zip_longest(spans, spans[1:]):
         steps["work"].append((done - start) * 1000)
