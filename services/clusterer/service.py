@@ -301,7 +301,9 @@ class ClustererService:
         """Add keywords (ids, vectors) to clusters, {cluster id: members}; returns each cluster's size after.
         Three statements for the whole batch, not three per cluster: a stage-1 batch is on the run's critical
         path (they run one after another), and per-cluster round trips were most of its time."""
-        current = await repo.lock_clusters(session, sorted(members))
+        if not members:
+            return {}
+        current = await repo.lock_clusters(session, list(members))  # the query locks them in id order
         added = await repo.assign_keywords_to(session, {c: ids for c, (ids, _) in members.items()})
         changes: dict[int, tuple[Vectors, int]] = {}
         for cluster_id, (_, vectors) in members.items():
