@@ -274,7 +274,15 @@ def create_app(settings: FakeSettings | None = None) -> FastAPI:
         refused, _ = await state.refusal("embeddings", " ".join(texts), params)
         if refused is not None:
             return refused
+        encoding = body.encoding_format or "float"
+        if encoding not in state.settings.embedding_encodings:
+            message = f"Unsupported value: 'encoding_format' does not support {encoding!r} with this model."
+            return openai_error(
+                400, message, "invalid_request_error", param="encoding_format", code="unsupported_parameter"
+            )
         state.stats.embedding_inputs += len(texts)
+        if state.settings.embeddings_as_floats:
+            body = body.model_copy(update={"encoding_format": "float"})
         return JSONResponse(embeddings.response(body, texts, state.settings.native_dimensions))
 
     @app.post("/v1/images/generations")

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from fakeai.faults import FaultRule
 
 ResponseFormat = Literal["json_schema", "json_object", "text"]
+EmbeddingEncoding = Literal["float", "base64"]
 RESPONSE_FORMATS: tuple[ResponseFormat, ...] = ("json_schema", "json_object", "text")
 
 
@@ -43,6 +44,13 @@ class FakeSettings(BaseSettings):
     )
     context_tokens: int | None = Field(
         default=None, ge=16, description="Chat: refuse (400, vLLM's wording) when prompt + max_tokens exceed this."
+    )
+    embedding_encodings: list[EmbeddingEncoding] = Field(
+        default_factory=lambda: list[EmbeddingEncoding](["float", "base64"]),
+        description="Embeddings: encoding_format values accepted; another is a 400 naming encoding_format.",
+    )
+    embeddings_as_floats: bool = Field(
+        default=False, description="Embeddings: answer with lists of floats whatever encoding_format asked."
     )
     native_dimensions: int | None = Field(
         default=None, ge=1, le=4096, description="Embeddings: ignore `dimensions` and return this size."

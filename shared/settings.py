@@ -164,6 +164,13 @@ class Settings(BaseSettings):
     publish_immediate_spacing_seconds: float = Field(default=60.0, ge=1, le=3600)
 
     @property
+    def worker_commands_in_flight(self) -> int:
+        """Commands a worker process holds at once: ai_max_concurrency at work and as many ready behind them
+        (fetched, attempt counted, inputs loaded, waiting for a model slot), so a freed slot starts the next
+        call at once instead of after a fetch and a transaction. The AI client's slots bound the model calls."""
+        return 2 * self.ai_max_concurrency
+
+    @property
     def release_window(self) -> int:
         """The batches of one run out at once (`inflight_batches_per_run`, else 2 × ai_max_concurrency)."""
         return self.inflight_batches_per_run or 2 * self.ai_max_concurrency

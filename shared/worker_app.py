@@ -28,7 +28,7 @@ def worker_app(rt: Runtime, topic: str, handler: Handler, *, key_ordered: bool =
     pool = OrderedCommitPool(
         metrics.timed(topic, handler),  # FastStream's duration metric sees only the hand-off to the pool
         name=rt.name,
-        max_in_flight=rt.settings.ai_max_concurrency,
+        max_in_flight=rt.settings.worker_commands_in_flight,
         key_ordered=key_ordered,
         retry_seconds=0.1,  # the handler has already backed off (shared.consume.bounded) before it raises
         revoke_seconds=REVOKE_WAIT_SECONDS,
@@ -52,7 +52,7 @@ def worker_app(rt: Runtime, topic: str, handler: Handler, *, key_ordered: bool =
     )(on_record)
     return FastStream(
         rt.broker,
-        on_startup=[rt.ai.check_configured, rt.on_startup],
+        on_startup=[rt.ai.open_clients, rt.on_startup],
         after_startup=[rt.after_startup],
         # In-flight commands finish and are committed before the relay, the AI client and the DB close.
         on_shutdown=[pool.drain, rt.on_shutdown],

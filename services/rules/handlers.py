@@ -22,7 +22,7 @@ def make_handler(rt: Runtime, service: RuleService) -> Handler:
     async def on_entity_event(msg: KafkaMessage) -> None:
         record = Record.of(msg)
         event = await parse_record(rt.broker, rt.sessions, CONSUMER, record, EntityEvent, RULES_DLQ)
-        if event is None:
+        if event is None or not await service.concerns_a_rule(event):
             return
 
         async def park(reason: str) -> None:

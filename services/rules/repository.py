@@ -37,6 +37,11 @@ async def active_rules_for(session: AsyncSession, site_id: str, trigger: str) ->
     return list((await session.scalars(stmt.order_by(Rule.id))).all())
 
 
+async def has_active_rule(session: AsyncSession, site_id: str, trigger: str) -> bool:
+    stmt = select(Rule.id).where(Rule.site_id == site_id, Rule.trigger == trigger, Rule.is_active.is_(True))
+    return (await session.scalar(stmt.limit(1))) is not None
+
+
 async def delete_rule(session: AsyncSession, account_id: str, rule_id: str) -> bool:
     row = await get_rule(session, account_id, rule_id, lock=True)
     if row is None:

@@ -29,13 +29,21 @@ def make_handler(rt: Runtime, service: WebhookService, source: Source[Any]) -> H
         message = await parse_record(rt.broker, rt.sessions, consumer, record, source.model, WEBHOOKS_DLQ)
         if message is None:
             return
+        try:
+            events: list[Any] | None = source.to_events(message)  # pure and cheap
+        except Exception:  # mapped again below, where a failure counts as an attempt and ends dead-lettered
+            events = None
+        if events is not None and not await service.wanted(events):
+            return
 
         async def park(reason: str) -> None:
             await dead_letter_record(rt.broker, WEBHOOKS_DLQ, record, reason)
 
         async def run() -> None:
-            # Mapping is pure and cheap; only rows are written here, nothing waits on a receiver.
-            await service.enqueue(consumer, message.message_id, source.to_events(message))
+            # Only rows are written here, nothing waits on a receiver.
+            await service.enqueue(
+                consumer, message.message_id, events if events is not None else source.to_events(message)
+            )
 
         await bounded(rt.sessions, consumer, message.message_id, run, park)
 

@@ -223,6 +223,22 @@ class WebhookService:
         return delivery_view(row)
 
     # ------------------------------------------------------------------ from source events
+    async def wanted(self, events: list[WebhookEvent]) -> bool:
+        """False when no endpoint is subscribed to any of these events (most run activity, for most accounts):
+        one read instead of a counted attempt's transactions. True when the read fails: the counted path then
+        deals with the outage."""
+        if not events:
+            return False
+        try:
+            async with self._sessions() as session:
+                for event in events:
+                    if await repo.subscribed_endpoints(session, event):
+                        return True
+            return False
+        except Exception:
+            log.warning("could not look up webhook subscriptions; handling the message the long way", exc_info=True)
+            return True
+
     async def enqueue(self, consumer: str, message_id: str, events: list[WebhookEvent]) -> int | None:
         """Deliveries for every subscribed endpoint, in the transaction that claims the source message in the
         inbox: a redelivered message adds nothing (None); returns how many deliveries were added."""

@@ -76,6 +76,17 @@ MAX_ADAPTATIONS = 3  # parameter drops per request: enough for token param + for
 CONTEXT_MARGIN = 16  # tokens kept free when shrinking a budget to the context's room
 
 
+
+def vector_of(embedding: Any) -> npt.NDArray[np.float32]:
+    """One embedding as float32: base64 of little-endian float32 (what was asked for), or a list of numbers
+    (what a provider that ignores the format sends)."""
+    if isinstance(embedding, str):
+        raw = base64.b64decode(embedding, validate=True)
+        if len(raw) % 4:
+            raise ValueError(f"base64 vector of {len(raw)} bytes is not float32")
+        return np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    return np.asarray(embedding, np.float32)
+
 class AiClient:
     def __init__(self, settings: Settings) -> None:
         self._s = settings
@@ -96,6 +107,13 @@ class AiClient:
         found = problems(self._s)
         if found:
             raise RuntimeError("; ".join(found))
+
+    def open_clients(self) -> None:
+        """Start-up: check the settings and build the SDK clients now; building one imports the HTTP stack and
+        makes a TLS context (~0.2 s of CPU), which the first batch of the first run would otherwise wait for."""
+        self.check_configured()
+        for function in FUNCTIONS:
+            self._sdk(function)
 
     def endpoint(self, function: Function) -> Endpoint:
         return self._eps[function]
@@ -413,60 +431,86 @@ class AiClient:
     ) -> npt.NDArray[np.float32]:
         """Embeddings for `texts`, L2-normalised, batched to the provider's input limit.
 
+        The batches are requested side by side (the function's concurrency slots bound them): a site's first
+        clustering embeds thousands of keywords at once and waits for the slowest request, not their sum.
         Vectors of another size than `CONTENTLINE_EMBEDDING_DIMENSIONS`, than `expected_dimensions` (the size
         the caller already stores, e.g. a site's centroids) or than this model returned before raise
         `EmbeddingDimensionError`: vectors of mixed sizes are never handed out to be stored side by side.
         """
-        ep = self._eps["embeddings"]
         configured = self._s.embedding_dimensions
-        out: list[npt.NDArray[np.float32]] = []
         step = self._s.embedding_batch_size
-        sdk = self._sdk("embeddings")
-        for start in range(0, len(texts), step):
-            chunk = list(texts[start : start + step])
-            adaptations = 0
-            while True:
-                record = CallRecord(kind="embeddings", model=ep.model, purpose=purpose)
-                usage.add(record)
-                kwargs: dict[str, Any] = {"model": ep.model, "input": chunk, "encoding_format": "float"}
-                if configured and self._optional.send["dimensions"]:
-                    kwargs["dimensions"] = configured
-                estimate = sum(len(t) for t in chunk) // 4 + 1
-                try:
-                    raw = await self._send(
-                        "embeddings",
-                        record,
-                        bind_call(sdk.embeddings.with_raw_response.create, kwargs),
-                        estimate,
-                        set(kwargs) - {"model", "input"},
-                    )
-                    break
-                except AttemptsFailed as failed:
-                    error = self._error(purpose, "embeddings", ep.model, record, failed.failure)
-                    if self._drop_optional(failed.failure, "embeddings") and adaptations < 1:
-                        adaptations += 1
-                        continue
-                    raise error from failed
-            response = raw.parse()
-            record.prompt_tokens = response.usage.prompt_tokens if response.usage else 0
-            rows = [d.embedding for d in sorted(response.data, key=lambda d: d.index)]
-            if len(rows) != len(chunk):
-                failure = Failure(FailureKind.NO_DATA, f"{len(rows)} vectors for {len(chunk)} inputs")
-                raise self._error(purpose, "embeddings", ep.model, record, failure)
-            sizes = sorted({len(r) for r in rows})
-            if len(sizes) > 1:
-                raise self._dimension_error(purpose, record, sizes[0], sizes[-1], "one reply mixed vector sizes")
-            out.append(np.asarray(rows, np.float32))
-        if not out:
+        chunks = [list(texts[start : start + step]) for start in range(0, len(texts), step)]
+        # Each task records its request before its first await: usage keeps the requests' order.
+        tasks = [asyncio.create_task(self._embed_chunk(c, purpose, usage)) for c in chunks]
+        try:
+            replies = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:  # one batch failed: the others' vectors could not be used
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if not replies:
             return np.zeros((0, expected_dimensions or configured or 1), np.float32)
+        out, records = [m for m, _ in replies], [r for _, r in replies]
         matrix = np.vstack(out) if len({m.shape[1] for m in out}) == 1 else None
         if matrix is None:
             got = sorted({m.shape[1] for m in out})
-            raise self._dimension_error(purpose, usage.records[-1], got[0], got[-1], "batches came back in mixed sizes")
-        self._check_dimensions(purpose, usage.records[-1], matrix.shape[1], configured, expected_dimensions)
+            raise self._dimension_error(purpose, records[-1], got[0], got[-1], "batches came back in mixed sizes")
+        self._check_dimensions(purpose, records[-1], matrix.shape[1], configured, expected_dimensions)
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         normalised: npt.NDArray[np.float32] = (matrix / np.maximum(norms, 1e-12)).astype(np.float32)
         return normalised
+
+    async def _embed_chunk(
+        self, chunk: list[str], purpose: str, usage: Usage
+    ) -> tuple[npt.NDArray[np.float32], CallRecord]:
+        """One embeddings request. Vectors come as base64 float32 (a quarter of the JSON of decimal floats, and
+        decoded by numpy instead of parsed number by number) unless the provider refuses that; a provider that
+        ignores the format and sends floats is read as well."""
+        ep = self._eps["embeddings"]
+        configured = self._s.embedding_dimensions
+        sdk = self._sdk("embeddings")
+        adaptations = 0
+        while True:
+            record = CallRecord(kind="embeddings", model=ep.model, purpose=purpose)
+            usage.add(record)
+            encoding = "base64" if self._optional.send["encoding_format"] else "float"
+            kwargs: dict[str, Any] = {"model": ep.model, "input": chunk, "encoding_format": encoding}
+            if configured and self._optional.send["dimensions"]:
+                kwargs["dimensions"] = configured
+            estimate = sum(len(t) for t in chunk) // 4 + 1
+            try:
+                raw = await self._send(
+                    "embeddings",
+                    record,
+                    bind_call(sdk.embeddings.with_raw_response.create, kwargs),
+                    estimate,
+                    set(kwargs) - {"model", "input"},
+                )
+                break
+            except asyncio.CancelledError:  # another batch of the request failed (or the worker stops)
+                record.fail("cancelled", "cancelled before its reply: the request failed or was stopped")
+                raise
+            except AttemptsFailed as failed:
+                error = self._error(purpose, "embeddings", ep.model, record, failed.failure)
+                if self._drop_optional(failed.failure, "embeddings") and adaptations < 2:
+                    adaptations += 1
+                    continue
+                raise error from failed
+        response = raw.parse()
+        record.prompt_tokens = response.usage.prompt_tokens if response.usage else 0
+        try:
+            rows = [vector_of(d.embedding) for d in sorted(response.data, key=lambda d: d.index)]
+        except (ValueError, TypeError) as exc:  # binascii.Error is a ValueError
+            failure = Failure(FailureKind.NO_DATA, f"unreadable vector: {exc}")
+            raise self._error(purpose, "embeddings", ep.model, record, failure) from exc
+        if len(rows) != len(chunk):
+            failure = Failure(FailureKind.NO_DATA, f"{len(rows)} vectors for {len(chunk)} inputs")
+            raise self._error(purpose, "embeddings", ep.model, record, failure)
+        sizes = sorted({len(r) for r in rows})
+        if len(sizes) > 1:
+            raise self._dimension_error(purpose, record, sizes[0], sizes[-1], "one reply mixed vector sizes")
+        return (np.vstack(rows) if rows else np.zeros((0, configured or 1), np.float32)), record
 
     def _check_dimensions(
         self, purpose: str, record: CallRecord, got: int, configured: int | None, expected: int | None

@@ -67,4 +67,6 @@ class ChatPlan:
 class OptionalParams:
     """Parameters of embeddings/images that a provider may refuse: sent until it does."""
 
-    send: dict[str, bool] = field(default_factory=lambda: {"dimensions": True, "quality": True})
+    send: dict[str, bool] = field(
+        default_factory=lambda: {"dimensions": True, "encoding_format": True, "quality": True}
+    )

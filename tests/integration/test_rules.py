@@ -263,3 +263,25 @@ def test_rule_definitions_are_validated_naming_what_is_wrong(api: httpx.Client) 
     assert r.status_code == 422 and "colour" in r.text
     test = api.post(f"/rules/{rule['id']}/test", json={"sample": {"size": 4}}).json()
     assert test["conditions_met"] is True and test["sample_source"] == "given"
+
+
+async def test_an_event_no_active_rule_wants_is_settled_by_one_read(
+    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """The rules process settles events that no active rule of their site has as trigger (most of them: an
+    import sends one per keyword) without counting an attempt; it must still see every rule that wants one."""
+    site = create_site(api)
+    account = api.get(f"/sites/{site}").json()["account_id"]
+    service = rule_service(stack, db)
+    event = entity_event(account, site, None, KeywordAdded(id=1, keyword="espresso"))
+    assert not await service.concerns_a_rule(event)  # no rule at all
+    create_rule(api, site, name="on clusters", trigger="cluster_created", actions=[{"type": "generate_ideas"}])
+    assert not await service.concerns_a_rule(event)  # a rule, for another trigger
+    keyword_rule = create_rule(
+        api, site, name="on keywords", trigger="keyword_added", actions=[{"type": "notify", "message": "new keyword"}]
+    )
+    assert await service.concerns_a_rule(event)
+    other_site = create_site(api)
+    assert not await service.concerns_a_rule(entity_event(account, other_site, None, KeywordAdded(id=2, keyword="x")))
+    assert api.patch(f"/rules/{keyword_rule['id']}", json={"is_active": False}).status_code == 200
+    assert not await service.concerns_a_rule(event)  # paused rules want nothing

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
 from services.webhooks.errors import ConflictError, NotFoundError, SecretsUnavailableError
+from services.webhooks.events import EventType, RunData, WebhookEvent
 from services.webhooks.schemas import EndpointCreate, EndpointUpdate
 from services.webhooks.service import WebhookService
 from shared.db.models import Account, WebhookEndpoint
@@ -135,3 +137,24 @@ async def test_bad_calls_get_clear_errors(service: WebhookService, account: str)
             await service.get_delivery(account, created.id, 999999999)
     finally:
         await service.delete_endpoint(account, created.id)
+
+
+async def test_a_message_no_endpoint_wants_is_settled_by_one_read(
+    service: WebhookService, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """Run activity nobody subscribed to (most of it) is settled without an attempt; a subscriber still gets it."""
+    account = f"acc_{uuid.uuid4().hex[:12]}"  # an account of its own: no other test's endpoints
+    async with db.begin() as session:
+        session.add(Account(id=account, name="quiet"))
+
+    def event(kind: EventType) -> WebhookEvent:
+        data = RunData(run_id="run_x", site_id="site_x", status="completed", stage=7)
+        return WebhookEvent(id=uuid.uuid4().hex, type=kind, timestamp=datetime.now(UTC), account_id=account, data=data)
+
+    assert not await service.wanted([])
+    assert not await service.wanted([event(EventType.RUN_COMPLETED)])  # no endpoint at all
+    created = await service.create_endpoint(account, spec(event_types=["run.failed"]))
+    assert not await service.wanted([event(EventType.RUN_COMPLETED)])  # an endpoint for another type
+    assert await service.wanted([event(EventType.RUN_COMPLETED), event(EventType.RUN_FAILED)])
+    await service.update_endpoint(account, created.id, EndpointUpdate.model_validate({"is_active": False}))
+    assert not await service.wanted([event(EventType.RUN_FAILED)])  # a disabled endpoint wants nothing

@@ -4,17 +4,21 @@ retry budgets per function, and the devstack passing the caller's settings throu
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import BaseModel, Field, SecretStr
 
 from devstack.stack import Stack
 from fakeai import FakeSettings
+from fakeai.embeddings import embed as fake_vectors
 from fakeai.serve import RunningFake, serving
-from shared.ai import AiClient, EmbeddingDimensionError, Usage
+from shared.ai import AiClient, AiError, EmbeddingDimensionError, Usage
+from shared.ai.client import vector_of
 from shared.ai.config import attempt_timeouts, endpoint, grown_budget, required_budget, retry_budget
 from shared.settings import Settings
 
@@ -99,6 +103,63 @@ async def test_a_refused_dimensions_parameter_is_left_out_and_the_size_still_che
         ai64 = AiClient(on(fake, embedding_dimensions=64))
         with pytest.raises(EmbeddingDimensionError, match=r"the provider refused 'dimensions'"):
             await ai64.embed(["a"], "kw", Usage())
+
+
+TEXTS = ["espresso beans", "french press", "moka pot", "cold brew", "latte art", "pour over"]
+
+
+async def test_vectors_come_as_base64_and_are_decoded_in_order(fake: RunningFake) -> None:
+    ai = AiClient(on(fake, embedding_batch_size=4))
+    vectors = await ai.embed(TEXTS, "kw", Usage())
+    assert [r["body"]["encoding_format"] for r in await fake.requests()] == ["base64", "base64"]
+    assert np.allclose(vectors, fake_vectors(TEXTS), atol=1e-6)
+
+
+async def test_a_provider_that_answers_floats_anyway_is_read_the_same() -> None:
+    async with serving(FakeSettings(embeddings_as_floats=True)) as fake:
+        vectors = await AiClient(on(fake)).embed(TEXTS, "kw", Usage())
+    assert np.allclose(vectors, fake_vectors(TEXTS), atol=1e-6)
+
+
+async def test_a_provider_refusing_base64_is_asked_for_floats_from_then_on() -> None:
+    async with serving(FakeSettings(embedding_encodings=["float"])) as fake:
+        ai, usage = AiClient(on(fake)), Usage()
+        vectors = await ai.embed(TEXTS, "kw", usage)
+        await ai.embed(["one more"], "kw", Usage())
+        sent = [r["body"]["encoding_format"] for r in await fake.requests()]
+    assert sent == ["base64", "float", "float"]
+    assert [r.outcome for r in usage.records] == ["unsupported_parameter", "ok"]
+    assert "'encoding_format'" in (usage.records[0].error or "")
+    assert np.allclose(vectors, fake_vectors(TEXTS), atol=1e-6)
+
+
+def test_an_unreadable_vector_is_refused() -> None:
+    assert vector_of([0.5, 0.25]).tolist() == [0.5, 0.25]
+    with pytest.raises(ValueError, match="not float32"):
+        vector_of("AAAA")  # three bytes
+    with pytest.raises(ValueError):
+        vector_of("not base64!")
+
+
+async def test_a_large_embedding_request_sends_its_batches_side_by_side(fake: RunningFake) -> None:
+    """Three batches against a provider that takes 1.5 s per request: one after another would take 4.5 s."""
+    await fake.configure(faults=[{"kind": "slow", "endpoint": "embeddings", "delay_ms": 1500}])
+    ai, usage = AiClient(on(fake, embedding_batch_size=2)), Usage()
+    started = time.monotonic()
+    vectors = await ai.embed(TEXTS, "kw", usage)
+    assert time.monotonic() - started < 3.0
+    assert len(usage.records) == 3 and all(r.ok for r in usage.records)
+    assert np.allclose(vectors, fake_vectors(TEXTS), atol=1e-6)  # rows in the texts' order
+
+
+async def test_one_failed_batch_fails_the_request_and_names_it(fake: RunningFake) -> None:
+    await fake.configure(faults=[{"kind": "not_supported", "endpoint": "embeddings", "if_prompt_contains": "moka"}])
+    ai, usage = AiClient(on(fake, embedding_batch_size=2)), Usage()
+    with pytest.raises(AiError, match=r"kw: .*501"):
+        await ai.embed(TEXTS, "kw", usage)
+    outcomes = [r.outcome for r in usage.records]
+    assert len(outcomes) == 3 and outcomes.count("not_supported") == 1
+    assert set(outcomes) <= {"not_supported", "ok", "cancelled"}  # a sibling still out is cancelled, and says so
 
 
 async def test_chat_models_per_ai_function(fake: RunningFake) -> None:
