@@ -22,7 +22,11 @@ How it works:
 - A handler that raises is tried again in its own task after `retry_seconds`: what NACK_ON_ERROR's
   seek-back did, without rewinding the partition over the records behind it. Handlers count their attempts
   in the database (shared.consume.bounded), so a poisonous record is settled within bounded attempts.
-- Key order (optional): records with the same Kafka key run one after another, in offset order.
+- Key order (optional): records with the same Kafka key take turns in offset order. A record's turn is
+  taken when the pool accepts it; by default the handler starts when the turn comes and the turn ends
+  with the task. With `handler_waits`, the handler starts at once and calls `wait_for_turn()` where
+  the ordered part begins and `end_turn()` once it is committed: what comes before (an attempt
+  counted, inputs loaded) overlaps the previous record's ordered part (issue 13: the clusterer).
 - Rebalance: aiokafka rebalances eagerly (every partition is revoked before any is assigned). On revoke
   the pool waits up to `revoke_seconds` for the revoked partitions' tasks, commits what finished and
   cancels the rest: those are redelivered to the next owner (an unfinished record committed nothing; its
@@ -37,7 +41,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -45,6 +49,7 @@ from aiokafka.errors import KafkaError
 from faststream.kafka.message import KafkaMessage
 
 from shared.consume import Record
+from shared.turns import CURRENT_TURN, KeyTurns, Turn
 
 log = logging.getLogger(__name__)
 
@@ -80,27 +85,6 @@ class OrderedOffsets:
         return len(self._pending)
 
 
-class KeyOrder:
-    """Records with the same key take turns (asyncio locks are fair: in the order the tasks started)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[bytes | None, tuple[asyncio.Lock, int]] = {}
-
-    @contextlib.asynccontextmanager
-    async def turn(self, key: bytes | None) -> AsyncIterator[None]:
-        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
-        self._locks[key] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[key]
-            if users <= 1:
-                del self._locks[key]
-            else:
-                self._locks[key] = (lock, users - 1)
-
-
 class OrderedCommitPool:
     """A bounded task pool behind one FastStream subscriber; see the module docstring."""
 
@@ -111,6 +95,7 @@ class OrderedCommitPool:
         name: str,
         max_in_flight: int,
         key_ordered: bool = False,
+        handler_waits: bool = False,
         retry_seconds: float = 1.0,
         revoke_seconds: float = 45.0,
         drain_seconds: float = 25.0,
@@ -120,7 +105,8 @@ class OrderedCommitPool:
         self._handler = handler
         self._name = name
         self._max = max_in_flight
-        self._key_order = KeyOrder() if key_ordered else None
+        self._turns = KeyTurns() if key_ordered else None
+        self._handler_waits = handler_waits
         self._retry = retry_seconds
         self._revoke = revoke_seconds
         self._drain = drain_seconds
@@ -161,7 +147,8 @@ class OrderedCommitPool:
         self._offsets.setdefault(tp, OrderedOffsets()).add(record.offset)
         self._in_flight += 1
         label = f"{self._name}:{record.topic}[{record.partition}]@{record.offset}"
-        task = asyncio.create_task(self._work(record), name=label)
+        turn = self._turns.take(record.key) if self._turns is not None else None
+        task = asyncio.create_task(self._work(record, turn), name=label)
         self._tasks.setdefault(tp, set()).add(task)
         task.add_done_callback(lambda t: self._settle(tp, record.offset, t))
         if self._committer is None:
@@ -169,8 +156,11 @@ class OrderedCommitPool:
         if self._in_flight >= self._max:
             self._pause(self._assignment())
 
-    async def _work(self, record: Record) -> None:
-        async with self._key_order.turn(record.key) if self._key_order else contextlib.nullcontext():
+    async def _work(self, record: Record, turn: Turn | None) -> None:
+        try:
+            if turn is not None and not self._handler_waits:
+                await turn.wait()
+            CURRENT_TURN.set(turn)  # this task's own context
             while True:
                 try:
                     await self._handler(record)
@@ -186,6 +176,9 @@ class OrderedCommitPool:
                         self._retry,
                     )
                     await asyncio.sleep(self._retry)
+        finally:
+            if turn is not None:
+                turn.end()
 
     def _settle(self, tp: TopicPartition, offset: int, task: asyncio.Task[None]) -> None:
         self._in_flight -= 1

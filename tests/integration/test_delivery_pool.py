@@ -20,6 +20,7 @@ from devstack.stack import Stack
 from shared.consume import Record
 from shared.kafka import CONSUMER_TUNING, ensure_topics
 from shared.parallel import Handler, OrderedCommitPool
+from shared.turns import end_turn, wait_for_turn
 from tests.helpers import eventually
 
 
@@ -197,6 +198,50 @@ async def test_same_key_in_turn_different_keys_side_by_side_and_failures_retried
     assert most == {b"a": 1, b"b": 1} and max(overall) == 2
     assert [o for o in order if o in (0, 1, 4)] == [0, 1, 4]  # key a in offset order, the retry kept its turn
     assert [o for o in order if o in (2, 3)] == [2, 3]
+
+
+async def test_a_handler_that_waits_for_its_turn_overlaps_only_what_comes_before_it(stack: Stack) -> None:
+    """`handler_waits` (the clusterer): a record's early part runs while an earlier record of its key is in its
+    ordered part; the ordered parts never overlap, run in offset order, and a failed one keeps its turn."""
+    bootstrap, group = stack.kafka_bootstrap, f"test-pool-{uuid.uuid4().hex[:8]}"
+    topic = await new_topic(bootstrap, 1)
+    await produce(bootstrap, topic, [(0, b"a"), (0, b"a"), (0, b"a"), (0, b"b"), (0, b"a")])
+    ordered_now: Counter[bytes | None] = Counter()
+    most: Counter[bytes | None] = Counter()
+    order: list[int] = []
+    early_beside_ordered = 0
+    failures = {1: 1}
+
+    async def handle(record: Record) -> None:
+        nonlocal early_beside_ordered
+        await asyncio.sleep(0.1 if record.offset == 0 else 0.2)  # the early part: counted, inputs loaded
+        early_beside_ordered += ordered_now[record.key] > 0  # done while an earlier record is in its turn
+        await wait_for_turn()
+        ordered_now[record.key] += 1
+        most[record.key] = max(most[record.key], ordered_now[record.key])
+        try:
+            await asyncio.sleep(0.3)
+            if failures.get(record.offset):
+                failures[record.offset] -= 1
+                raise RuntimeError("boom")
+            order.append(record.offset)
+        finally:
+            ordered_now[record.key] -= 1
+        end_turn()
+        await asyncio.sleep(0.2)  # after the commit: the next record's ordered part may run meanwhile
+
+    pool = OrderedCommitPool(
+        handle, name="test", max_in_flight=5, key_ordered=True, handler_waits=True, retry_seconds=0.1
+    )
+    async with consuming(bootstrap, topic, group, pool):
+
+        async def all_committed() -> bool:
+            return await committed(bootstrap, group) == {0: 5}
+
+        await eventually(all_committed, timeout=30)
+    assert most == {b"a": 1, b"b": 1}
+    assert [o for o in order if o != 3] == [0, 1, 2, 4]  # key a in offset order; the retry kept its turn
+    assert early_beside_ordered >= 1
 
 
 async def test_a_rebalance_lets_in_flight_work_finish_and_the_next_owner_repeats_nothing(stack: Stack) -> None:
