@@ -7,6 +7,7 @@ from typing import Any
 
 from faststream.kafka.annotations import KafkaMessage
 
+from services.webhooks.events import WebhookEvent
 from services.webhooks.service import WebhookService
 from services.webhooks.sources import Source
 from shared.consume import Record, bounded, dead_letter_record, parse_record
@@ -30,7 +31,7 @@ def make_handler(rt: Runtime, service: WebhookService, source: Source[Any]) -> H
         if message is None:
             return
         try:
-            events: list[Any] | None = source.to_events(message)  # pure and cheap
+            events: list[WebhookEvent] | None = source.to_events(message)  # pure and cheap
         except Exception:  # mapped again below, where a failure counts as an attempt and ends dead-lettered
             events = None
         if events is not None and not await service.wanted(events):

@@ -76,7 +76,6 @@ MAX_ADAPTATIONS = 3  # parameter drops per request: enough for token param + for
 CONTEXT_MARGIN = 16  # tokens kept free when shrinking a budget to the context's room
 
 
-
 def vector_of(embedding: Any) -> npt.NDArray[np.float32]:
     """One embedding as float32: base64 of little-endian float32 (what was asked for), or a list of numbers
     (what a provider that ignores the format sends)."""
@@ -86,6 +85,7 @@ def vector_of(embedding: Any) -> npt.NDArray[np.float32]:
             raise ValueError(f"base64 vector of {len(raw)} bytes is not float32")
         return np.frombuffer(raw, dtype="<f4").astype(np.float32)
     return np.asarray(embedding, np.float32)
+
 
 class AiClient:
     def __init__(self, settings: Settings) -> None:
