@@ -8,7 +8,9 @@ the services the way the tests do, and stops them). Runs, each on a fresh site w
 3. the latency of 1 with two replicas of each stage worker (the fake provider has no concurrency limit, so
    it allows 2·C): how throughput scales.
 Default batch sizes and settings otherwise (`--window` sets CONTENTLINE_INFLIGHT_BATCHES_PER_RUN). `--keywords
-FILE` or `--synthetic N` runs a larger set: with the demo's 10 clusters, fixed per-stage costs dominate.
+FILE` or `--synthetic N` runs a larger set: with the demo's 10 clusters, fixed per-stage costs dominate. A run
+of the demo's keywords at zero latency comes first and is not measured (`--no-warm-up` leaves it out): the
+broker's JIT warms up in it. The CPU of every process during each run is printed too (bench/cpu.py).
 
 The floor (see bench/pipeline_figures.py) comes from the calls the run actually made. The fake provider renders
 its images with Pillow on this same machine: its own CPU time is measured from /proc and printed apart, and
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import os
@@ -28,7 +31,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -37,6 +39,7 @@ import httpx
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from bench.cpu import CpuSampler, MachineCpu
 from bench.datasets import synthetic_keywords
 from bench.pipeline_figures import HOPS, RunFigures, collect, median, percentile
 from devstack.stack import ROOT, Stack
@@ -45,40 +48,7 @@ from shared.settings import Settings
 KEYWORDS = ROOT / "examples" / "keywords.csv"
 STAGE_WORKERS = ("clusterer", "ideator", "writer", "imager")
 MODEL_BOUND = (2, 3, 4, 5, 6)  # stage 1 is one site's sequential clustering: replicas cannot share it
-TICK = os.sysconf("SC_CLK_TCK")
 CREDITS = "100000000"
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process, from /proc (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-class CpuSampler:
-    """(epoch, cumulative CPU s) of one process every 100 ms, in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), cpu_seconds(self.pid)))
-            self._stop.wait(0.1)
-
-    def __enter__(self) -> CpuSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 class Bench:
@@ -102,8 +72,11 @@ class Bench:
         self.fake = httpx.Client(base_url=f"{stack.fake_url}/_fake", timeout=30)
         self.extra: list[subprocess.Popen[bytes]] = []
 
-    def run_once(self, label: str, latency_ms: int, keywords: tuple[str, bytes]) -> tuple[str, float]:
-        """A fresh site with `keywords` (file name, CSV), one full run at `latency_ms`; returns (run id, wall)."""
+    def run_once(
+        self, label: str, latency_ms: int, keywords: tuple[str, bytes], meter: MachineCpu | None = None
+    ) -> tuple[str, float]:
+        """A fresh site with `keywords` (file name, CSV), one full run at `latency_ms`; returns (run id, wall).
+        `meter` measures the machine's CPU from the run's start to its end (the import before it left out)."""
         r = self.api.post("/sites", json={"name": f"bench {label}", "domain": "bench.example.com"})
         r.raise_for_status()
         site = r.json()["id"]
@@ -111,15 +84,16 @@ class Bench:
         self.api.post(f"/sites/{site}/keywords/csv", files=files).raise_for_status()
         self.fake.post("/config", json={"latency_ms": latency_ms}).raise_for_status()
         t0 = time.monotonic()
-        r = self.api.post(f"/sites/{site}/runs")
-        r.raise_for_status()
-        run_id = r.json()["run_id"]
-        while True:
-            view = self.api.get(f"/runs/{run_id}").json()
-            if view["status"] != "running":
-                break
-            # The figures come from the database's timestamps; polling faster would only load the orchestrator.
-            time.sleep(0.5)
+        with meter if meter is not None else contextlib.nullcontext():
+            r = self.api.post(f"/sites/{site}/runs")
+            r.raise_for_status()
+            run_id = r.json()["run_id"]
+            while True:
+                view = self.api.get(f"/runs/{run_id}").json()
+                if view["status"] != "running":
+                    break
+                # The figures come from the database's timestamps; polling faster would only load the orchestrator.
+                time.sleep(0.5)
         wall = time.monotonic() - t0
         print(f"  {label}: run {run_id} {view['status']} in {wall:.1f}s", flush=True)
         return run_id, wall
@@ -195,6 +169,20 @@ def side_by_side(columns: list[tuple[str, RunFigures]]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(columns: list[tuple[str, RunFigures]], machine: list[MachineCpu]) -> str:
+    """CPU seconds per process during each run: on a small machine every process's CPU is on the run's path."""
+    cores = os.cpu_count() or 1
+    labels = sorted({k for m in machine for k in m.seconds}, key=lambda k: -max(m.seconds.get(k, 0) for m in machine))
+    lines = ["| CPU during the run (s) | " + " | ".join(name for name, _ in columns) + " |"]
+    lines.append("|---" * (len(columns) + 1) + "|")
+    busy = [sum(m.seconds.values()) / (m.wall * cores) * 100 if m.wall else math.nan for m in machine]
+    lines.append("| all processes (share of the machine) | " + " | ".join(
+        f"{sum(m.seconds.values()):.1f} ({b:.0f} %)" for m, b in zip(machine, busy, strict=True)) + " |")  # fmt: skip
+    for label in labels[:12]:
+        lines.append(f"| {label} | " + " | ".join(f"{m.seconds.get(label, 0.0):.1f}" for m in machine) + " |")
+    return "\n".join(lines)
+
+
 def hop_table(f: RunFigures) -> str:
     lines = ["| hop (zero latency, per batch) | median | p90 |", "|---|---|---|"]
     for hop in HOPS:
@@ -232,6 +220,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8, help="model calls in flight per worker process (C)")
     parser.add_argument("--window", type=int, default=None, help="in-flight batches per run (default: the setting's)")
     parser.add_argument("--skip-replicas", action="store_true", help="leave out the run with two replicas")
+    parser.add_argument("--no-warm-up", action="store_true", help="measure from the stack's first run on")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keywords", type=Path, default=KEYWORDS, help="a keyword CSV (default: the demo's)")
     parser.add_argument("--synthetic", type=int, help="instead, N synthetic SEO keywords (bench/datasets.py)")
@@ -261,12 +250,18 @@ def main() -> None:
             plan = [("1 replica", args.latency_ms, 1), ("zero latency", 0, 1)]
             if not args.skip_replicas:
                 plan.append(("2 replicas", args.latency_ms, 2))
+            if not args.no_warm_up:
+                # The broker's JIT compiles its hot paths during the first minute of traffic (Kafka took 10.7
+                # CPU-s in a first 200 ms run against ~6 in the next ones): a small run first, not measured.
+                bench.run_once("warm-up (not measured)", 0, (KEYWORDS.name, KEYWORDS.read_bytes()))
             columns: list[tuple[str, RunFigures]] = []
+            machine: list[MachineCpu] = []
             for label, latency, replicas in plan:
                 if replicas == 2:
                     bench.add_replicas()
+                machine.append(MachineCpu())
                 with CpuSampler(provider) as cpu:
-                    run_id, _ = bench.run_once(label, latency, keywords)
+                    run_id, _ = bench.run_once(label, latency, keywords, machine[-1])
                     time.sleep(0.5)
                 figures = asyncio.run(
                     collect(
@@ -292,6 +287,8 @@ def main() -> None:
           f"window {window}, default batch sizes, {keywords[0]}")  # fmt: skip
     print()
     print(side_by_side(columns))
+    print()
+    print(cpu_table(columns, machine))
     print()
     print(hop_table(columns[1][1]))
     if len(columns) > 2:
