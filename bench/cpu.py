@@ -64,12 +64,11 @@ def cpu_by_label() -> dict[str, float]:
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue
         if cmdline:
-            out[label_of(cmdline)] += (int(fields[11]) + int(fields[12])) / TICK
+            out[label_of(cmdline)] += cpu_seconds(int(entry.name))
     return dict(out)
 
 
