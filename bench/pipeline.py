@@ -27,6 +27,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,9 +203,12 @@ def hop_table(f: RunFigures) -> str:
             f"| {fmt(per, ' ms', 0)} |"
         )
     if f.stage1_steps.get("work"):
-        lines += ["", "| stage 1, per batch in order (zero latency) | median | p90 |", "|---|---|---|"]
+        sizes = f.stage1_steps["batches"]
+        head = f"stage 1: {len(sizes)} passes of {sum(sizes) / len(sizes):.1f} batches on average (zero latency)"
+        lines += ["", f"| {head} | median | p90 |", "|---|---|---|"]
         for step, values in f.stage1_steps.items():
-            lines.append(f"| {step} | {fmt(median(values), ' ms')} | {fmt(percentile(values, 90), ' ms')} |")
+            unit = "" if step == "batches" else " ms"
+            lines.append(f"| {step} | {fmt(median(values), unit)} | {fmt(percentile(values, 90), unit)} |")
     return "\n".join(lines)
 
 
@@ -224,6 +228,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--keywords", type=Path, default=KEYWORDS, help="a keyword CSV (default: the demo's)")
     parser.add_argument("--synthetic", type=int, help="instead, N synthetic SEO keywords (bench/datasets.py)")
+    parser.add_argument("--logs", type=Path, help="copy the services' logs here before the stack's files go")
     args = parser.parse_args()
     if args.synthetic:
         rows = "".join(f"{k}\n" for k in synthetic_keywords(args.synthetic))
@@ -280,6 +285,8 @@ def main() -> None:
             asyncio.run(engine.dispose())
         finally:
             stack.stop()
+            if args.logs:
+                shutil.copytree(Path(tmp) / "logs", args.logs, dirs_exist_ok=True)
     load_after = os.getloadavg()
     print()
     print(f"load average before {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, "

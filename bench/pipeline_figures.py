@@ -241,6 +241,11 @@ async def collect(
     return figures
 
 
+# `seconds` is rounded to the millisecond; two passes start further apart than this (a pass's transaction alone
+# takes longer).
+PASS_START_TOLERANCE = 0.004
+
+
 def worker_span(w: Any) -> tuple[float, float, float]:
     """(work started, work done = its transaction began, result built) of a worker's result row, epoch s."""
     built = datetime.fromisoformat(w.payload["occurred_at"]).timestamp()
@@ -248,12 +253,22 @@ def worker_span(w: Any) -> tuple[float, float, float]:
 
 
 def stage1_steps(batches: Any, worker: dict[str, Any]) -> dict[str, list[float]]:
-    """Work, result building and the gap to the next batch's start, per stage-1 batch in the order worked."""
+    """Per stage-1 pass in the order worked (services/clusterer/convoy.py): its batches, its work (turn began →
+    its transaction), result building, and the gap to the next pass's start. The batches of one pass share its
+    start (a rider's `seconds` count from the pass's turn); the pass's own transaction is the first of them."""
     spans = sorted(worker_span(worker[b.id]) for b in batches if b.stage == 1 and b.id in worker)
-    steps: dict[str, list[float]] = {"work": [], "result built": [], "gap to the next": []}
-    for (start, done, built), following in itertools.zip_longest(spans, spans[1:]):
+    passes: list[list[tuple[float, float, float]]] = []
+    for span in spans:
+        if passes and span[0] - passes[-1][0][0] < PASS_START_TOLERANCE:
+            passes[-1].append(span)
+        else:
+            passes.append([span])
+    steps: dict[str, list[float]] = {"batches": [], "work": [], "result built": [], "gap to the next": []}
+    for this, following in itertools.zip_longest(passes, passes[1:]):
+        start, done, built = min(this, key=lambda span: span[1])
+        steps["batches"].append(float(len(this)))
         steps["work"].append((done - start) * 1000)
         steps["result built"].append((built - done) * 1000)
         if following is not None:
-            steps["gap to the next"].append((following[0] - built) * 1000)
+            steps["gap to the next"].append((following[0][0] - built) * 1000)
     return steps

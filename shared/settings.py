@@ -175,6 +175,16 @@ class Settings(BaseSettings):
         """The batches of one run out at once (`inflight_batches_per_run`, else 2 × ai_max_concurrency)."""
         return self.inflight_batches_per_run or 2 * self.ai_max_concurrency
 
+    @property
+    def clustering_window(self) -> int:
+        """Stage-1 batches of one run out at once, and what the clusterer holds: 4 × the release window. A
+        site's batches are clustered in passes, one after another, each taking along the batches loaded behind
+        it (services/clusterer/convoy.py). With one window out, a pass took the whole window and the next pass
+        waited for its results to travel back and new batches to be released; with four, the next pass's
+        batches are loaded while one runs. Holding them costs no model concurrency (a pass's calls are bounded
+        by the AI client's slots) and little memory (keyword rows)."""
+        return 4 * self.release_window
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -3,8 +3,9 @@
 A turn is taken when the pool accepts a record; the first of a key has its turn, the next gets it when that
 one ends. The handler of a `handler_waits` pool reaches its own turn through a context variable: it calls
 `wait_for_turn()` where its ordered part begins and `end_turn()` once that part is committed (the stage
-worker does, after its result transaction). Kept apart from shared.parallel so the worker flow can use it
-without importing the pool.
+worker does, after its result transaction). A record whose ordered part an earlier one did along with its own
+(the clusterer's riders) has its turn ended by that one: `Turn.end()` of a turn that is not first just leaves
+the queue. Kept apart from shared.parallel so the worker flow can use it without importing the pool.
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ class Turn:
         self.began: float | None = None  # perf_counter when the handler went on in its turn
 
     async def wait(self) -> None:
+        """Until the earlier records of the key are done; at once for a turn already over (a retry after the
+        ordered part was committed, by this record or by the one that took it along)."""
+        if self.ended:
+            return
         await self.ready.wait()
         if self.began is None:
             self.began = time.perf_counter()
+
+    def behind(self) -> list[Turn]:
+        """The turns of the key after this one, in offset order."""
+        return self._turns.behind(self)
 
     def end(self) -> None:
         """Let the next record of the key go (once; also when this one never had its turn: cancelled)."""
@@ -51,6 +60,12 @@ class KeyTurns:
             turn.ready.set()
         return turn
 
+    def behind(self, turn: Turn) -> list[Turn]:
+        queue = self._queues.get(turn.key)
+        if not queue or turn not in queue:
+            return []
+        return list(queue)[queue.index(turn) + 1 :]
+
     def remove(self, turn: Turn) -> None:
         queue = self._queues[turn.key]
         first = queue[0] is turn
@@ -71,6 +86,11 @@ async def wait_for_turn() -> None:
     turn = CURRENT_TURN.get()
     if turn is not None:
         await turn.wait()
+
+
+def current_turn() -> Turn | None:
+    """The turn of the record this task works (None outside a key-ordered pool)."""
+    return CURRENT_TURN.get()
 
 
 def turn_began() -> float | None:

@@ -43,6 +43,9 @@ class BatchOutcome:
     persist: Callable[[AsyncSession], Awaitable[None]] | None = None
     # Filled by `persist` with what it really inserted: announced in the same transaction (issue 15).
     events: list[EntityEvent] = field(default_factory=list)
+    # Called once the result transaction committed, before the key's next record may begin its ordered part
+    # (the clusterer hands the batches it took along their results here).
+    committed: Callable[[], None] | None = None
 
 
 class FailedItems(StageResult):
@@ -138,6 +141,8 @@ async def execute_command(
             outbox.add(session, ENTITY_EVENTS, cmd.site_id, event)
         if outcome.failures:
             outbox.add(session, COMMANDS_DLQ, cmd.site_id, FailedItems(**result.model_dump(exclude={"message_id"})))
+    if outcome.committed is not None:
+        outcome.committed()
     end_turn()  # committed: the next command of the key may begin its ordered part (the clusterer's)
     outbox.committed()
     return result

@@ -22,14 +22,17 @@ REVOKE_WAIT_SECONDS = 45.0
 REBALANCE_TIMEOUT_MS = 60_000
 
 
-def worker_app(rt: Runtime, topic: str, handler: Handler, *, key_ordered: bool = False) -> FastStream:
+def worker_app(
+    rt: Runtime, topic: str, handler: Handler, *, key_ordered: bool = False, holds: int | None = None
+) -> FastStream:
     """`key_ordered`: records with the same Kafka key take turns (the clusterer: one site's batches must not
     cluster side by side). The handler waits for its turn itself (`shared.parallel.wait_for_turn`), where its
-    ordered part begins; what comes before overlaps the previous record's."""
+    ordered part begins; what comes before overlaps the previous record's. `holds`: commands held at once
+    (default `Settings.worker_commands_in_flight`)."""
     pool = OrderedCommitPool(
         metrics.timed(topic, handler),  # FastStream's duration metric sees only the hand-off to the pool
         name=rt.name,
-        max_in_flight=rt.settings.worker_commands_in_flight,
+        max_in_flight=holds or rt.settings.worker_commands_in_flight,
         key_ordered=key_ordered,
         handler_waits=key_ordered,
         retry_seconds=0.1,  # the handler has already backed off (shared.consume.bounded) before it raises

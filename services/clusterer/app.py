@@ -16,5 +16,7 @@ def create_app() -> FastStream:
     service = ClustererService(
         rt.sessions, rt.ai, rt.settings.embedding_model, prefetch=rt.settings.embedding_batch_size
     )
-    # One site's batches merge into the same clusters: they run one after another (stage 1 is keyed by site).
-    return worker_app(rt, CLUSTER_COMMANDS, make_handler(rt, service), key_ordered=True)
+    # One site's batches merge into the same clusters: they run one after another (stage 1 is keyed by site),
+    # in passes that take along the batches loaded behind them; it holds a run's whole stage-1 window.
+    handler = make_handler(rt, service)
+    return worker_app(rt, CLUSTER_COMMANDS, handler, key_ordered=True, holds=rt.settings.clustering_window)

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.clusterer import repository as repo
 from services.clusterer.calibration import WARM_UP, Calibration, SpaceStats, decide
 from services.clusterer.clustering import Vectors, assign, merged_mean
+from services.clusterer.convoy import Convoy, Rider
 from services.clusterer.space import Spaces
 from shared import prompts
 from shared.ai import AiClient, AiError, Usage
@@ -39,7 +40,7 @@ from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
 from shared.entity_events import ClusterCreated, entity_event
 from shared.text import normalise
-from shared.turns import wait_for_turn
+from shared.turns import current_turn
 from shared.worker import BatchOutcome
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,15 @@ def progress_logger(site_id: str, min_rows: int = 5000) -> Callable[[int, int], 
 
 
 @dataclass
+class Member:
+    """One command of a pass: its keywords loaded, those already clustered by an earlier delivery apart."""
+
+    cmd: StageCommand
+    keywords: list[repo.KeywordRow]
+    already_done: set[int]
+
+
+@dataclass
 class _Batch:
     """This batch's keywords and their vectors, in the space the site's clusters live in."""
 
@@ -102,24 +112,58 @@ class ClustererService:
         self._model = embedding_model
         self._prefetch = prefetch
         self._spaces = Spaces(sessions, ai, embedding_model)
+        self._convoy = Convoy(max_keywords=prefetch)  # a pass holds what one embedding request fetches ahead
 
     async def work(self, cmd: StageCommand) -> BatchOutcome:
-        usage = Usage()
         async with self._sessions() as session:
             keywords, already_done = await repo.load_keywords(session, cmd.site_id, cmd.item_ids)
         # The site's earlier batches first: from here to the commit of this batch's result, the site's space,
-        # clusters and stored vectors must be the ones those batches left (shared.parallel turns).
-        await wait_for_turn()
-        outcome = BatchOutcome(skipped=len(already_done), calls=usage.records)
-        missing_ids = set(cmd.item_ids) - {k.id for k in keywords} - already_done
-        outcome.failures += [ItemFailure(item_id=i, reason="keyword not found for this site") for i in missing_ids]
+        # clusters and stored vectors must be the ones those batches left (shared.parallel turns). A pass ahead
+        # may take this batch along instead (services/clusterer/convoy.py).
+        turn = current_turn()
+        if turn is None:
+            return await self._pass([Member(cmd, keywords, already_done)], [], None)
+        carried = await self._convoy.wait(Rider(cmd, keywords, already_done, turn))
+        if carried is not None:
+            return carried
+        riders = self._convoy.riders_behind(turn, cmd, len(keywords))
+        if riders:
+            log.info(
+                "site %s: batch %d clusters with the %d batches waiting behind it (%s)",
+                cmd.site_id,
+                cmd.batch_seq,
+                len(riders),
+                ", ".join(str(r.cmd.batch_seq) for r in riders),
+            )
+        members = [Member(cmd, keywords, already_done), *(Member(r.cmd, r.keywords, r.already_done) for r in riders)]
+        return await self._pass(members, riders, turn.began)
+
+    async def _pass(self, members: list[Member], riders: list[Rider], began: float | None) -> BatchOutcome:
+        """Cluster the members' keywords in one pass; the first member's outcome (with the model calls and the
+        persist for all), the riders' outcomes handed over once it committed."""
+        cmd = members[0].cmd
+        usage = Usage()
+        outcomes = [BatchOutcome(skipped=len(m.already_done)) for m in members]
+        outcome = outcomes[0]
+        outcome.calls = usage.records
+        owner: dict[int, int] = {}  # keyword id -> index of its member
+        keywords: list[repo.KeywordRow] = []
+        for i, m in enumerate(members):
+            missing = set(m.cmd.item_ids) - {k.id for k in m.keywords} - m.already_done
+            outcomes[i].failures += [ItemFailure(item_id=k, reason="keyword not found for this site") for k in missing]
+            owner.update((k.id, i) for k in m.keywords)
+            keywords += m.keywords
+        if riders:
+            outcome.committed = functools.partial(self._convoy.deliver, riders, outcomes[1:], began)
         if not keywords:
             return outcome
         try:
-            batch = await self._batch(cmd, keywords, usage)
+            batch = await self._batch(cmd, keywords, [i for m in members for i in m.cmd.item_ids], usage)
         except AiError as exc:
+            # Only this batch fails: the riders keep waiting and try on their own (failure isolation).
+            outcome.committed = None
             outcome.failures += [
-                ItemFailure(item_id=k.id, reason=exc.reason, permanent=not exc.transient) for k in keywords
+                ItemFailure(item_id=k.id, reason=exc.reason, permanent=not exc.transient) for k in members[0].keywords
             ]
             return outcome
 
@@ -152,51 +196,55 @@ class ClustererService:
         )
         vectors = batch.vectors
 
+        def fail(i: int, reason: str, permanent: bool = True) -> None:
+            k = keywords[i].id
+            outcomes[owner[k]].failures.append(ItemFailure(item_id=k, reason=reason, permanent=permanent))
+
         labels = await asyncio.gather(
             *(self._label([keywords[i].keyword for i in group], cmd.options, usage) for group in plan.new_groups)
         )
         new_clusters: list[NewCluster] = []
         for group, label in zip(plan.new_groups, labels, strict=True):
             if isinstance(label, AiError):
-                outcome.failures += [ItemFailure(item_id=keywords[i].id, reason=label.reason) for i in group]
+                for i in group:
+                    fail(i, label.reason)
                 continue
             new_clusters.append(NewCluster(label, [keywords[i].id for i in group], vectors[group]))
-        outcome.failures += [
-            ItemFailure(
-                item_id=keywords[i].id, reason="outlier: no cluster within the similarity threshold", permanent=False
-            )
-            for i in plan.outliers
-        ]
+        for i in plan.outliers:
+            fail(i, "outlier: no cluster within the similarity threshold", permanent=False)
         joins = {
             clusters[idx].id: ([keywords[i].id for i in rows], vectors[rows]) for idx, rows in plan.existing.items()
         }
         processed_ids = [k for ids, _ in joins.values() for k in ids] + [k for c in new_clusters for k in c.keyword_ids]
+        for k in processed_ids:
+            outcomes[owner[k]].processed += 1
 
         async def persist(session: AsyncSession) -> None:
             await self._store_vectors(session, cmd.site_id, stats.dim, batch.fresh, calibration)
-            members = dict(joins)  # every cluster this batch adds to, joined in one go at the end
-            made: list[tuple[int, NewCluster]] = []
-            for c in new_clusters:
-                name_norm = normalise(c.label.name)
-                new_id = await repo.insert_cluster(
-                    session,
-                    cmd.site_id,
-                    cmd.run_id,
+            members_of = dict(joins)  # every cluster this pass adds to, joined in one go at the end
+            rows = [
+                repo.NewClusterRow(
                     c.label.name.strip()[:200],
-                    name_norm,
+                    normalise(c.label.name),
                     c.label.description,
                     c.label.intent,
                     merged_mean(None, 0, c.vectors),
-                    0,
-                    self._model,
                 )
-                if new_id is None:  # same name as an existing cluster (or one made a moment ago): merge
-                    new_id = (await repo.lock_cluster_by_name(session, cmd.site_id, name_norm)).id
-                else:
+                for c in new_clusters
+            ]
+            inserted = await repo.insert_clusters(session, cmd.site_id, cmd.run_id, rows, self._model)
+            # Same name as an existing cluster (or as another of this pass): merged into it.
+            existing = await repo.lock_clusters_by_name(
+                session, cmd.site_id, sorted({r.name_norm for r in rows} - set(inserted))
+            )
+            made: list[tuple[int, NewCluster]] = []
+            for c, row in zip(new_clusters, rows, strict=True):
+                new_id = inserted.get(row.name_norm) or existing[row.name_norm]
+                if row.name_norm in inserted and all(made_id != new_id for made_id, _ in made):
                     made.append((new_id, c))
-                ids, vecs = members.get(new_id, ([], c.vectors[:0]))
-                members[new_id] = (ids + c.keyword_ids, np.vstack([vecs, c.vectors]))
-            sizes = await self._join(session, members)
+                ids, vecs = members_of.get(new_id, ([], c.vectors[:0]))
+                members_of[new_id] = (ids + c.keyword_ids, np.vstack([vecs, c.vectors]))
+            sizes = await self._join(session, members_of)
             for new_id, c in made:
                 data = ClusterCreated(
                     id=new_id, name=c.label.name.strip()[:200], intent=c.label.intent, size=sizes[new_id]
@@ -204,18 +252,21 @@ class ClustererService:
                 outcome.events.append(entity_event(cmd.account_id, cmd.site_id, cmd.run_id, data))
             outcome.created = len(made)
 
-        outcome.processed = len(processed_ids)
         outcome.persist = persist
         outcome.usage = BatchUsage(
             model_calls=len(usage.records),
             prompt_tokens=sum(r.prompt_tokens for r in usage.records if r.kind == "chat"),
             completion_tokens=sum(r.completion_tokens for r in usage.records),
             embedding_tokens=sum(r.prompt_tokens for r in usage.records if r.kind == "embeddings"),
-            keywords_clustered=len(processed_ids),
+            keywords_clustered=outcome.processed,
         )
+        for rider in outcomes[1:]:
+            rider.usage = BatchUsage(keywords_clustered=rider.processed)
         return outcome
 
-    async def _batch(self, cmd: StageCommand, keywords: list[repo.KeywordRow], usage: Usage) -> _Batch:
+    async def _batch(
+        self, cmd: StageCommand, keywords: list[repo.KeywordRow], item_ids: list[int], usage: Usage
+    ) -> _Batch:
         """The batch's vectors in the site's current space: rebuilds the space first when the site's clusters
         were made with another embedding model, or when the model now answers with another dimension."""
         for attempt in range(2):
@@ -232,7 +283,7 @@ class ClustererService:
                     clusters = await repo.load_clusters(session, cmd.site_id)
             async with self._sessions() as session:
                 cached = await repo.load_embeddings(session, [k.id for k in keywords], self._model, dim)
-            fresh = await self._fetch(cmd, keywords, cached, dim, space, usage)
+            fresh = await self._fetch(cmd, keywords, item_ids, cached, dim, space, usage)
             fresh_dims = {int(v.shape[0]) for v in fresh.values()}
             if dim is not None and fresh_dims and fresh_dims != {dim}:
                 if attempt:
@@ -251,6 +302,7 @@ class ClustererService:
         self,
         cmd: StageCommand,
         keywords: list[repo.KeywordRow],
+        item_ids: list[int],
         cached: dict[int, Vectors],
         dim: int | None,
         space: SpaceStats | None,
@@ -265,7 +317,7 @@ class ClustererService:
         ahead_size = self._prefetch if space is not None and space.calibrated_count else max(WARM_UP, self._prefetch)
         async with self._sessions() as session:
             ahead = await repo.pending_without_embedding(
-                session, cmd.site_id, self._model, dim, exclude=cmd.item_ids, limit=ahead_size - len(to_embed)
+                session, cmd.site_id, self._model, dim, exclude=item_ids, limit=ahead_size - len(to_embed)
             )
         texts = to_embed + ahead
         matrix = await self._ai.embed([k.keyword for k in texts], "keyword-embeddings", usage)

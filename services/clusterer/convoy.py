@@ -1,0 +1,91 @@
+"""Batches waiting for their turn ride along with the batch whose turn it is (issue 13).
+
+A site's stage-1 batches cluster one after another: each must see the clusters the earlier ones made. At
+batch size 20, a 1,500-keyword run was 75 turns in a row, each paying its reads, its assignment, its naming
+round and its transaction on the run's critical path. When a batch's turn begins, the batches right behind it
+that are already loaded and waiting (same run, same options, up to one provider batch of keywords) are
+clustered in the same pass: one read of the site's clusters, one assignment in volume order, the naming calls
+side by side, one transaction for the clusters. Each batch still gets its own result (its items' outcomes and
+failures); the model calls belong to the batch whose turn it was, which is charged for them.
+
+The riders' results are handed over once the pass committed (`deliver`), and their turns end then, before the
+next batch's turn begins. A pass that fails before its commit hands nothing over: the riders keep waiting,
+for the retry of that batch or for their own turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.clusterer.repository import KeywordRow
+from shared.contracts import StageCommand
+from shared.turns import Turn
+from shared.worker import BatchOutcome
+
+# Outcomes handed over, kept for a retry of the rider's own transaction (a retry must not cluster again).
+REMEMBERED = 1024
+
+
+@dataclass
+class Rider:
+    cmd: StageCommand
+    keywords: list[KeywordRow]
+    already_done: set[int]
+    turn: Turn
+    carried: asyncio.Future[BatchOutcome] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Convoy:
+    def __init__(self, max_keywords: int) -> None:
+        self._max_keywords = max_keywords
+        self._waiting: dict[Turn, Rider] = {}
+        self._delivered: OrderedDict[str, BatchOutcome] = OrderedDict()
+
+    async def wait(self, rider: Rider) -> BatchOutcome | None:
+        """None when it is this batch's turn (it clusters, maybe with riders of its own); its outcome when a pass
+        ahead of it took it along."""
+        done = self._delivered.get(rider.cmd.message_id)
+        if done is not None:  # its result transaction failed after the pass: the same outcome, not a new pass
+            return done
+        self._waiting[rider.turn] = rider
+        own_turn: asyncio.Future[None] = asyncio.ensure_future(rider.turn.wait())
+        try:
+            either: set[asyncio.Future[Any]] = {own_turn, rider.carried}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._waiting.pop(rider.turn, None)
+            own_turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await own_turn
+        return rider.carried.result() if rider.carried.done() else None
+
+    def riders_behind(self, turn: Turn, cmd: StageCommand, keywords: int) -> list[Rider]:
+        """The waiting batches right behind `turn` that may share its pass, in offset order."""
+        riders: list[Rider] = []
+        for behind in turn.behind():
+            rider = self._waiting.get(behind)
+            if rider is None or rider.carried.done():
+                break  # not loaded yet: what comes after it must wait for it
+            if rider.cmd.run_id != cmd.run_id or rider.cmd.options != cmd.options:
+                break
+            keywords += len(rider.keywords)
+            if keywords > self._max_keywords:
+                break
+            riders.append(rider)
+        return riders
+
+    def deliver(self, riders: list[Rider], outcomes: list[BatchOutcome], began: float | None) -> None:
+        """The pass committed: each rider gets its outcome and leaves the key's queue."""
+        for rider, outcome in zip(riders, outcomes, strict=True):
+            self._delivered[rider.cmd.message_id] = outcome
+            if rider.turn.began is None:
+                rider.turn.began = began  # its result's `seconds` count from the pass's start
+            rider.turn.end()
+            if not rider.carried.done():
+                rider.carried.set_result(outcome)
+        while len(self._delivered) > REMEMBERED:
+            self._delivered.popitem(last=False)

@@ -1,0 +1,108 @@
+"""The clusterer's convoy over a key's turns (services/clusterer/convoy.py): who rides along, what a failed pass
+leaves, and that a rider's retry gets the outcome it was handed instead of a new pass."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.clusterer.convoy import Convoy, Rider
+from services.clusterer.repository import KeywordRow
+from shared.contracts import Stage, StageCommand, StageOptions
+from shared.turns import KeyTurns, Turn
+from shared.worker import BatchOutcome
+
+
+def command(seq: int, run_id: str = "run-1", options: StageOptions | None = None) -> StageCommand:
+    return StageCommand(
+        account_id="a",
+        site_id="s",
+        run_id=run_id,
+        stage=Stage.CLUSTER,
+        batch_seq=seq,
+        item_ids=[seq * 10 + i for i in range(3)],
+        options=options or StageOptions(),
+    )
+
+
+def rider(cmd: StageCommand, turn: Turn, n: int = 3) -> Rider:
+    return Rider(cmd, [KeywordRow(cmd.batch_seq * 10 + i, f"k{i}", 0) for i in range(n)], set(), turn)
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_the_loaded_batches_right_behind_ride_along_and_leave_with_their_outcomes() -> None:
+    turns, convoy = KeyTurns(), Convoy(max_keywords=12)
+    lead, t1, t2, t3, t4 = (turns.take(b"s") for _ in range(5))
+    first = rider(command(0), lead)
+    assert await convoy.wait(first) is None  # its turn: it clusters
+
+    waits = {
+        seq: asyncio.create_task(convoy.wait(rider(cmd, t)))
+        for seq, cmd, t in [(1, command(1), t1), (3, command(3), t3), (4, command(4), t4)]
+    }
+    await settle()
+    # batch 2 is not loaded yet: nothing behind it may go ahead of it
+    assert [r.cmd.batch_seq for r in convoy.riders_behind(lead, first.cmd, 3)] == [1]
+    waits[2] = asyncio.create_task(convoy.wait(rider(command(2), t2)))
+    await settle()
+    riders = convoy.riders_behind(lead, first.cmd, 3)
+    assert [r.cmd.batch_seq for r in riders] == [1, 2, 3]  # 12 keywords: batch 4 would pass the cap
+
+    outcomes = [BatchOutcome(processed=3) for _ in riders]
+    convoy.deliver(riders, outcomes, began=lead.began)
+    await settle()
+    assert [waits[s].result() for s in (1, 2, 3)] == outcomes
+    assert not waits[4].done()
+    assert lead.behind() == [t4]  # the riders left the queue; batch 4 is next after the lead
+    lead.end()
+    await settle()
+    assert waits[4].result() is None  # its own turn
+
+
+async def test_a_pass_that_never_committed_leaves_its_riders_waiting_for_their_own_turn() -> None:
+    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
+    lead, t1 = turns.take(b"s"), turns.take(b"s")
+    first = rider(command(0), lead)
+    assert await convoy.wait(first) is None
+    waiting = asyncio.create_task(convoy.wait(rider(command(1), t1)))
+    await settle()
+    assert [r.cmd.batch_seq for r in convoy.riders_behind(lead, first.cmd, 3)] == [1]
+    lead.end()  # the pass failed (or another delivery won): nothing delivered
+    await settle()
+    assert waiting.result() is None  # batch 1 clusters itself now
+
+
+async def test_only_the_same_run_and_options_ride_along() -> None:
+    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
+    lead, t1, t2 = (turns.take(b"s") for _ in range(3))
+    first = rider(command(0), lead)
+    assert await convoy.wait(first) is None
+    other_options = StageOptions(min_cluster_size=5)
+    tasks = [
+        asyncio.create_task(convoy.wait(rider(command(1), t1))),
+        asyncio.create_task(convoy.wait(rider(command(2, options=other_options), t2))),
+    ]
+    await settle()
+    assert [r.cmd.batch_seq for r in convoy.riders_behind(lead, first.cmd, 3)] == [1]
+    assert convoy.riders_behind(lead, command(0, run_id="run-2"), 3) == []
+    for task in tasks:
+        task.cancel()
+
+
+async def test_a_rider_tried_again_after_its_outcome_gets_the_same_outcome_not_a_new_pass() -> None:
+    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
+    lead, t1 = turns.take(b"s"), turns.take(b"s")
+    first = rider(command(0), lead)
+    assert await convoy.wait(first) is None
+    second = command(1)
+    waiting = asyncio.create_task(convoy.wait(rider(second, t1)))
+    await settle()
+    riders = convoy.riders_behind(lead, first.cmd, 3)
+    handed = BatchOutcome(processed=3)
+    convoy.deliver(riders, [handed], began=None)
+    assert await waiting is handed
+    # its result transaction failed; the pool runs the handler again with the same (ended) turn
+    assert await asyncio.wait_for(convoy.wait(rider(second, t1)), timeout=1) is handed
