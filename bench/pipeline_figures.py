@@ -5,7 +5,9 @@
   calls that must go one after another: inside one command, each purpose is a step that needs the previous
   one (an embedding before the naming calls, a draft's frame before its sections), ⌈calls of the purpose / C⌉
   rounds each; stage 1's commands also go one after another (a site's clustering is sequential), the other
-  stages' commands are independent. Retried calls count with their attempts.
+  stages' commands are independent. Stage 1 clusters in passes (services/clusterer/convoy.py): a pass's calls
+  are recorded with the batch whose turn it was and its riders have none, so that sum is over passes.
+  Retried calls count with their attempts.
 - Wall per stage: the stage result's started_at → finished_at; the run's: started_at → completed_at.
 - Hops of each batch (first send only): release (stage_batches.released_at) → command published (the
   record's broker timestamp) → worker start (result.occurred_at − result.seconds) → work done (the start of

@@ -8,7 +8,8 @@
    `BatchOutcome` whose `persist` writes the results.
 3. After the work, one transaction: claim the inbox row, persist, store usage records and the result
    payload, add the result event (and a dead-letter record for failed items) to the outbox, forget the
-   attempt count. A crash anywhere before commit loses nothing: the command is redelivered and only items
+   attempt count; the same for every command whose items the persist wrote too (`BatchOutcome.along`). A
+   crash anywhere before commit loses nothing: the command is redelivered and only items
    without committed results are worked again.
 """
 
@@ -43,8 +44,11 @@ class BatchOutcome:
     persist: Callable[[AsyncSession], Awaitable[None]] | None = None
     # Filled by `persist` with what it really inserted: announced in the same transaction (issue 15).
     events: list[EntityEvent] = field(default_factory=list)
+    # Other commands whose items `persist` writes too (the clusterer's riders, services/clusterer/convoy.py):
+    # their results are recorded in the same transaction, each under its own inbox row.
+    along: list[tuple[StageCommand, BatchOutcome]] = field(default_factory=list)
     # Called once the result transaction committed, before the key's next record may begin its ordered part
-    # (the clusterer hands the batches it took along their results here).
+    # (the clusterer lets the batches it took along go here).
     committed: Callable[[], None] | None = None
 
 
@@ -106,43 +110,56 @@ async def execute_command(
     """Steps 2 and 3: run one stage command; returns the result, or None if another delivery won."""
     started = time.perf_counter()
     outcome = await work(cmd)
+    # From its turn on where it waited for one (the clusterer): what came before overlapped another's.
+    began = max(started, turn_began() or started)
     async with sessions.begin() as session:
         if not await claim_inbox(session, consumer, cmd.message_id):
             await session.rollback()  # a concurrent delivery committed first; its result stands
             return None
         if outcome.persist is not None:
             await outcome.persist(session)  # sets outcome.created from the rows really inserted
-        result = StageResult(
-            command_id=cmd.message_id,
-            account_id=cmd.account_id,
-            site_id=cmd.site_id,
-            run_id=cmd.run_id,
-            stage=cmd.stage,
-            batch_seq=cmd.batch_seq,
-            attempt=cmd.attempt,
-            status=result_status(len(cmd.item_ids), len(outcome.failures)),
-            items_in=len(cmd.item_ids),
-            items_processed=outcome.processed,
-            items_created=outcome.created,
-            items_skipped=outcome.skipped,
-            failures=[short(f) for f in outcome.failures],
-            usage=outcome.usage,
-            # From its turn on where it waited for one (the clusterer): what came before overlapped another's.
-            seconds=round(time.perf_counter() - max(started, turn_began() or started), 3),
-            worker=consumer,
-        )
-        session.add_all(
-            AiCall(service=consumer, run_id=cmd.run_id, command_id=cmd.message_id, **c.columns()) for c in outcome.calls
-        )
-        await keep_result(session, consumer, cmd.message_id, result.model_dump(mode="json"))
-        await drop_attempts(session, consumer, cmd.message_id)
-        outbox.add(session, STAGE_RESULTS, cmd.site_id, result)
-        for event in outcome.events:
-            outbox.add(session, ENTITY_EVENTS, cmd.site_id, event)
-        if outcome.failures:
-            outbox.add(session, COMMANDS_DLQ, cmd.site_id, FailedItems(**result.model_dump(exclude={"message_id"})))
+        result = await record_result(session, cmd, outcome, consumer, outbox, began)
+        for other, its in outcome.along:  # their items were written by this persist: their results commit with it
+            if await claim_inbox(session, consumer, other.message_id):
+                await record_result(session, other, its, consumer, outbox, began)
     if outcome.committed is not None:
         outcome.committed()
     end_turn()  # committed: the next command of the key may begin its ordered part (the clusterer's)
     outbox.committed()
+    return result
+
+
+async def record_result(
+    session: AsyncSession, cmd: StageCommand, outcome: BatchOutcome, consumer: str, outbox: Outbox, began: float
+) -> StageResult:
+    """The command's result in the worker's transaction: usage records, the result kept with its inbox row,
+    the attempt count forgotten, the result event (and dead letters, entity events) in the outbox."""
+    result = StageResult(
+        command_id=cmd.message_id,
+        account_id=cmd.account_id,
+        site_id=cmd.site_id,
+        run_id=cmd.run_id,
+        stage=cmd.stage,
+        batch_seq=cmd.batch_seq,
+        attempt=cmd.attempt,
+        status=result_status(len(cmd.item_ids), len(outcome.failures)),
+        items_in=len(cmd.item_ids),
+        items_processed=outcome.processed,
+        items_created=outcome.created,
+        items_skipped=outcome.skipped,
+        failures=[short(f) for f in outcome.failures],
+        usage=outcome.usage,
+        seconds=round(time.perf_counter() - began, 3),
+        worker=consumer,
+    )
+    session.add_all(
+        AiCall(service=consumer, run_id=cmd.run_id, command_id=cmd.message_id, **c.columns()) for c in outcome.calls
+    )
+    await keep_result(session, consumer, cmd.message_id, result.model_dump(mode="json"))
+    await drop_attempts(session, consumer, cmd.message_id)
+    outbox.add(session, STAGE_RESULTS, cmd.site_id, result)
+    for event in outcome.events:
+        outbox.add(session, ENTITY_EVENTS, cmd.site_id, event)
+    if outcome.failures:
+        outbox.add(session, COMMANDS_DLQ, cmd.site_id, FailedItems(**result.model_dump(exclude={"message_id"})))
     return result

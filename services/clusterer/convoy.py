@@ -5,19 +5,20 @@ batch size 20, a 1,500-keyword run was 75 turns in a row, each paying its reads,
 round and its transaction on the run's critical path. When a batch's turn begins, the batches right behind it
 that are already loaded and waiting (same run, same options, up to one provider batch of keywords) are
 clustered in the same pass: one read of the site's clusters, one assignment in volume order, the naming calls
-side by side, one transaction for the clusters. Each batch still gets its own result (its items' outcomes and
-failures); the model calls belong to the batch whose turn it was, which is charged for them.
+side by side, one transaction for the clusters and every batch's result. Each batch still gets its own result
+(its items' outcomes and failures, under its own inbox row); the model calls belong to the batch whose turn it
+was, which is charged for them.
 
-The riders' results are handed over once the pass committed (`deliver`), and their turns end then, before the
-next batch's turn begins. A pass that fails before its commit hands nothing over: the riders keep waiting,
-for the retry of that batch or for their own turn.
+Once that transaction committed, the riders are let go (`deliver`: their own deliveries then find their results
+recorded) and their turns end, before the next batch's turn begins. A pass that fails before its commit lets
+nothing go: the riders keep waiting, for the retry of that batch or for their own turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +26,6 @@ from services.clusterer.repository import KeywordRow
 from shared.contracts import StageCommand
 from shared.turns import Turn
 from shared.worker import BatchOutcome
-
-# Outcomes handed over, kept for a retry of the rider's own transaction (a retry must not cluster again).
-REMEMBERED = 1024
 
 
 @dataclass
@@ -43,12 +41,15 @@ class Convoy:
     def __init__(self, max_keywords: int) -> None:
         self._max_keywords = max_keywords
         self._waiting: dict[Turn, Rider] = {}
-        self._delivered: OrderedDict[str, BatchOutcome] = OrderedDict()
+        # Outcomes handed over, per delivery (its turn): a retry inside the rider's own delivery gets the same
+        # outcome (and finds its result recorded) instead of a second pass. A new delivery of the command (a
+        # re-ask after a database lost the pass's commit) has a new turn and is worked again.
+        self._delivered: weakref.WeakKeyDictionary[Turn, BatchOutcome] = weakref.WeakKeyDictionary()
 
     async def wait(self, rider: Rider) -> BatchOutcome | None:
         """None when it is this batch's turn (it clusters, maybe with riders of its own); its outcome when a pass
         ahead of it took it along."""
-        done = self._delivered.get(rider.cmd.message_id)
+        done = self._delivered.get(rider.turn)
         if done is not None:  # its result transaction failed after the pass: the same outcome, not a new pass
             return done
         self._waiting[rider.turn] = rider
@@ -81,11 +82,9 @@ class Convoy:
     def deliver(self, riders: list[Rider], outcomes: list[BatchOutcome], began: float | None) -> None:
         """The pass committed: each rider gets its outcome and leaves the key's queue."""
         for rider, outcome in zip(riders, outcomes, strict=True):
-            self._delivered[rider.cmd.message_id] = outcome
+            self._delivered[rider.turn] = outcome
             if rider.turn.began is None:
                 rider.turn.began = began  # its result's `seconds` count from the pass's start
             rider.turn.end()
             if not rider.carried.done():
                 rider.carried.set_result(outcome)
-        while len(self._delivered) > REMEMBERED:
-            self._delivered.popitem(last=False)

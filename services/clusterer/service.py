@@ -153,7 +153,8 @@ class ClustererService:
             outcomes[i].failures += [ItemFailure(item_id=k, reason="keyword not found for this site") for k in missing]
             owner.update((k.id, i) for k in m.keywords)
             keywords += m.keywords
-        if riders:
+        if riders:  # their results commit with this pass; then they are let go
+            outcome.along = [(r.cmd, o) for r, o in zip(riders, outcomes[1:], strict=True)]
             outcome.committed = functools.partial(self._convoy.deliver, riders, outcomes[1:], began)
         if not keywords:
             return outcome
@@ -161,7 +162,7 @@ class ClustererService:
             batch = await self._batch(cmd, keywords, [i for m in members for i in m.cmd.item_ids], usage)
         except AiError as exc:
             # Only this batch fails: the riders keep waiting and try on their own (failure isolation).
-            outcome.committed = None
+            outcome.along, outcome.committed = [], None
             outcome.failures += [
                 ItemFailure(item_id=k.id, reason=exc.reason, permanent=not exc.transient) for k in members[0].keywords
             ]

@@ -88,6 +88,20 @@ async def test_waiting_batches_ride_along_and_each_gets_its_own_result(
     assert riders, {b.seq: (dict(calls.get(b.id, {})), results[b.id]) for b in batches}
     assert len(passes) < len(batches)
     assert batches[0].id in calls  # the first batch's turn came at once: it made the site's space
+    # A rider's result committed in its pass's transaction (PostgreSQL's now() is the transaction's start).
+    async with db() as s:
+        inbox = dict(
+            (
+                await s.execute(
+                    select(InboxMessage.message_id, InboxMessage.processed_at).where(
+                        InboxMessage.consumer == "clusterer", InboxMessage.message_id.in_([b.id for b in batches])
+                    )
+                )
+            ).all()
+        )
+    assert len(inbox) == len(batches)
+    pass_times = {inbox[b.id] for b in passes}
+    assert all(inbox[b.id] in pass_times for b in riders)
     # Each cluster named once, by one pass, and no name twice.
     labels = sum(c["cluster-label"] for c in calls.values())
     assert labels == len(names) == len(set(names))

@@ -106,3 +106,7 @@ async def test_a_rider_tried_again_after_its_outcome_gets_the_same_outcome_not_a
     assert await waiting is handed
     # its result transaction failed; the pool runs the handler again with the same (ended) turn
     assert await asyncio.wait_for(convoy.wait(rider(second, t1)), timeout=1) is handed
+    # a new delivery of the same command (asked again: a database lost the pass) is worked again, in its turn
+    lead.end()
+    again = turns.take(b"s")
+    assert await asyncio.wait_for(convoy.wait(rider(second, again)), timeout=1) is None
