@@ -41,6 +41,22 @@ def slow(fake: httpx.Client) -> Iterator[None]:
     slow_provider(fake, 0)
 
 
+# One keyword a batch, more batches than a run keeps out in stage 1 (Settings.clustering_window, 64 by default),
+# so some are still unreleased when the run is paused or cancelled.
+STAGE1_WINDOW = Settings().clustering_window
+PAST_THE_WINDOW = STAGE1_WINDOW + 16
+
+
+def keywords_past_the_window() -> list[dict[str, object]]:
+    """More keywords than keyword_set's 64: its topics again with a suffix."""
+    base = keyword_set(8, 8)
+    rows = [
+        {"keyword": k["keyword"] + suffix, "volume": k["volume"]} for suffix in ("", " guide", " ideas") for k in base
+    ]
+    assert len(rows) >= PAST_THE_WINDOW
+    return rows[:PAST_THE_WINDOW]
+
+
 async def batch_counts(db: async_sessionmaker[AsyncSession], run_id: str, stage_no: int) -> dict[str, int]:
     async with db() as s:
         rows = await s.execute(
@@ -85,15 +101,14 @@ async def test_pause_mid_stage_then_resume_processes_every_item_once(
     api: httpx.Client, db: async_sessionmaker[AsyncSession], slow: None
 ) -> None:
     site = create_site(api)
-    import_keywords(api, site, keyword_set(6, 6))  # 36 keywords
-    # One keyword a batch: 36 batches, more than the release window (2 × the workers' concurrency, 16), so
-    # some are still unreleased when the run is paused.
+    keywords = keywords_past_the_window()
+    import_keywords(api, site, keywords)
     configure(api, site, batch_sizes={"1": 1}, stage_enabled={"3": False, "4": False, "5": False, "6": False})
     run = start_run(api, site)
     run_id = run["run_id"]
     wait_run(api, run_id, lambda v: stage(v, 1)["batches_done"] >= 2 if v["stages"] else False, timeout=60)
     inflight = await eventually(lambda: api.get(f"/sites/{site}/processing").json()["batches"], timeout=30)
-    known = {k["keyword"] for k in keyword_set(6, 6)}
+    known = {k["keyword"] for k in keywords}
     assert all(b["stage"] == 1 and len(b["items"]) == 1 for b in inflight)
     assert all(item["title"] in known for b in inflight for item in b["items"])
     paused = api.post(f"/runs/{run_id}/pause")
@@ -110,15 +125,15 @@ async def test_pause_mid_stage_then_resume_processes_every_item_once(
     view = api.get(f"/runs/{run_id}").json()
     s1 = stage(view, 1)
     assert view["status"] == "paused" and view["current_stage"] == 1 and s1["stopped_reason"] == "paused"
-    assert 0 < s1["batches_done"] < s1["batches_total"] == 36
+    assert 0 < s1["batches_done"] < s1["batches_total"] == PAST_THE_WINDOW
     assert api.post(f"/runs/{run_id}/pause").status_code == 409  # already paused
 
     assert api.post(f"/runs/{run_id}/resume").status_code == 200
     assert api.post(f"/runs/{run_id}/resume").status_code in (409, 200)  # running (409) or raced to completion
     done = wait_run(api, run_id)
     assert done["status"] == "completed"
-    assert stage(done, 1)["items_processed"] == 36 and stage(done, 1)["batches_done"] == 36
-    await assert_each_keyword_clustered_once(db, site, 36)
+    assert stage(done, 1)["items_processed"] == PAST_THE_WINDOW and stage(done, 1)["batches_done"] == PAST_THE_WINDOW
+    await assert_each_keyword_clustered_once(db, site, PAST_THE_WINDOW)
     conflict = api.post(f"/runs/{run_id}/pause")
     assert conflict.status_code == 409 and "completed" in conflict.json()["detail"]
 
@@ -147,8 +162,7 @@ async def test_cancel_frees_the_site_at_once_and_releases_nothing_more(
     api: httpx.Client, db: async_sessionmaker[AsyncSession], slow: None
 ) -> None:
     site = create_site(api)
-    import_keywords(api, site, keyword_set(6, 6))
-    # 36 batches, more than the release window (16): some are unreleased when the run is cancelled
+    import_keywords(api, site, keywords_past_the_window())  # some batches are unreleased when it is cancelled
     configure(api, site, batch_sizes={"1": 1}, stage_enabled={"3": False, "4": False, "5": False, "6": False})
     run_id = start_run(api, site)["run_id"]
     wait_run(api, run_id, lambda v: stage(v, 1)["batches_done"] >= 1 if v["stages"] else False, timeout=60)
