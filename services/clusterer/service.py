@@ -5,7 +5,8 @@ different batches or runs land in the same cluster. The model is called once per
 name, describe and label its intent. Keywords of one site arrive in order on one partition (keyed by
 site), and the worker's pool gives each batch its turn in that order: its attempt is counted and its
 keywords loaded beforehand, everything from reading the site's clusters to committing the result happens in
-its turn. The space row lock keeps the site's vector statistics right even if two batches ever overlap.
+its turn, together with the batches loaded and waiting behind it (one pass: services/clusterer/convoy.py).
+The space row lock keeps the site's vector statistics right even if two batches ever overlap.
 
 The decision "does this keyword join that cluster" needs no threshold from anyone (issue 10): vectors are
 centred on the site's mean vector of the configured embedding model and compared against a threshold
@@ -139,8 +140,8 @@ class ClustererService:
         return await self._pass(members, riders, turn.began)
 
     async def _pass(self, members: list[Member], riders: list[Rider], began: float | None) -> BatchOutcome:
-        """Cluster the members' keywords in one pass; the first member's outcome (with the model calls and the
-        persist for all), the riders' outcomes handed over once it committed."""
+        """Cluster the members' keywords in one pass. Returns the first member's outcome: the model calls, the
+        persist for all of them, and the riders' outcomes to record in the same transaction (`along`)."""
         cmd = members[0].cmd
         usage = Usage()
         outcomes = [BatchOutcome(skipped=len(m.already_done)) for m in members]
