@@ -53,13 +53,20 @@ class Record:
     @classmethod
     def of(cls, msg: KafkaMessage) -> Record:
         raw = msg.raw_message
-        assert not isinstance(raw, tuple), "batch subscribers are not used"
+        assert not isinstance(raw, tuple), "a batch subscriber's message: use records_of"
         return cls(raw.topic, raw.partition, raw.offset, raw.key, raw.value or b"")
 
     @property
     def attempt_key(self) -> str:
         """A record with no usable message id is counted by where it sits (one consumer reads one topic)."""
         return f"record:{self.partition}:{self.offset}"
+
+
+def records_of(msg: KafkaMessage) -> list[Record]:
+    """The records of a (batch) subscriber's message, in the order the consumer returned them."""
+    raw = msg.raw_message
+    records = raw if isinstance(raw, tuple) else (raw,)
+    return [Record(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -10,7 +10,7 @@ from services.orchestrator.errors import ProblemError
 from services.orchestrator.grouping import Item, ResultGroups
 from services.orchestrator.runs.results import RESULTS_CONSUMER
 from services.orchestrator.runs.service import RunService
-from shared.consume import Record, bounded, dead_letter_record, parse_record
+from shared.consume import Record, bounded, dead_letter_record, parse_record, records_of
 from shared.contracts import KeywordBatchIngested, StageResult
 from shared.runtime import Runtime
 from shared.topics import KEYWORDS_INGEST_DLQ, RESULTS_DLQ
@@ -18,13 +18,6 @@ from shared.topics import KEYWORDS_INGEST_DLQ, RESULTS_DLQ
 Handler = Callable[[KafkaMessage], Awaitable[None]]
 RESULTS = RESULTS_CONSUMER  # one name for the attempt counts and the inbox rows of results
 INGEST = "orchestrator.ingest"
-
-
-def records_of(msg: KafkaMessage) -> list[Record]:
-    """The records of a batch subscriber's message, in the order the consumer returned them."""
-    raw = msg.raw_message
-    records = raw if isinstance(raw, tuple) else (raw,)
-    return [Record(r.topic, r.partition, r.offset, r.key, r.value or b"") for r in records]
 
 
 def make_results_handler(rt: Runtime, runs: RunService) -> Handler:

@@ -27,6 +27,10 @@ from shared.runtime import Runtime
 from shared.topics import ENTITY_EVENTS
 
 GROUP = "contentline-rules"
+# A 1,500-keyword import sends 1,500 keyword_added events: one lookup per batch of up to this many instead of
+# one per event (the rules service took 3.5 CPU-s of a 25 s run on 2 cores with one per event).
+EVENTS_BATCH_MAX = 500
+EVENTS_BATCH_WAIT_MS = 50
 log = logging.getLogger("rules")
 
 
@@ -43,7 +47,13 @@ def create_app() -> FastStream:
     rt.broker.subscriber(
         ENTITY_EVENTS,
         group_id=GROUP,
-        ack_policy=AckPolicy.NACK_ON_ERROR,  # commit after the handler (at-least-once)
+        # Whatever the consumer has buffered, up to EVENTS_BATCH_MAX, is one batch: one rule lookup for all.
+        batch=True,
+        max_records=EVENTS_BATCH_MAX,
+        batch_timeout_ms=EVENTS_BATCH_WAIT_MS,
+        # Commit after the handler (at-least-once); a batch that raises is rewound to its first record per
+        # partition, and what it already handled is not repeated (tasks are unique per rule and event).
+        ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         max_poll_interval_ms=5 * 60 * 1000,
         title=f"rules:{ENTITY_EVENTS}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,9 +37,16 @@ async def active_rules_for(session: AsyncSession, site_id: str, trigger: str) ->
     return list((await session.scalars(stmt.order_by(Rule.id))).all())
 
 
-async def has_active_rule(session: AsyncSession, site_id: str, trigger: str) -> bool:
-    stmt = select(Rule.id).where(Rule.site_id == site_id, Rule.trigger == trigger, Rule.is_active.is_(True))
-    return (await session.scalar(stmt.limit(1))) is not None
+async def active_triggers(session: AsyncSession, wanted: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (site id, trigger) pairs among `wanted` that at least one active rule has."""
+    if not wanted:
+        return set()
+    stmt = (
+        select(Rule.site_id, Rule.trigger)
+        .where(Rule.is_active.is_(True), tuple_(Rule.site_id, Rule.trigger).in_(sorted(wanted)))
+        .distinct()
+    )
+    return {(r.site_id, r.trigger) for r in await session.execute(stmt)}
 
 
 async def delete_rule(session: AsyncSession, account_id: str, rule_id: str) -> bool:

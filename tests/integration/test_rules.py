@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -12,7 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
@@ -23,9 +25,9 @@ from services.rules.schemas import RuleSpec
 from services.rules.service import RuleService
 from shared.db.models import Cluster, Idea, Run, ScheduledTask
 from shared.delivery import Outbox
-from shared.entity_events import EntityEvent, KeywordAdded, entity_event
+from shared.entity_events import ClusterCreated, EntityEvent, KeywordAdded, entity_event
 from shared.settings import Settings
-from shared.topics import ENTITY_EVENTS
+from shared.topics import DLQ_REASON_HEADER, ENTITY_EVENTS, RULES_DLQ
 from tests.helpers import (
     CLUSTERING_ONLY,
     configure,
@@ -265,23 +267,70 @@ def test_rule_definitions_are_validated_naming_what_is_wrong(api: httpx.Client) 
     assert test["conditions_met"] is True and test["sample_source"] == "given"
 
 
-async def test_an_event_no_active_rule_wants_is_settled_by_one_read(
+async def test_events_no_active_rule_wants_are_settled_by_one_read_per_batch(
     stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
 ) -> None:
     """The rules process settles events that no active rule of their site has as trigger (most of them: an
-    import sends one per keyword) without counting an attempt; it must still see every rule that wants one."""
+    import sends one per keyword) with one read per batch, without counting an attempt; it must still see every
+    rule that wants one, per event."""
     site = create_site(api)
     account = api.get(f"/sites/{site}").json()["account_id"]
     service = rule_service(stack, db)
     event = entity_event(account, site, None, KeywordAdded(id=1, keyword="espresso"))
-    assert not await service.concerns_a_rule(event)  # no rule at all
+    cluster = entity_event(account, site, None, ClusterCreated(id=1, name="espresso", intent="commercial", size=2))
+    assert await service.concerning_a_rule([event, cluster]) == [False, False]  # no rule at all
     create_rule(api, site, name="on clusters", trigger="cluster_created", actions=[{"type": "generate_ideas"}])
-    assert not await service.concerns_a_rule(event)  # a rule, for another trigger
+    assert await service.concerning_a_rule([event, cluster]) == [False, True]  # a rule, for the other trigger
     keyword_rule = create_rule(
         api, site, name="on keywords", trigger="keyword_added", actions=[{"type": "notify", "message": "new keyword"}]
     )
-    assert await service.concerns_a_rule(event)
     other_site = create_site(api)
-    assert not await service.concerns_a_rule(entity_event(account, other_site, None, KeywordAdded(id=2, keyword="x")))
+    elsewhere = entity_event(account, other_site, None, KeywordAdded(id=2, keyword="x"))
+    assert await service.concerning_a_rule([elsewhere, event, cluster, event]) == [False, True, True, True]
     assert api.patch(f"/rules/{keyword_rule['id']}", json={"is_active": False}).status_code == 200
-    assert not await service.concerns_a_rule(event)  # paused rules want nothing
+    assert await service.concerning_a_rule([event, cluster]) == [False, True]  # paused rules want nothing
+    assert await service.concerning_a_rule([]) == []
+
+
+async def test_a_batch_of_events_dead_letters_the_unreadable_and_serves_each_wanted_one(
+    stack: Stack, api: httpx.Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """Events sent back to back on one partition (the rules process fetches them together and handles what it
+    fetched as one batch): an unreadable record goes to the dead-letter topic with the reason, every event a
+    rule wants gets its task, the others none."""
+    site, quiet = create_site(api), create_site(api)
+    rule = create_rule(
+        api, site, name="every keyword", trigger="keyword_added", actions=[{"type": "notify", "message": "new"}]
+    )
+    account = api.get(f"/sites/{site}").json()["account_id"]
+    marker = f"not an event {uuid.uuid4().hex}".encode()
+    wanted = [entity_event(account, site, None, KeywordAdded(id=i, keyword=f"w{i}")) for i in range(1, 4)]
+    unwanted = [entity_event(account, quiet, None, KeywordAdded(id=i, keyword=f"u{i}")) for i in range(1, 4)]
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:  # one partition (one key), back to back: the consumer fetches them together
+        for value in [wanted[0], unwanted[0], marker, wanted[1], unwanted[1], unwanted[2], wanted[2]]:
+            body = value if isinstance(value, bytes) else value.model_dump_json().encode()
+            await producer.send(ENTITY_EVENTS, body, key=b"one-key")
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    async def three() -> list[ScheduledTask] | None:
+        found = await tasks_of(db, rule["id"])
+        return found if len(found) == 3 else None
+
+    tasks = await eventually(three, timeout=60)
+    assert sorted(t.event_key or "" for t in tasks) == sorted(e.message_id for e in wanted)
+
+    async def parked() -> list[Any] | None:
+        found = await read_topic(stack.kafka_bootstrap, RULES_DLQ, lambda r: r.value == marker, 0.5)
+        return found or None
+
+    [record] = await eventually(parked, timeout=30)
+    assert dict(record.headers)[DLQ_REASON_HEADER]  # the reason travels with it
+    async with db() as s:
+        quiet_tasks = await s.scalar(
+            select(func.count()).select_from(ScheduledTask).where(ScheduledTask.site_id == quiet)
+        )
+    assert quiet_tasks == 0
