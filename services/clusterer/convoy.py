@@ -50,7 +50,7 @@ class Convoy:
         """None when it is this batch's turn (it clusters, maybe with riders of its own); its outcome when a pass
         ahead of it took it along."""
         done = self._delivered.get(rider.turn)
-        if done is not None:  # its result transaction failed after the pass: the same outcome, not a new pass
+        if done is not None:  # a retry inside its delivery: the pass recorded its result, nothing to cluster again
             return done
         self._waiting[rider.turn] = rider
         own_turn: asyncio.Future[None] = asyncio.ensure_future(rider.turn.wait())
@@ -79,12 +79,10 @@ class Convoy:
             riders.append(rider)
         return riders
 
-    def deliver(self, riders: list[Rider], outcomes: list[BatchOutcome], began: float | None) -> None:
-        """The pass committed: each rider gets its outcome and leaves the key's queue."""
+    def deliver(self, riders: list[Rider], outcomes: list[BatchOutcome]) -> None:
+        """The pass committed, the riders' results with it: each rider gets its outcome and leaves the key's queue."""
         for rider, outcome in zip(riders, outcomes, strict=True):
             self._delivered[rider.turn] = outcome
-            if rider.turn.began is None:
-                rider.turn.began = began  # its result's `seconds` count from the pass's start
             rider.turn.end()
             if not rider.carried.done():
                 rider.carried.set_result(outcome)

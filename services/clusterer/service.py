@@ -123,7 +123,7 @@ class ClustererService:
         # may take this batch along instead (services/clusterer/convoy.py).
         turn = current_turn()
         if turn is None:
-            return await self._pass([Member(cmd, keywords, already_done)], [], None)
+            return await self._pass([Member(cmd, keywords, already_done)], [])
         carried = await self._convoy.wait(Rider(cmd, keywords, already_done, turn))
         if carried is not None:
             return carried
@@ -137,9 +137,9 @@ class ClustererService:
                 ", ".join(str(r.cmd.batch_seq) for r in riders),
             )
         members = [Member(cmd, keywords, already_done), *(Member(r.cmd, r.keywords, r.already_done) for r in riders)]
-        return await self._pass(members, riders, turn.began)
+        return await self._pass(members, riders)
 
-    async def _pass(self, members: list[Member], riders: list[Rider], began: float | None) -> BatchOutcome:
+    async def _pass(self, members: list[Member], riders: list[Rider]) -> BatchOutcome:
         """Cluster the members' keywords in one pass. Returns the first member's outcome: the model calls, the
         persist for all of them, and the riders' outcomes to record in the same transaction (`along`)."""
         cmd = members[0].cmd
@@ -156,7 +156,7 @@ class ClustererService:
             keywords += m.keywords
         if riders:  # their results commit with this pass; then they are let go
             outcome.along = [(r.cmd, o) for r, o in zip(riders, outcomes[1:], strict=True)]
-            outcome.committed = functools.partial(self._convoy.deliver, riders, outcomes[1:], began)
+            outcome.committed = functools.partial(self._convoy.deliver, riders, outcomes[1:])
         if not keywords:
             return outcome
         try:

@@ -52,7 +52,7 @@ async def test_the_loaded_batches_right_behind_ride_along_and_leave_with_their_o
     assert [r.cmd.batch_seq for r in riders] == [1, 2, 3]  # 12 keywords: batch 4 would pass the cap
 
     outcomes = [BatchOutcome(processed=3) for _ in riders]
-    convoy.deliver(riders, outcomes, began=lead.began)
+    convoy.deliver(riders, outcomes)
     await settle()
     assert [waits[s].result() for s in (1, 2, 3)] == outcomes
     assert not waits[4].done()
@@ -102,7 +102,7 @@ async def test_a_rider_tried_again_after_its_outcome_gets_the_same_outcome_not_a
     await settle()
     riders = convoy.riders_behind(lead, first.cmd, 3)
     handed = BatchOutcome(processed=3)
-    convoy.deliver(riders, [handed], began=None)
+    convoy.deliver(riders, [handed])
     assert await waiting is handed
     # its result transaction failed; the pool runs the handler again with the same (ended) turn
     assert await asyncio.wait_for(convoy.wait(rider(second, t1)), timeout=1) is handed
