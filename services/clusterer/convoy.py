@@ -69,8 +69,8 @@ class Convoy:
         riders: list[Rider] = []
         for behind in turn.behind():
             rider = self._waiting.get(behind)
-            if rider is None or rider.carried.done():
-                break  # not loaded yet: what comes after it must wait for it
+            if rider is None:
+                break  # not loaded yet: what comes after it must wait for it (a carried one has left the queue)
             if rider.cmd.run_id != cmd.run_id or rider.cmd.options != cmd.options:
                 break
             keywords += len(rider.keywords)

@@ -239,20 +239,19 @@ class ClustererService:
             existing = await repo.lock_clusters_by_name(
                 session, cmd.site_id, sorted({r.name_norm for r in rows} - set(inserted))
             )
-            made: list[tuple[int, NewCluster]] = []
             for c, row in zip(new_clusters, rows, strict=True):
                 new_id = inserted.get(row.name_norm) or existing[row.name_norm]
-                if row.name_norm in inserted and all(made_id != new_id for made_id, _ in made):
-                    made.append((new_id, c))
                 ids, vecs = members_of.get(new_id, ([], c.vectors[:0]))
                 members_of[new_id] = (ids + c.keyword_ids, np.vstack([vecs, c.vectors]))
             sizes = await self._join(session, members_of)
-            for new_id, c in made:
-                data = ClusterCreated(
-                    id=new_id, name=c.label.name.strip()[:200], intent=c.label.intent, size=sizes[new_id]
-                )
+            first: dict[str, repo.NewClusterRow] = {}  # the row inserted under each name: the first with it
+            for row in rows:
+                first.setdefault(row.name_norm, row)
+            for name_norm, new_id in inserted.items():
+                made = first[name_norm]
+                data = ClusterCreated(id=new_id, name=made.name, intent=made.intent, size=sizes[new_id])
                 outcome.events.append(entity_event(cmd.account_id, cmd.site_id, cmd.run_id, data))
-            outcome.created = len(made)
+            outcome.created = len(inserted)
 
         outcome.persist = persist
         outcome.usage = BatchUsage(
