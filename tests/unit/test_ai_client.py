@@ -166,6 +166,24 @@ def test_language_names_and_the_mismatch_check() -> None:
         assert set(pool.map(lambda _: language.mismatch(english, "English"), range(16))) == {None}
 
 
+def test_a_long_reply_is_judged_on_three_runs_of_its_words_and_a_midway_drift_is_still_caught() -> None:
+    from fakeai.faults import german
+    from shared.ai import language
+
+    words = [f"w{i}" for i in range(1000)]
+    picked = language.judged(words)
+    run = language.JUDGED_WORDS // 3
+    assert len(picked) == 3 * run and picked[:run] == words[:run] and picked[-run:] == words[-run:]
+    assert picked[run] == words[(1000 - run) // 2]  # the middle run
+    assert language.judged(words[:50]) == words[:50]  # a short reply whole
+    english = ("Trail running shoes need grip on wet rock and enough cushioning for long descents. " * 80).strip()
+    assert len(english.split()) > 4 * language.JUDGED_WORDS and language.mismatch({"body": english}, "English") is None
+    # English for its first third, then the model switches to German: the middle and end runs read German
+    drifted = english[: len(english) // 3] + " " + german(800)
+    verdict = language.mismatch({"body": drifted}, "English")
+    assert verdict and verdict.startswith("it reads as German")
+
+
 def test_schemas_sent_are_bounded_to_what_was_asked() -> None:
     # Asked for one idea, a small model goes on proposing more until max_tokens cuts it off (seen with SmolLM2):
     # the schema sent closes the list at the count asked for, and the sections and frame at their word share.
