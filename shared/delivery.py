@@ -6,7 +6,7 @@ No Kafka imports here: the relay that moves outbox rows to Kafka lives in `share
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +17,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import Message, Stage, StageCommand
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
+from shared.topics import ENTITY_EVENTS
+
+# Topics whose rows a service relays through a lane of their own (producer "<service>.<lane>", its own relay):
+# an import adds one entity event per keyword, and a run started right after it waited behind 1,500 of them
+# (0.2-0.4 s before its first commands went out; issue 13). Each lane keeps its rows in id order, so a topic's
+# records (and a site's, by key) keep their order; records of different topics never had one on Kafka.
+LANES: Mapping[str, str] = {ENTITY_EVENTS: "entities"}
+
+
+def lane_producers(producer: str, lanes: Mapping[str, str] = LANES) -> list[str]:
+    """The producer names a service's outbox writes under: its own first, then one per lane."""
+    return [producer, *(f"{producer}.{lane}" for lane in sorted(set(lanes.values())))]
 
 
 def command_key(command: StageCommand) -> str:
@@ -98,16 +110,20 @@ async def claim_inbox(session: AsyncSession, consumer: str, message_id: str) -> 
 
 
 class Outbox:
-    """Adds outbox rows for one producer and pokes the relay after the transaction commits."""
+    """Adds outbox rows for one producer (a topic of `lanes` under its lane's producer name) and pokes the
+    relays after the transaction commits."""
 
-    def __init__(self, producer: str, on_commit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, producer: str, on_commit: Callable[[], None] | None = None, lanes: Mapping[str, str] | None = None
+    ) -> None:
         self.producer = producer
         self._on_commit = on_commit
+        self._lanes = {topic: f"{producer}.{lane}" for topic, lane in (lanes or {}).items()}
 
     def add(self, session: AsyncSession, topic: str, key: str, message: Message) -> None:
         session.add(
             OutboxMessage(
-                producer=self.producer,
+                producer=self._lanes.get(topic, self.producer),
                 topic=topic,
                 key=key,
                 message_id=message.message_id,

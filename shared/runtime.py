@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from shared.ai import AiClient
 from shared.db.session import make_engine, make_sessionmaker
-from shared.delivery import Exclusive, Outbox
+from shared.delivery import LANES, Exclusive, Outbox, lane_producers
 from shared.kafka import OutboxRelay, ensure_topics, make_broker
 from shared.logs import setup_logging
 from shared.metrics.endpoint import MetricsEndpoint
@@ -26,7 +26,7 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     broker: KafkaBroker
-    relay: OutboxRelay
+    relays: list[OutboxRelay]  # one per producer name: the service's own and its lanes' (shared.delivery.LANES)
     outbox: Outbox
     ai: AiClient
     metrics: MetricsEndpoint
@@ -41,15 +41,23 @@ class Runtime:
         engine = make_engine(settings.database_url, pre_ping=pre_ping)
         sessions = make_sessionmaker(engine)
         broker = make_broker(settings.kafka_bootstrap, client_id=f"contentline-{name}", service=name)
-        relay = OutboxRelay(broker, sessions, producer=name, poll_seconds=settings.outbox_poll_seconds)
+        relays = [
+            OutboxRelay(broker, sessions, producer=producer, poll_seconds=settings.outbox_poll_seconds)
+            for producer in lane_producers(name)
+        ]
+
+        def wake() -> None:
+            for relay in relays:
+                relay.wake()
+
         return cls(
             name=name,
             settings=settings,
             engine=engine,
             sessions=sessions,
             broker=broker,
-            relay=relay,
-            outbox=Outbox(name, on_commit=relay.wake),
+            relays=relays,
+            outbox=Outbox(name, on_commit=wake, lanes=LANES),
             ai=AiClient(settings),
             metrics=MetricsEndpoint(name, settings, sessions),
         )
@@ -60,13 +68,15 @@ class Runtime:
             logging.getLogger(self.name).info("created topics: %s", ", ".join(created))
 
     async def after_startup(self) -> None:
-        self.relay.start()
+        for relay in self.relays:
+            relay.start()
         await self.metrics.start()
         if self.settings.ready_file is not None:
             write_ready_file(self.settings.ready_file, self.settings.instance_token or "")
 
     async def on_shutdown(self) -> None:
-        await self.relay.stop()
+        for relay in self.relays:
+            await relay.stop()
         await self.metrics.stop()
         await self.ai.close()
         await self.engine.dispose()

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import utcnow
 from shared.db.models import OutboxMessage
+from shared.delivery import lane_producers
 from shared.metrics.families import FIGURE_FAILURES
 from shared.settings import Settings
 
@@ -39,6 +40,7 @@ READ_TIMEOUT_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Backlog:
+    producer: str
     unpublished: int
     parked: int
     oldest_unpublished: datetime | None
@@ -52,20 +54,26 @@ class Lag:
 
 
 class ScrapeFigures(Collector):
-    """Outbox backlog of this process's producer and lag of its consumer group, read on scrape (cached)."""
+    """Outbox backlog of this process's producers (its own and its lanes', shared.delivery.LANES) and lag of its
+    consumer group, read on scrape (cached)."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], bootstrap: str, producer: str, group: str, cache: float
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bootstrap: str,
+        producers: list[str],
+        group: str,
+        cache: float,
     ) -> None:
         self._sessions = sessions
         self._bootstrap = bootstrap
-        self.producer = producer
+        self.producers = producers
         self.group = group
         self._cache = cache
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         self._read_at = float("-inf")
-        self._backlog: Backlog | None = None
+        self._backlog: list[Backlog] | None = None
         self._lags: list[Lag] | None = None
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -91,23 +99,31 @@ class ScrapeFigures(Collector):
             log.warning("metrics: cannot read %s: %s: %s", figure, type(exc).__name__, exc)
             return None
 
-    async def _read_backlog(self) -> Backlog:
+    async def _read_backlog(self) -> list[Backlog]:
         unpublished = (OutboxMessage.published_at.is_(None)) & (OutboxMessage.parked_at.is_(None))
+        mine = OutboxMessage.producer.in_(self.producers)
         async with self._sessions() as session:
             # Two statements so each uses its partial index (ix_outbox_unpublished, ix_outbox_parked).
-            count, oldest = (
-                await session.execute(
-                    select(func.count(), func.min(OutboxMessage.created_at)).where(
-                        OutboxMessage.producer == self.producer, unpublished
-                    )
+            waiting = {
+                producer: (int(count), oldest)
+                for producer, count, oldest in await session.execute(
+                    select(OutboxMessage.producer, func.count(), func.min(OutboxMessage.created_at))
+                    .where(mine, unpublished)
+                    .group_by(OutboxMessage.producer)
                 )
-            ).one()
-            parked = await session.scalar(
-                select(func.count()).where(
-                    OutboxMessage.parked_at.is_not(None), OutboxMessage.producer == self.producer
+            }
+            parked: dict[str, int] = {
+                producer: int(count)
+                for producer, count in await session.execute(
+                    select(OutboxMessage.producer, func.count())
+                    .where(OutboxMessage.parked_at.is_not(None), mine)
+                    .group_by(OutboxMessage.producer)
                 )
-            )
-        return Backlog(int(count), int(parked or 0), oldest)
+            }
+        return [
+            Backlog(p, waiting.get(p, (0, None))[0], parked.get(p, 0), waiting.get(p, (0, None))[1])
+            for p in self.producers
+        ]
 
     async def _read_lag(self) -> list[Lag]:
         from shared.inspection.lag import consumer_lag  # the inspection package imports the delivery core
@@ -128,7 +144,7 @@ class ScrapeFigures(Collector):
                 log.warning("metrics: figures not refreshed: %s: %s", type(exc).__name__, exc)
         yield from self._families(self._backlog, self._lags)
 
-    def _families(self, backlog: Backlog | None, lags: list[Lag] | None) -> list[GaugeMetricFamily]:
+    def _families(self, backlog: list[Backlog] | None, lags: list[Lag] | None) -> list[GaugeMetricFamily]:
         unpublished = GaugeMetricFamily(
             "contentline_outbox_unpublished", "Outbox rows waiting for the relay, per producer", labels=["producer"]
         )
@@ -147,11 +163,11 @@ class ScrapeFigures(Collector):
             "Records behind the partition's end: end offset minus the group's committed offset",
             labels=["group", "topic", "partition"],
         )
-        if backlog is not None:
-            age = (utcnow() - backlog.oldest_unpublished).total_seconds() if backlog.oldest_unpublished else 0.0
-            unpublished.add_metric([self.producer], backlog.unpublished)
-            parked.add_metric([self.producer], backlog.parked)
-            oldest.add_metric([self.producer], max(age, 0.0))
+        for one in backlog or []:
+            age = (utcnow() - one.oldest_unpublished).total_seconds() if one.oldest_unpublished else 0.0
+            unpublished.add_metric([one.producer], one.unpublished)
+            parked.add_metric([one.producer], one.parked)
+            oldest.add_metric([one.producer], max(age, 0.0))
         for row in lags or []:
             lag.add_metric([self.group, row.topic, str(row.partition)], row.lag)
         return [unpublished, parked, oldest, lag]
@@ -173,7 +189,7 @@ class MetricsEndpoint:
         self._port = settings.metrics_port
         # Every service's consumer group is named after it (shared.worker_app, the orchestrator, webhooks).
         self.figures = ScrapeFigures(
-            sessions, settings.kafka_bootstrap, producer=name, group=f"contentline-{name}",
+            sessions, settings.kafka_bootstrap, producers=lane_producers(name), group=f"contentline-{name}",
             cache=settings.metrics_cache_seconds,
         )
         self._server: WSGIServer | None = None
