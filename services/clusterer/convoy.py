@@ -9,6 +9,10 @@ side by side, one transaction for the clusters and every batch's result. Each ba
 (its items' outcomes and failures, under its own inbox row); the model calls belong to the batch whose turn it
 was, which is charged for them.
 
+A batch's turn may begin while the batches received right behind it are still loading their keywords (at a
+run's start the first batch has its turn at once, the rest of its fetch a few milliseconds later): the pass
+waits for them, up to `LOAD_PATIENCE`, so that the first pass is not a pass of one batch.
+
 Once that transaction committed, the riders are let go (`deliver`: their own deliveries then find their results
 recorded) and their turns end, before the next batch's turn begins. A pass that fails before its commit lets
 nothing go: the riders keep waiting, for the retry of that batch or for their own turn.
@@ -26,6 +30,9 @@ from services.clusterer.repository import KeywordRow
 from shared.contracts import StageCommand
 from shared.turns import Turn
 from shared.worker import BatchOutcome
+
+# How long a pass waits for batches already received behind it to finish loading (a keyword read each).
+LOAD_PATIENCE = 0.05
 
 
 @dataclass
@@ -45,6 +52,7 @@ class Convoy:
         # outcome (and finds its result recorded) instead of a second pass. A new delivery of the command (a
         # re-ask after a database lost the pass's commit) has a new turn and is worked again.
         self._delivered: weakref.WeakKeyDictionary[Turn, BatchOutcome] = weakref.WeakKeyDictionary()
+        self._arrival: asyncio.Future[None] | None = None  # resolved when a batch is loaded and waits
 
     async def wait(self, rider: Rider) -> BatchOutcome | None:
         """None when it is this batch's turn (it clusters, maybe with riders of its own); its outcome when a pass
@@ -53,6 +61,8 @@ class Convoy:
         if done is not None:  # a retry inside its delivery: the pass recorded its result, nothing to cluster again
             return done
         self._waiting[rider.turn] = rider
+        if self._arrival is not None and not self._arrival.done():
+            self._arrival.set_result(None)
         own_turn: asyncio.Future[None] = asyncio.ensure_future(rider.turn.wait())
         try:
             either: set[asyncio.Future[Any]] = {own_turn, rider.carried}
@@ -66,18 +76,40 @@ class Convoy:
 
     def riders_behind(self, turn: Turn, cmd: StageCommand, keywords: int) -> list[Rider]:
         """The waiting batches right behind `turn` that may share its pass, in offset order."""
+        return self._scan(turn, cmd, keywords)[0]
+
+    async def riders_for(
+        self, turn: Turn, cmd: StageCommand, keywords: int, patience: float = LOAD_PATIENCE
+    ) -> list[Rider]:
+        """`riders_behind`, once the batches received right behind `turn` have loaded (waiting at most
+        `patience` seconds for them)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        while True:
+            riders, loading = self._scan(turn, cmd, keywords)
+            left = deadline - loop.time()
+            if not loading or left <= 0:
+                return riders
+            if self._arrival is None or self._arrival.done():
+                self._arrival = loop.create_future()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._arrival), left)
+
+    def _scan(self, turn: Turn, cmd: StageCommand, keywords: int) -> tuple[list[Rider], bool]:
+        """(riders, whether they stop at a batch received but not loaded yet)."""
         riders: list[Rider] = []
         for behind in turn.behind():
             rider = self._waiting.get(behind)
             if rider is None:
-                break  # not loaded yet: what comes after it must wait for it (a carried one has left the queue)
+                # not loaded yet: what comes after it must wait for it (a carried one has left the queue)
+                return riders, True
             if rider.cmd.run_id != cmd.run_id or rider.cmd.options != cmd.options:
                 break
             keywords += len(rider.keywords)
             if keywords > self._max_keywords:
                 break
             riders.append(rider)
-        return riders
+        return riders, False
 
     def deliver(self, riders: list[Rider], outcomes: list[BatchOutcome]) -> None:
         """The pass committed, the riders' results with it: each rider gets its outcome and leaves the key's queue."""

@@ -127,7 +127,7 @@ class ClustererService:
         carried = await self._convoy.wait(Rider(cmd, keywords, already_done, turn))
         if carried is not None:
             return carried
-        riders = self._convoy.riders_behind(turn, cmd, len(keywords))
+        riders = await self._convoy.riders_for(turn, cmd, len(keywords))
         if riders:
             log.info(
                 "site %s: batch %d clusters with the %d batches waiting behind it (%s)",

@@ -110,3 +110,43 @@ async def test_a_rider_tried_again_after_its_outcome_gets_the_same_outcome_not_a
     lead.end()
     again = turns.take(b"s")
     assert await asyncio.wait_for(convoy.wait(rider(second, again)), timeout=1) is None
+
+
+async def test_a_pass_waits_briefly_for_the_batches_received_behind_it_to_load() -> None:
+    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
+    lead, t1, t2 = (turns.take(b"s") for _ in range(3))
+    first = rider(command(0), lead)
+    assert await convoy.wait(first) is None  # its turn began while batches 1 and 2 still load their keywords
+
+    async def loaded_later(cmd: StageCommand, turn: Turn, after: float) -> BatchOutcome | None:
+        await asyncio.sleep(after)
+        return await convoy.wait(rider(cmd, turn))
+
+    tasks = [
+        asyncio.create_task(loaded_later(command(1), t1, 0.01)),
+        asyncio.create_task(loaded_later(command(2), t2, 0.02)),
+    ]
+    assert convoy.riders_behind(lead, first.cmd, 3) == []  # nothing loaded yet
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    riders = await convoy.riders_for(lead, first.cmd, 3, patience=1.0)
+    assert [r.cmd.batch_seq for r in riders] == [1, 2]  # both, once loaded, without waiting out the patience
+    assert loop.time() - started < 0.5
+    for task in tasks:
+        task.cancel()
+
+
+async def test_a_batch_behind_that_never_loads_costs_the_pass_at_most_its_patience() -> None:
+    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
+    lead, _stuck = turns.take(b"s"), turns.take(b"s")
+    first = rider(command(0), lead)
+    assert await convoy.wait(first) is None
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await convoy.riders_for(lead, first.cmd, 3, patience=0.05) == []
+    assert 0.05 <= loop.time() - started < 0.5
+    # nothing received behind it: no wait at all
+    alone = KeyTurns().take(b"t")
+    started = loop.time()
+    assert await convoy.riders_for(alone, command(0), 3, patience=5) == []
+    assert loop.time() - started < 0.1
