@@ -27,7 +27,7 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from shared import metrics
+from shared import kafka_fetch, metrics
 from shared.contracts import utcnow
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
 from shared.metrics.families import DEAD_LETTERS
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # A wait of tens of milliseconds bounds that; the broker still holds each fetch this long when nothing is
 # new (fetch_min_bytes=1), so an idle consumer sends a few dozen small requests a second, it never spins.
 FETCH_MAX_WAIT_MS = 25
+# ...while a fetch that covers every assigned partition (an idle consumer's) waits longer (shared/kafka_fetch.py).
+kafka_fetch.install()
 CONSUMER_TUNING: dict[str, Any] = {"fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
 # Consumers off a run's critical path (publishing, rules, webhooks, ingest, publication status) wait longer per
 # fetch: a fetch that returns empty every 25 ms costs CPU on both ends. An idle stack took 66 % of a core with
