@@ -229,6 +229,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         batch_size: int = 200,
         retention: Retention | None = None,
+        settle_seconds: float = 0.0,
     ) -> None:
         self._broker = broker
         self._sessions = sessions
@@ -240,6 +241,9 @@ class OutboxRelay:
         self._stopping = False
         self._retention = retention or Retention()
         self._last_prune = 0.0
+        # A round that found nothing waits this long before a wake-up may start the next: a lane's relay is
+        # woken by every commit of its process, and most of them added nothing to its lane.
+        self._settle = settle_seconds
 
     def wake(self) -> None:
         self._wake.set()
@@ -362,6 +366,9 @@ class OutboxRelay:
     async def _run(self) -> None:
         while not self._stopping:
             await self._maybe_prune()
+            # Cleared before the round, not after it: a commit that lands while an empty round reads must
+            # start another round, not wait for the poll.
+            self._wake.clear()
             try:
                 sent = await self.relay_once()
             except asyncio.CancelledError:
@@ -376,7 +383,8 @@ class OutboxRelay:
                 continue
             if sent:
                 continue
-            self._wake.clear()
+            if self._settle:
+                await asyncio.sleep(self._settle)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
 

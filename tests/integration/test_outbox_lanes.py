@@ -75,3 +75,42 @@ async def test_the_services_relay_entity_events_in_their_lane(
 
     rows = await eventually(relayed, timeout=30)  # the orchestrator's lane relay published them
     assert {p for p, _ in rows} == {"orchestrator.entities"}
+
+
+async def test_a_commit_that_lands_while_an_empty_round_reads_starts_another_round(
+    stack: Stack, db: async_sessionmaker[AsyncSession]
+) -> None:
+    producer, topic = f"race-{uuid.uuid4().hex[:8]}", f"contentline.test.race.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(stack.kafka_bootstrap, 1, [topic])
+    outbox = Outbox(producer)
+    late = Message()
+
+    class Racing(OutboxRelay):
+        raced = False
+
+        async def relay_once(self) -> int:
+            sent = await super().relay_once()
+            if not sent and not self.raced:  # the round read nothing; a transaction commits just after that read
+                self.raced = True
+                async with db.begin() as s:
+                    outbox.add(s, topic, "site-1", late)
+                self.wake()  # what Outbox.committed() does
+            return sent
+
+    broker = make_broker(stack.kafka_bootstrap, "race-test")
+    await broker.connect()
+    relay = Racing(broker, db, producer=producer, poll_seconds=60)  # a lost wake-up would wait a minute
+    relay.start()
+    try:
+
+        async def published() -> bool:
+            async with db() as s:
+                row = await s.scalar(select(OutboxMessage).where(OutboxMessage.message_id == late.message_id))
+            return row is not None and row.published_at is not None
+
+        await eventually(published, timeout=10)
+    finally:
+        await relay.stop()
+        await broker.stop()
+    sent = await read_topic(stack.kafka_bootstrap, topic)
+    assert [dict(r.headers)["message_id"].decode() for r in sent] == [late.message_id]
