@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from pydantic import ValidationError
 
 from shared.contracts import RunEvent
+from shared.kafka import RELAXED_CONSUMER_TUNING
 from shared.topics import RUN_EVENTS
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class RunEventHub:
             enable_auto_commit=False,
             auto_offset_reset="latest",
             client_id="contentline-orchestrator-dashboard",
-            fetch_max_wait_ms=25,
+            **RELAXED_CONSUMER_TUNING,  # people watching a page: a quarter second is not noticed (shared.kafka)
         )
         await consumer.start()
         self._consumer = consumer
