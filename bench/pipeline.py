@@ -42,7 +42,7 @@ from sqlalchemy.pool import NullPool
 
 from bench.cpu import CpuSampler, MachineCpu
 from bench.datasets import synthetic_keywords
-from bench.pipeline_figures import HOPS, RunFigures, collect, median, percentile
+from bench.pipeline_figures import HOPS, TRANSITION_STEPS, RunFigures, collect, median, percentile
 from devstack.stack import ROOT, Stack
 from shared.settings import Settings
 
@@ -212,6 +212,17 @@ def hop_table(f: RunFigures) -> str:
     return "\n".join(lines)
 
 
+def transition_table(label: str, f: RunFigures) -> str:
+    """Per stage, its opening and closing steps (ms): on the run's path, with no model call in them."""
+    stages = sorted(f.transitions)
+    lines = [f"| stage start and end, ms ({label}) | " + " | ".join(str(s) for s in stages) + " | sum |"]
+    lines.append("|---" * (len(stages) + 2) + "|")
+    for step in TRANSITION_STEPS:
+        values = [f.transitions[s][step] for s in stages]
+        lines.append(f"| {step} | " + " | ".join(fmt(v, "", 0) for v in values) + f" | {fmt(sum(values), '', 0)} |")
+    return "\n".join(lines)
+
+
 def scaling(one: RunFigures, two: RunFigures) -> str:
     a = sum(s.wall_s for s in one.stages if s.stage in MODEL_BOUND)
     b = sum(s.wall_s for s in two.stages if s.stage in MODEL_BOUND)
@@ -298,6 +309,8 @@ def main() -> None:
     print(cpu_table(columns, machine))
     print()
     print(hop_table(columns[1][1]))
+    print()
+    print(transition_table(columns[0][0], columns[0][1]))
     if len(columns) > 2:
         print()
         print(scaling(columns[0][1], columns[2][1]))

@@ -71,6 +71,8 @@ class RunFigures:
     # Stage 1's batches run one after another (each sees the clusters the earlier ones made): per batch, in
     # order, ms of the clusterer's work, of building its result, and the gap until it starts the next one.
     stage1_steps: dict[str, list[float]] = field(default_factory=dict)
+    # Per stage, ms of its start and end on the run's path (`transitions`): nothing of a model call in them.
+    transitions: dict[int, dict[str, float]] = field(default_factory=dict)
 
     @property
     def floor_s(self) -> float:
@@ -240,7 +242,46 @@ async def collect(
         per_stage[stage_of[b.id]].append((points[-1] - points[0]) * 1000)
     figures.hops, figures.hops_by_stage = hops, dict(per_stage)
     figures.stage1_steps = stage1_steps(batches, worker)
+    figures.transitions = transitions(run, stage_rows, batches, worker, cmd_ts)
     return figures
+
+
+TRANSITION_STEPS = (
+    "opened (previous stage's barrier, or the run's start → stage started)",
+    "first command out (stage started → published)",
+    "first worker start (published → worker start)",
+    "tail (last result built → applied)",
+    "closed (last result applied → stage finished)",
+)
+
+
+def transitions(
+    run: Any, stage_rows: Any, batches: Any, worker: dict[str, Any], cmd_ts: dict[str, float]
+) -> dict[int, dict[str, float]]:
+    """Per stage, the ms it spends opening (before its first model call can start) and closing (after its last
+    result was built): the part of a stage's wall the floor leaves out whatever the latency."""
+    out: dict[int, dict[str, float]] = {}
+    opened_from = epoch(run.started_at)
+    for sr in stage_rows:
+        if sr.stage > 6 or sr.finished_at is None or sr.status == "skipped":
+            continue
+        mine = [b for b in batches if b.stage == sr.stage and b.status == "done" and b.id in worker]
+        if not mine:
+            continue
+        spans = [worker_span(worker[b.id]) for b in mine]
+        published = [cmd_ts[b.id] for b in mine if b.id in cmd_ts]
+        last = max(mine, key=lambda b: epoch(b.finished_at))
+        started, finished = epoch(sr.started_at), epoch(sr.finished_at)
+        steps = [
+            started - opened_from,
+            (min(published) - started) if published else math.nan,
+            (min(s[0] for s in spans) - min(published)) if published else math.nan,
+            epoch(last.finished_at) - worker_span(worker[last.id])[2],
+            finished - epoch(last.finished_at),
+        ]
+        out[sr.stage] = {name: ms * 1000 for name, ms in zip(TRANSITION_STEPS, steps, strict=True)}
+        opened_from = finished
+    return out
 
 
 # `seconds` is rounded to the millisecond; two passes start further apart than this (a pass's transaction alone
