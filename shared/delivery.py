@@ -17,13 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import Message, Stage, StageCommand
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
-from shared.topics import ENTITY_EVENTS
+from shared.topics import ENTITY_EVENTS, RUN_EVENTS
 
 # Topics whose rows a service relays through a lane of their own (producer "<service>.<lane>", its own relay):
-# an import adds one entity event per keyword, and a run started right after it waited behind 1,500 of them
-# (0.2-0.4 s before its first commands went out; issue 13). Each lane keeps its rows in id order, so a topic's
-# records (and a site's, by key) keep their order; records of different topics never had one on Kafka.
-LANES: Mapping[str, str] = {ENTITY_EVENTS: "entities"}
+# the events people and automation read (entity events, run progress), apart from a run's own commands and
+# results. An import adds one entity event per keyword, and a run started right after it waited behind 1,500 of
+# them (0.2-0.4 s before its first commands went out); every result adds a progress event that rode in the same
+# relay rounds as the commands it released (issue 13). Each lane keeps its rows in id order, so a topic's records
+# (and a site's, by key) keep their order; records of different topics never had one on Kafka.
+LANES: Mapping[str, str] = {ENTITY_EVENTS: "events", RUN_EVENTS: "events"}
 
 
 def lane_producers(producer: str, lanes: Mapping[str, str] = LANES) -> list[str]:

@@ -82,7 +82,7 @@ def test_every_service_serves_metrics_in_the_text_format(stack: Stack) -> None:
         assert families.get("faststream_received_processed_messages_duration_seconds") == "histogram", service
         assert ours <= set(families), (service, sorted(families))
         page = scrape(stack, service)
-        for producer in (service, f"{service}.entities"):  # its own and its lane's (shared.delivery.LANES)
+        for producer in (service, f"{service}.events"):  # its own and its lane's (shared.delivery.LANES)
             backlog = [ls for n, ls in page if n == "contentline_outbox_unpublished"]
             assert any(("producer", producer) in ls for ls in backlog), producer
     orchestrator = {f.name for f in text_string_to_metric_families(httpx.get(stack.metrics_url("orchestrator")).text)}

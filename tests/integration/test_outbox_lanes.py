@@ -74,7 +74,7 @@ async def test_the_services_relay_entity_events_in_their_lane(
         return [(p, bool(sent)) for p, sent in rows] if len(rows) == 12 and all(sent for _, sent in rows) else None
 
     rows = await eventually(relayed, timeout=30)  # the orchestrator's lane relay published them
-    assert {p for p, _ in rows} == {"orchestrator.entities"}
+    assert {p for p, _ in rows} == {"orchestrator.events"}
 
 
 async def test_a_commit_that_lands_while_an_empty_round_reads_starts_another_round(
