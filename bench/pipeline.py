@@ -10,7 +10,9 @@ the services the way the tests do, and stops them). Runs, each on a fresh site w
 Default batch sizes and settings otherwise (`--window` sets CONTENTLINE_INFLIGHT_BATCHES_PER_RUN). `--keywords
 FILE` or `--synthetic N` runs a larger set: with the demo's 10 clusters, fixed per-stage costs dominate. A run
 of the demo's keywords at zero latency comes first and is not measured (`--no-warm-up` leaves it out): the
-broker's JIT warms up in it. The CPU of every process during each run is printed too (bench/cpu.py).
+broker's JIT warms up in it. The CPU of every process during each run is printed too (bench/cpu.py), and for
+the first run the steps of each stage's start and end on the run's path (`transitions` in
+bench/pipeline_figures.py).
 
 The floor (see bench/pipeline_figures.py) comes from the calls the run actually made. The fake provider renders
 its images with Pillow on this same machine: its own CPU time is measured from /proc and printed apart, and
