@@ -4,6 +4,7 @@ leaves, and that a rider's retry gets the outcome it was handed instead of a new
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from services.clusterer.convoy import Convoy, Rider
 from services.clusterer.repository import KeywordRow
@@ -33,11 +34,29 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def test_the_loaded_batches_right_behind_ride_along_and_leave_with_their_outcomes() -> None:
-    turns, convoy = KeyTurns(), Convoy(max_keywords=12)
-    lead, t1, t2, t3, t4 = (turns.take(b"s") for _ in range(5))
+@dataclass
+class Queue:
+    """One site's turns, a convoy, and its first batch, whose turn it is (it clusters)."""
+
+    turns: KeyTurns
+    convoy: Convoy
+    lead: Turn
+    behind: list[Turn]  # received after the first batch, in offset order
+    first: Rider
+
+
+async def queue(behind: int, max_keywords: int = 100) -> Queue:
+    turns, convoy = KeyTurns(), Convoy(max_keywords=max_keywords)
+    lead, *later = (turns.take(b"s") for _ in range(behind + 1))
     first = rider(command(0), lead)
-    assert await convoy.wait(first) is None  # its turn: it clusters
+    assert await convoy.wait(first) is None  # its turn
+    return Queue(turns, convoy, lead, later, first)
+
+
+async def test_the_loaded_batches_right_behind_ride_along_and_leave_with_their_outcomes() -> None:
+    q = await queue(behind=4, max_keywords=12)
+    convoy, lead, first = q.convoy, q.lead, q.first
+    t1, t2, t3, t4 = q.behind
 
     waits = {
         seq: asyncio.create_task(convoy.wait(rider(cmd, t)))
@@ -63,10 +82,8 @@ async def test_the_loaded_batches_right_behind_ride_along_and_leave_with_their_o
 
 
 async def test_a_pass_that_never_committed_leaves_its_riders_waiting_for_their_own_turn() -> None:
-    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
-    lead, t1 = turns.take(b"s"), turns.take(b"s")
-    first = rider(command(0), lead)
-    assert await convoy.wait(first) is None
+    q = await queue(behind=1)
+    convoy, lead, first, (t1,) = q.convoy, q.lead, q.first, q.behind
     waiting = asyncio.create_task(convoy.wait(rider(command(1), t1)))
     await settle()
     assert [r.cmd.batch_seq for r in convoy.riders_behind(lead, first.cmd, 3)] == [1]
@@ -76,10 +93,8 @@ async def test_a_pass_that_never_committed_leaves_its_riders_waiting_for_their_o
 
 
 async def test_only_the_same_run_and_options_ride_along() -> None:
-    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
-    lead, t1, t2 = (turns.take(b"s") for _ in range(3))
-    first = rider(command(0), lead)
-    assert await convoy.wait(first) is None
+    q = await queue(behind=2)
+    convoy, lead, first, (t1, t2) = q.convoy, q.lead, q.first, q.behind
     other_options = StageOptions(min_cluster_size=5)
     tasks = [
         asyncio.create_task(convoy.wait(rider(command(1), t1))),
@@ -93,10 +108,8 @@ async def test_only_the_same_run_and_options_ride_along() -> None:
 
 
 async def test_a_rider_tried_again_after_its_outcome_gets_the_same_outcome_not_a_new_pass() -> None:
-    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
-    lead, t1 = turns.take(b"s"), turns.take(b"s")
-    first = rider(command(0), lead)
-    assert await convoy.wait(first) is None
+    q = await queue(behind=1)
+    turns, convoy, lead, first, (t1,) = q.turns, q.convoy, q.lead, q.first, q.behind
     second = command(1)
     waiting = asyncio.create_task(convoy.wait(rider(second, t1)))
     await settle()
@@ -113,10 +126,8 @@ async def test_a_rider_tried_again_after_its_outcome_gets_the_same_outcome_not_a
 
 
 async def test_a_pass_waits_briefly_for_the_batches_received_behind_it_to_load() -> None:
-    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
-    lead, t1, t2 = (turns.take(b"s") for _ in range(3))
-    first = rider(command(0), lead)
-    assert await convoy.wait(first) is None  # its turn began while batches 1 and 2 still load their keywords
+    q = await queue(behind=2)  # the first batch's turn began while batches 1 and 2 still load their keywords
+    convoy, lead, first, (t1, t2) = q.convoy, q.lead, q.first, q.behind
 
     async def loaded_later(cmd: StageCommand, turn: Turn, after: float) -> BatchOutcome | None:
         await asyncio.sleep(after)
@@ -137,10 +148,8 @@ async def test_a_pass_waits_briefly_for_the_batches_received_behind_it_to_load()
 
 
 async def test_a_batch_behind_that_never_loads_costs_the_pass_at_most_its_patience() -> None:
-    turns, convoy = KeyTurns(), Convoy(max_keywords=100)
-    lead, _stuck = turns.take(b"s"), turns.take(b"s")
-    first = rider(command(0), lead)
-    assert await convoy.wait(first) is None
+    q = await queue(behind=1)  # the batch behind never loads
+    convoy, lead, first = q.convoy, q.lead, q.first
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await convoy.riders_for(lead, first.cmd, 3, patience=0.05) == []
