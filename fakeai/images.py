@@ -1,7 +1,10 @@
 """Real, deterministic images for ``/v1/images/generations``.
 
-Each image is a small gradient-and-shapes scene drawn at 1/16 scale and upscaled:
-cheap to make, smooth enough to compress well, and unique per prompt.
+Each image is a small gradient-and-shapes scene drawn at 1/16 scale and upscaled: unique per prompt and cheap
+to make, because the fake runs on the same machine as the pipeline it serves and its CPU would slow the run a
+benchmark measures (a real provider renders elsewhere). A PNG is scaled smoothly across and repeated in bands
+of 16 rows down, and encoded here: a band's other rows are PNG "Up" rows (all zero), so deflate has 1/16 of the
+image to compress. 1024x1024: 4-5 ms instead of 18 ms through Pillow's resize and encoder.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 import base64
 import io
 import math
+import struct
+import zlib
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -89,11 +94,30 @@ def render(prompt: str, width: int, height: int, variant: int, fmt: str = "png")
         [(0.0, float(sh))] + [(sw * i / 6, sh * rng.uniform(0.55, 0.8)) for i in range(7)] + [(float(sw), float(sh))]
     )
     draw.polygon(ridge, fill=tuple(int(c) // 2 for c in bottom))
+    if fmt == "png":
+        return _banded_png(small, width, height)
     image = small.resize((width, height), Image.Resampling.BILINEAR)
     out = io.BytesIO()
     # compress_level=1: ~3x faster than the default for a few more bytes.
     image.save(out, _FORMATS[fmt], **({"compress_level": 1} if fmt == "png" else {"quality": 85}))
     return out.getvalue()
+
+
+def _banded_png(small: Image.Image, width: int, height: int) -> bytes:
+    """`small` scaled to `width` across (bilinear) and to `height` down in bands of equal rows, as PNG bytes."""
+    across = np.asarray(small.resize((width, small.height), Image.Resampling.BILINEAR), np.uint8)
+    source_row = np.minimum(np.arange(height) * small.height // height, small.height - 1)
+    first = np.r_[True, source_row[1:] != source_row[:-1]]  # a band's first row carries its pixels
+    lines = np.zeros((height, 1 + width * 3), np.uint8)
+    lines[first, 1:] = across[source_row[first]].reshape(int(first.sum()), width * 3)
+    lines[~first, 0] = 2  # filter "Up": each byte equals the one above
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
+    idat = zlib.compress(lines.tobytes(), 1)
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def usage(request: ImageRequest, width: int, height: int) -> dict[str, Any]:

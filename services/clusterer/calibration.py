@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from services.clusterer.clustering import Vectors, assign, normalise
+from services.clusterer.clustering import Vectors, cluster_labels, normalise
 
 NEIGHBOURS = 10
 RECALL_WEIGHT = 3.0
@@ -168,14 +168,6 @@ def neighbour_radii(sample: Vectors, everything: Iterable[Vectors], k: int) -> n
     return radii.result()
 
 
-def labels(plan_groups: list[list[int]], outliers: list[int], n: int) -> npt.NDArray[np.intp]:
-    out = np.empty(n, np.intp)
-    for g, rows in enumerate(plan_groups):
-        out[rows] = g
-    out[outliers] = len(plan_groups) + np.arange(len(outliers))
-    return out
-
-
 def calibrate(
     sample: Vectors,
     radii: npt.NDArray[np.float32],
@@ -196,13 +188,11 @@ def calibrate(
     n_pairs = max(int(together.sum()), 1)
     del sims
     candidates = np.unique(np.quantile(pair_sims, _LADDER)) if pair_sims.size else np.array([1.0])
-    empty = np.zeros((0, sample.shape[1]), np.float32)
     b2 = RECALL_WEIGHT**2
 
     def score(threshold: float) -> Calibration:
-        plan = assign(sample, empty, threshold, order=range(m))
-        lab = labels(plan.new_groups, plan.outliers, m)
-        sizes = np.bincount(lab)
+        lab = cluster_labels(sample, threshold)  # what `assign` would form, as labels
+        sizes = np.bincount(lab)  # a cluster that refinement emptied counts 0
         co_members = int((sizes * (sizes - 1) // 2).sum())
         inside = int((lab[left] == lab[right]).sum())
         precision = inside / co_members if co_members else 1.0
@@ -219,7 +209,7 @@ def calibrate(
             f_score=f,
             precision=precision,
             recall=recall,
-            sample_clusters=int(sizes.size),
+            sample_clusters=int(np.count_nonzero(sizes)),
         )
 
     scored = [score(t) for t in candidates.tolist()]

@@ -199,9 +199,43 @@ def assign(
             unassigned[start + hits] = False
             report(best.size + hits.size * later_passes)
 
-    # 2. New clusters among the rest, block by block in priority order.
+    # 2. and 3. New clusters among the rest, in priority order.
     pending = np.asarray(order if order is not None else range(n), dtype=np.intp)
     rows = pending[unassigned[pending]]
+    label = _new_clusters(vectors, rows, threshold, chunk, block, refine, report)
+
+    # Groups in order of their first (highest-priority) member, members in priority order.
+    members: dict[int, list[int]] = {}
+    for row, g in zip(rows.tolist(), label.tolist(), strict=True):
+        members.setdefault(g, []).append(row)
+    for group_rows in members.values():
+        if len(group_rows) >= min_cluster_size:
+            result.new_groups.append(group_rows)
+        else:
+            result.outliers.extend(group_rows)
+    if done < total:  # rows that `order` left out are dropped (as they always were): close the count
+        report(total - done)
+    return result
+
+
+def cluster_labels(vectors: Vectors, threshold: float) -> _Rows:
+    """Each row's new cluster (a number; equal numbers = one cluster) when `vectors` are clustered among
+    themselves in row order: what `assign` forms with no existing clusters and `min_cluster_size` 1, without
+    listing the members (the calibration scores 48 such clusterings and needs only the labels)."""
+    return _new_clusters(vectors, np.arange(vectors.shape[0], dtype=np.intp), threshold, 4096, 512, True, None)
+
+
+def _new_clusters(
+    vectors: Vectors,
+    rows: _Rows,
+    threshold: float,
+    chunk: int,
+    block: int,
+    refine: bool,
+    report: Callable[[int], None] | None,
+) -> _Rows:
+    """Steps 2 and 3 of `assign` for `rows` (in priority order): the new-cluster index of each position."""
+    # 2. Block by block in priority order.
     label = np.full(rows.size, -1, dtype=np.intp)  # new-cluster index per position in `rows`
     book = _Centroids(vectors.shape[1])
     for start in range(0, rows.size, block):
@@ -218,7 +252,8 @@ def assign(
             group = _leaders(fresh @ fresh.T, threshold)
             label[pos[rest]] = book.k + group
             book.append(_group_sums(fresh, group)[1])  # groups are 0..leaders-1, all non-empty: sums line up
-        report(pos.size)
+        if report is not None:
+            report(pos.size)
 
     # 3. Refinement: rows of multi-member new clusters move to the nearest final multi-member centroid, and
     # a singleton joins one when it is now within the threshold (the centroid moved towards it after it was
@@ -235,20 +270,9 @@ def assign(
                 best, best_sim = _nearest(vectors[rows[start : start + chunk]], candidates)
                 move = (sizes[part] > 1) | (best_sim >= threshold)
                 part[move] = multi[best[move]]
-            report(part.size)
-
-    # Groups in order of their first (highest-priority) member, members in priority order.
-    members: dict[int, list[int]] = {}
-    for row, g in zip(rows.tolist(), label.tolist(), strict=True):
-        members.setdefault(g, []).append(row)
-    for group_rows in members.values():
-        if len(group_rows) >= min_cluster_size:
-            result.new_groups.append(group_rows)
-        else:
-            result.outliers.extend(group_rows)
-    if done < total:  # rows that `order` left out are dropped (as they always were): close the count
-        report(total - done)
-    return result
+            if report is not None:
+                report(part.size)
+    return label
 
 
 def merged_centroid(old: Vectors | None, old_size: int, members: Vectors) -> Vectors:

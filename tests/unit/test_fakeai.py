@@ -24,6 +24,7 @@ from PIL import Image
 from pydantic import BaseModel, Field, HttpUrl
 
 from fakeai import FakeSettings, create_app
+from fakeai.images import _banded_png
 from fakeai.structured import generate
 from fakeai.text import parse_prompt, word_count
 
@@ -369,6 +370,20 @@ async def test_images_are_real_pngs_of_requested_size(
     assert result.data[0].revised_prompt and result.usage is not None and result.usage.output_tokens > 0
     again = await client.images.generate(model="gpt-image-1", prompt="trail running shoes on a rock", size=size, n=1)
     assert again.data is not None and base64.b64decode(again.data[0].b64_json or "") == blobs[0]
+
+
+@pytest.mark.parametrize(("width", "height"), [(1024, 1024), (1024, 1792), (256, 256), (100, 37)])
+def test_hand_encoded_png_decodes_to_the_banded_scene(width: int, height: int) -> None:
+    """The fake's own PNG encoder, read back by Pillow's decoder: each row is the small scene's row (scaled
+    across) that its band comes from, every band's rows alike."""
+    rng = np.random.default_rng(7)
+    small = Image.fromarray(rng.integers(0, 256, (max(height // 16, 8), max(width // 16, 8), 3), np.uint8), "RGB")
+    with Image.open(io.BytesIO(_banded_png(small, width, height))) as decoded:
+        assert decoded.format == "PNG" and decoded.size == (width, height) and decoded.mode == "RGB"
+        pixels = np.asarray(decoded)
+    across = np.asarray(small.resize((width, small.height), Image.Resampling.BILINEAR))
+    expected = across[np.minimum(np.arange(height) * small.height // height, small.height - 1)]
+    assert np.array_equal(pixels, expected)
 
 
 @pytest.mark.parametrize("bad", [{"size": "100x100"}, {"n": 5}, {"quality": "ultra"}, {"prompt": ""}])
