@@ -7,7 +7,8 @@ the services the way the tests do, and stops them). Runs, each on a fresh site w
 2. the same at zero latency: what is left is the pipeline's own cost, split into its hops per batch;
 3. the latency of 1 with two replicas of each stage worker (the fake provider has no concurrency limit, so
    it allows 2·C): how throughput scales.
-Default batch sizes and settings otherwise (`--window` sets CONTENTLINE_INFLIGHT_BATCHES_PER_RUN). `--keywords
+Default batch sizes and settings otherwise (`--window` sets CONTENTLINE_INFLIGHT_BATCHES_PER_RUN; unset, the window is
+per worker process, so the run with two replicas has twice the one-replica window: runs/census.py). `--keywords
 FILE` or `--synthetic N` runs a larger set: with the demo's 10 clusters, fixed per-stage costs dominate. A run
 of the demo's keywords at zero latency comes first and is not measured (`--no-warm-up` leaves it out): the
 broker's JIT warms up in it. The CPU of every process during each run is printed too (bench/cpu.py), and for
@@ -39,6 +40,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -124,6 +126,24 @@ class Bench:
                     raise RuntimeError(f"the second {name} got no partitions: see {log_path}")
                 time.sleep(0.5)
         time.sleep(5)  # the first replicas finish their rebalance too
+        self.wait_for_census(2, deadline)
+
+    def wait_for_census(self, processes: int, deadline: float) -> None:
+        """Until the orchestrator counts `processes` of every stage worker (its release window scales with them:
+        services/orchestrator/runs/census.py)."""
+        while True:
+            page = httpx.get(self.stack.metrics_url("orchestrator"), timeout=30).text
+            counts = [
+                s.value
+                for f in text_string_to_metric_families(page)
+                if f.name == "contentline_stage_worker_processes"
+                for s in f.samples
+            ]
+            if counts and all(n == processes for n in counts):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the orchestrator counts {counts} worker processes, not {processes} of each")
+            time.sleep(0.5)
 
     def stop_replicas(self) -> None:
         for proc in self.extra:
@@ -289,7 +309,7 @@ def main() -> None:
                         latency_s=latency / 1000,
                         concurrency=args.concurrency,
                         replicas=replicas,
-                        window=window,
+                        window=window if args.window else window * replicas,  # per worker process unless fixed
                         provider_cpu=cpu.samples,
                     )
                 )
@@ -304,7 +324,8 @@ def main() -> None:
     print()
     print(f"load average before {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, "
           f"after {load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f}; {os.cpu_count()} cores; "
-          f"window {window}, default batch sizes, {keywords[0]}")  # fmt: skip
+          f"window {window}{'' if args.window else ' per worker process'}, default batch sizes, "
+          f"{keywords[0]}")  # fmt: skip
     print()
     print(side_by_side(columns))
     print()

@@ -98,7 +98,11 @@ class Settings(BaseSettings):
     # (the former default 4 used half at C = 8), and twice that keeps the next commands queued at the worker
     # while results travel back. Measured on 1,500 keywords at 200 ms: 4.60× / 3.84× its floor with 4, 3.13× /
     # 2.41× with 16 (bench/pipeline.py, 2026-12-02). Cost caps count in-flight estimates, so no overspend.
+    # Unset, the window is per worker process: × the processes of the stage's worker group (runs/census.py).
+    # Set, it is the run's window whatever the number of workers.
     inflight_batches_per_run: int | None = Field(default=None, ge=1, le=1000)
+    # How often the orchestrator reads the stage workers' consumer groups from the broker (runs/census.py).
+    worker_census_seconds: float = Field(default=5.0, gt=0)
     # From release to result, queueing behind other batches on the site's partition included.
     stage_deadline_seconds: float = Field(default=3600.0, gt=0)
     # A released batch whose result has not come after this silence is asked again with the same command id
@@ -172,7 +176,8 @@ class Settings(BaseSettings):
 
     @property
     def release_window(self) -> int:
-        """The batches of one run out at once (`inflight_batches_per_run`, else 2 × ai_max_concurrency)."""
+        """The batches of one run out at once (`inflight_batches_per_run`, else 2 × ai_max_concurrency per
+        worker process of the stage: services/orchestrator/runs/census.py)."""
         return self.inflight_batches_per_run or 2 * self.ai_max_concurrency
 
     @property

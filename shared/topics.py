@@ -11,6 +11,13 @@ CLUSTER_COMMANDS: Final = "contentline.stage.cluster.commands"  # stage 1
 IDEATE_COMMANDS: Final = "contentline.stage.ideate.commands"  # stage 2
 WRITE_COMMANDS: Final = "contentline.stage.write.commands"  # stages 3 and 4
 IMAGE_COMMANDS: Final = "contentline.stage.image.commands"  # stages 5 and 6
+# The consumer group of the worker that handles each command topic (shared.worker_app: "contentline-<name>").
+COMMAND_GROUPS: Final[dict[str, str]] = {
+    CLUSTER_COMMANDS: "contentline-clusterer",
+    IDEATE_COMMANDS: "contentline-ideator",
+    WRITE_COMMANDS: "contentline-writer",
+    IMAGE_COMMANDS: "contentline-imager",
+}
 STAGE_RESULTS: Final = "contentline.stage.results"
 COMMANDS_DLQ: Final = "contentline.stage.commands.dlq"
 RESULTS_DLQ: Final = "contentline.stage.results.dlq"

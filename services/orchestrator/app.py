@@ -44,6 +44,7 @@ from services.orchestrator.review import router as review_router
 from services.orchestrator.review.curation import DraftCuration
 from services.orchestrator.review.service import ReviewService
 from services.orchestrator.runs import router as runs_router
+from services.orchestrator.runs.census import WorkerCensus
 from services.orchestrator.runs.context import Engine
 from services.orchestrator.runs.service import RunService, held_by_active_runs
 from services.orchestrator.scheduler import Ticker
@@ -111,7 +112,8 @@ def create_app() -> FastAPI:
     costs = CostTable.model_validate_json(rt.settings.cost_table_json) if rt.settings.cost_table_json else DEFAULT_COSTS
     accounts = AccountService(rt.sessions, reservations=held_by_active_runs)
     sites = SiteService(rt.sessions, rt.outbox)
-    runs = RunService(rt.sessions, Engine(rt.outbox, rt.settings, costs))
+    census = WorkerCensus(rt.settings.kafka_bootstrap, rt.settings.worker_census_seconds)  # scales the window
+    runs = RunService(rt.sessions, Engine(rt.outbox, rt.settings, costs, census))
     review = ReviewService(rt.sessions, rt.outbox, Policy.of(rt.settings))
     ops = OpsService(rt.sessions)
     publishing = PublishingService(rt.sessions, rt.outbox, Policy.of(rt.settings))
@@ -131,6 +133,7 @@ def create_app() -> FastAPI:
         await rt.on_startup()
         await rt.broker.start()
         await rt.after_startup()
+        census.start()
         ticker.start()
         publishing_ticker.start()
         await hub.start()
@@ -140,6 +143,7 @@ def create_app() -> FastAPI:
             await hub.stop()
             await publishing_ticker.stop()
             await ticker.stop()
+            await census.stop()
             await rt.broker.stop()
             await rt.on_shutdown()
 

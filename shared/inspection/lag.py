@@ -28,6 +28,12 @@ async def _describe_group(admin: AIOKafkaAdminClient, group: str) -> dict[str, A
     return described
 
 
+async def group_members(admin: AIOKafkaAdminClient, group: str) -> list[GroupMember]:
+    """The group's members now, each with the partitions it holds (none for a group the broker does not know)."""
+    described = await _describe_group(admin, group)
+    return [] if described["error_code"] else _members(described)
+
+
 def _members(described: dict[str, Any]) -> list[GroupMember]:
     members = []
     for m in described["members"]:

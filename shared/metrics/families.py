@@ -48,6 +48,12 @@ COMMANDS_IN_FLIGHT = Gauge(
     "Command records a stage worker holds between fetch and commit",
     ["topic"],
 )
+STAGE_WORKER_PROCESSES = Gauge(
+    "contentline_stage_worker_processes",
+    "Processes of the worker group that hold a partition of each command topic, as the orchestrator last read "
+    "them from the broker (its release window scales with them)",
+    ["topic"],
+)
 DEAD_LETTERS = Counter(
     "contentline_dead_letters",
     "Records this process copied to a dead-letter topic (unparseable, or given up after bounded attempts)",

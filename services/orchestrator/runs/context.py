@@ -8,12 +8,13 @@ from pathlib import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.costs import CostTable
+from services.orchestrator.runs.census import WorkerCensus
 from services.orchestrator.sites import service as sites
-from shared.contracts import RunEvent, RunStatus, utcnow
+from shared.contracts import RunEvent, RunStatus, Stage, utcnow
 from shared.db.models import Run
 from shared.delivery import Outbox
 from shared.settings import Settings
-from shared.topics import RUN_EVENTS
+from shared.topics import RUN_EVENTS, STAGE_COMMAND_TOPICS
 
 MAX_RECORDED_FAILURES = 200
 
@@ -23,6 +24,17 @@ class Engine:
     outbox: Outbox
     settings: Settings
     costs: CostTable
+    census: WorkerCensus | None = None  # None: one worker process per stage is assumed
+
+    def release_window(self, stage: Stage) -> int:
+        """Batches of one run out at once in `stage`: the clustering window in stage 1 (one site's batches are
+        clustered one pass after another, by one process); else the release window, per worker process of
+        the stage unless `inflight_batches_per_run` fixes it."""
+        if stage is Stage.CLUSTER:
+            return self.settings.clustering_window
+        if self.settings.inflight_batches_per_run is not None or self.census is None:
+            return self.settings.release_window
+        return self.settings.release_window * self.census.processes(STAGE_COMMAND_TOPICS[int(stage)])
 
     def event(self, session: AsyncSession, run: Run, stage: int, event: str, detail: str, level: str = "info") -> None:
         """An activity line, the optional run log file, and a RunEvent on the outbox (same transaction)."""

@@ -1,7 +1,7 @@
-"""The release window inside a stage: at most `Settings.release_window` batches out at once
-(`Settings.clustering_window` in stage 1, where a site's batches are clustered in passes), each
-released only when its estimated cost fits the run's cap, the stage's budget share and the run's
-credit reservation (grown from the account's free credits when the estimate was low)."""
+"""The release window inside a stage: at most `Engine.release_window(stage)` batches out at once (per worker
+process of the stage, runs/census.py; `Settings.clustering_window` in stage 1, where a site's batches are
+clustered in passes), each released only when its estimated cost fits the run's cap, the stage's budget share
+and the run's credit reservation (grown from the account's free credits when the estimate was low)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from shared.topics import STAGE_COMMAND_TOPICS
 
 async def release_window(engine: Engine, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan) -> None:
     in_flight, in_flight_cost = await repo.inflight(session, run.id)
-    window = engine.settings.clustering_window if stage == Stage.CLUSTER else engine.settings.release_window
+    window = engine.release_window(stage)
     free = window - in_flight
     delay = plan.delay_between_batches_seconds
     if delay:
