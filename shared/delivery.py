@@ -111,6 +111,22 @@ async def claim_inbox(session: AsyncSession, consumer: str, message_id: str) -> 
     return (await session.scalar(stmt)) is not None
 
 
+async def claim_inbox_with_results(
+    session: AsyncSession, consumer: str, results: dict[str, dict[str, Any]]
+) -> set[str]:
+    """`claim_inbox` and `keep_result` for several messages in one statement: {message id: result}; returns
+    the ids claimed (the others were recorded by another delivery, whose rows stay as they are)."""
+    if not results:
+        return set()
+    stmt = (
+        insert(InboxMessage)
+        .values([{"consumer": consumer, "message_id": m, "result": r} for m, r in results.items()])
+        .on_conflict_do_nothing()
+        .returning(InboxMessage.message_id)
+    )
+    return set((await session.scalars(stmt)).all())
+
+
 class Outbox:
     """Adds outbox rows for one producer (a topic of `lanes` under its lane's producer name) and pokes the
     relays after the transaction commits."""
