@@ -291,7 +291,7 @@ def main() -> None:
             if not args.no_warm_up:
                 # The broker's JIT compiles its hot paths during the first minute of traffic (Kafka took 10.7
                 # CPU-s in a first 200 ms run against ~6 in the next ones): a small run first, not measured.
-                bench.run_once("warm-up (not measured)", 0, (KEYWORDS.name, KEYWORDS.read_bytes()))
+                bench.run_once("warm-up (not measured)", 0, keywords)
             columns: list[tuple[str, RunFigures]] = []
             machine: list[MachineCpu] = []
             for label, latency, replicas in plan:
