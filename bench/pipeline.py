@@ -10,8 +10,9 @@ the services the way the tests do, and stops them). Runs, each on a fresh site w
 Default batch sizes and settings otherwise (`--window` sets CONTENTLINE_INFLIGHT_BATCHES_PER_RUN; unset, the window is
 per worker process, so the run with two replicas has twice the one-replica window: runs/census.py). `--keywords
 FILE` or `--synthetic N` runs a larger set: with the demo's 10 clusters, fixed per-stage costs dominate. A run
-of the demo's keywords at zero latency comes first and is not measured (`--no-warm-up` leaves it out): the
-broker's JIT warms up in it. The CPU of every process during each run is printed too (bench/cpu.py), and for
+of the same keywords at zero latency comes first and is not measured (`--no-warm-up` leaves it out): the
+broker's JIT warms up in it (after the demo's 312 keywords it was still compiling in the first measured run).
+The CPU of every process during each run is printed too (bench/cpu.py), and for
 the first run the steps of each stage's start and end on the run's path (`transitions` in
 bench/pipeline_figures.py).
 
@@ -290,7 +291,8 @@ def main() -> None:
                 plan.append(("2 replicas", args.latency_ms, 2))
             if not args.no_warm_up:
                 # The broker's JIT compiles its hot paths during the first minute of traffic (Kafka took 10.7
-                # CPU-s in a first 200 ms run against ~6 in the next ones): a small run first, not measured.
+                # CPU-s in a first 200 ms run against ~6 in the next ones; 5.4 against 3.6 after a warm-up on
+                # the demo's keywords only): a run of the same set first, not measured.
                 bench.run_once("warm-up (not measured)", 0, keywords)
             columns: list[tuple[str, RunFigures]] = []
             machine: list[MachineCpu] = []
