@@ -49,6 +49,7 @@ from aiokafka.errors import KafkaError
 from faststream.kafka.message import KafkaMessage
 
 from shared.consume import Record
+from shared.tasks import cancel_and_wait
 from shared.turns import CURRENT_TURN, KeyTurns, Turn
 
 log = logging.getLogger(__name__)
@@ -266,10 +267,7 @@ class OrderedCommitPool:
         self._room.set()
         self._pause(self._assignment())
         await self._finish(set(self._tasks) | set(self._offsets), self._drain, "shutting down")
-        if self._committer is not None:
-            self._committer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._committer
+        await cancel_and_wait(self._committer)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints

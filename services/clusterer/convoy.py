@@ -28,6 +28,7 @@ from typing import Any
 
 from services.clusterer.repository import KeywordRow
 from shared.contracts import StageCommand
+from shared.tasks import cancel_and_wait
 from shared.turns import Turn
 from shared.worker import BatchOutcome
 
@@ -69,9 +70,7 @@ class Convoy:
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._waiting.pop(rider.turn, None)
-            own_turn.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await own_turn
+            await cancel_and_wait(own_turn)
         return rider.carried.result() if rider.carried.done() else None
 
     def riders_behind(self, turn: Turn, cmd: StageCommand, keywords: int) -> list[Rider]:

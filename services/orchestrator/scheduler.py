@@ -7,11 +7,11 @@ claimed with SKIP LOCKED, and monthly grants are keyed by account and period in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from services.orchestrator.accounts.service import AccountService
 from services.orchestrator.runs.service import RunService
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,4 @@ class Ticker:
         self._task = asyncio.create_task(self._loop(), name="orchestrator-ticker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

@@ -12,7 +12,6 @@ task row that records them, and the orchestrator takes the run from there.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from faststream import AckPolicy, FastStream
@@ -24,6 +23,7 @@ from services.rules.handlers import make_handler
 from services.rules.service import RuleService
 from shared.kafka import RELAXED_CONSUMER_TUNING
 from shared.runtime import Runtime
+from shared.tasks import cancel_and_wait
 from shared.topics import ENTITY_EVENTS
 
 GROUP = "contentline-rules"
@@ -71,9 +71,7 @@ def create_app() -> FastStream:
 
     async def stop_ticker() -> None:
         for task in ticker:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
 
     return FastStream(
         rt.broker,

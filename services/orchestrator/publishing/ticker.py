@@ -5,10 +5,10 @@ site's lock (services.orchestrator.publishing.scheduling)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from services.orchestrator.publishing.service import PublishingService
+from shared.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,4 @@ class PublishingTicker:
         self._task = asyncio.create_task(self._loop(), name="publishing-ticker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)

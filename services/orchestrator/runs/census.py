@@ -23,6 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.inspection.lag import group_members
 from shared.metrics.families import STAGE_WORKER_PROCESSES
+from shared.tasks import cancel_and_wait
 from shared.topics import COMMAND_GROUPS
 
 log = logging.getLogger(__name__)
@@ -74,11 +75,8 @@ class WorkerCensus:
         self._task = asyncio.create_task(self._loop(), name="worker-census")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._drop_admin()
 
     async def _drop_admin(self) -> None:
