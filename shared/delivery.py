@@ -111,6 +111,21 @@ async def claim_inbox(session: AsyncSession, consumer: str, message_id: str) -> 
     return (await session.scalar(stmt)) is not None
 
 
+async def claim_inbox_many(session: AsyncSession, consumer: str, message_ids: list[str]) -> set[str]:
+    """`claim_inbox` for several messages in one statement; returns the ids claimed (each once, however often
+    it is listed; the others were processed before)."""
+    ids = list(dict.fromkeys(message_ids))
+    if not ids:
+        return set()
+    stmt = (
+        insert(InboxMessage)
+        .values([{"consumer": consumer, "message_id": m} for m in ids])
+        .on_conflict_do_nothing()
+        .returning(InboxMessage.message_id)
+    )
+    return set((await session.scalars(stmt)).all())
+
+
 async def claim_inbox_with_results(
     session: AsyncSession, consumer: str, results: dict[str, dict[str, Any]]
 ) -> set[str]:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from devstack.stack import Stack
+from services.orchestrator.accounts import ledger
 from services.orchestrator.accounts.service import AccountService
 from services.orchestrator.runs.service import held_by_active_runs
 from shared.contracts import StageResult
@@ -215,3 +216,34 @@ async def test_monthly_replenishment_is_granted_once_per_period(
     grants = sorted(e["key"].rsplit(":", 1)[1] for e in ledger if e["kind"] == "grant")
     assert grants == sorted(["2099-01", datetime.now(UTC).strftime("%Y-%m")])
     assert await assert_ledger_is_balance(db, account) == 1000
+
+
+async def test_a_groups_debits_charge_as_one_after_another_would(
+    new_tenant: Callable[..., Tenant], db: async_sessionmaker[AsyncSession]
+) -> None:
+    """`debit_many` (a group of results) against PostgreSQL: charged in order until the balance is spent, the
+    rest recorded as uncollected; a key used before, or twice in the group, is charged once."""
+    _, account = open_account(new_tenant, "10")
+    run_id = f"run-group-{uuid.uuid4().hex[:6]}"
+    async with db.begin() as s:
+        assert await ledger.debit(s, account, run_id, f"debit:{run_id}:0", Decimal(1), {"stage": 2}) == 1
+    entries = [
+        (f"debit:{run_id}:0", Decimal(2), {"stage": 2}),  # charged before this group
+        (f"debit:{run_id}:1", Decimal(4), {"stage": 2}),
+        (f"debit:{run_id}:2", Decimal(4), {"stage": 2}),
+        (f"debit:{run_id}:1", Decimal(4), {"stage": 2}),  # the same command's result twice in the group
+        (f"debit:{run_id}:3", Decimal(4), {"stage": 4}),  # 1 left: 3 uncollected
+        (f"debit:{run_id}:4", Decimal(4), {"stage": 4}),  # nothing left
+    ]
+    async with db.begin() as s:
+        charged = await ledger.debit_many(s, account, run_id, entries)
+    assert charged == [None, 4, 4, None, 1, 0]
+    async with db() as s:
+        rows = (
+            await s.scalars(select(CreditLedger).where(CreditLedger.run_id == run_id).order_by(CreditLedger.id))
+        ).all()
+    assert [(r.idempotency_key[-1], r.amount, r.balance_after) for r in rows] == [
+        ("0", -1, 9), ("1", -4, 5), ("2", -4, 1), ("3", -1, 0), ("4", 0, 0)
+    ]  # fmt: skip
+    assert [Decimal(r.detail["uncollected"]) for r in rows[3:]] == [3, 4]
+    assert await assert_ledger_is_balance(db, account) == 0

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
 from shared.contracts import ResultStatus, StageResult, Usage
-from shared.db.models import CreditLedger, Idea, InboxMessage, StageBatch
+from shared.db.models import ActivityLog, CreditLedger, Idea, InboxMessage, StageBatch
 from shared.topics import RESULTS_DLQ, STAGE_RESULTS
 from tests.helpers import (
     configure,
@@ -82,6 +82,7 @@ async def test_results_that_arrive_together_are_applied_in_one_transaction_each_
         await make_ideas(db, site, batches)
         answers = [result_for(b, account_id, site) for b in batches]
         unknown = answers[0].model_copy(update={"message_id": uuid.uuid4().hex, "command_id": "no-such-command"})
+        replay = answers[0].model_copy(update={"message_id": uuid.uuid4().hex})  # the same command, a new record
         garbage = f"not a result {uuid.uuid4().hex}".encode()
         # One produce request: the broker appends them as one record batch, the orchestrator fetches them at once.
         producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap, acks="all", linger_ms=200)
@@ -89,7 +90,8 @@ async def test_results_that_arrive_together_are_applied_in_one_transaction_each_
         try:
             sent = [
                 await producer.send(STAGE_RESULTS, m.model_dump_json().encode(), key=site.encode())
-                for m in [*answers, answers[0], unknown]  # answers[0] twice: a duplicate inside the group
+                # answers[0] twice: a duplicate inside the group; the replay is recorded once the first was applied
+                for m in [*answers, answers[0], replay, unknown]
             ]
             sent.append(await producer.send(STAGE_RESULTS, garbage, key=site.encode()))
             for future in sent:
@@ -103,11 +105,11 @@ async def test_results_that_arrive_together_are_applied_in_one_transaction_each_
                     await s.scalars(
                         select(InboxMessage).where(
                             InboxMessage.consumer == "orchestrator.results",
-                            InboxMessage.message_id.in_([a.message_id for a in answers]),
+                            InboxMessage.message_id.in_([a.message_id for a in [*answers, replay]]),
                         )
                     )
                 ).all()
-            return list(rows) if len(rows) == len(answers) else None
+            return list(rows) if len(rows) == len(answers) + 1 else None
 
         rows = await eventually(recorded, timeout=60)
         # One transaction (now() is the transaction's start) recorded every result of the group.
@@ -130,7 +132,9 @@ async def test_results_that_arrive_together_are_applied_in_one_transaction_each_
                     .select_from(CreditLedger)
                     .where(CreditLedger.idempotency_key == f"debit:{b.id}")
                 )
-                assert n == 1
+                assert n == 1  # the replay of answers[0] charged nothing
+            lines = await s.scalars(select(ActivityLog.message).where(ActivityLog.run_id == run["run_id"]))
+            assert f"result for batch {batches[0].seq} arrived while it was done" in lines.all()
     finally:
         stack.start_service("ideator")
     # The ideator answers the rest (and the commands answered above: "arrived while it was done", no charge).

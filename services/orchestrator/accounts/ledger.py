@@ -92,6 +92,62 @@ async def debit(
     return charged
 
 
+async def debit_many(
+    session: AsyncSession, account_id: str, run_id: str, entries: list[tuple[str, Decimal, dict[str, Any]]]
+) -> list[Decimal | None]:
+    """`debit` for several (key, amount, detail) in order, as one debit after another would charge them
+    (a group of results): the account locked once, the keys used before read in one statement, the new rows
+    inserted in one. Per entry what was charged, None for a key used before (or earlier in `entries`)."""
+    if len(entries) == 1:
+        key, amount, detail = entries[0]
+        return [await debit(session, account_id, run_id, key, amount, detail)]
+    if not entries:
+        return []
+    account = await lock_account(session, account_id)
+    if account is None:
+        raise LookupError(f"account {account_id} not found")
+    keys = [key for key, _, _ in entries]
+    used = set(
+        (
+            await session.scalars(select(CreditLedger.idempotency_key).where(CreditLedger.idempotency_key.in_(keys)))
+        ).all()
+    )
+    balance = account.credit_balance
+    rows: list[dict[str, Any]] = []
+    out: list[Decimal | None] = []
+    for key, amount, asked in entries:
+        if key in used:
+            out.append(None)
+            continue
+        used.add(key)
+        charged = min(amount, max(balance, Decimal(0)))
+        detail = asked | {"uncollected": str(amount - charged)} if charged < amount else asked
+        balance -= charged
+        rows.append(
+            {
+                "account_id": account.id,
+                "run_id": run_id,
+                "idempotency_key": key,
+                "kind": DEBIT,
+                "amount": -charged,
+                "balance_after": balance,
+                "detail": detail,
+            }
+        )
+        out.append(charged)
+    if rows:
+        # The account row is locked, and a debit's key is taken only under its account's lock: none of these
+        # can appear between the read above and this insert (the conflict clause would hide it: checked).
+        stmt = insert(CreditLedger).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        inserted = (await session.scalars(stmt.returning(CreditLedger.idempotency_key))).all()
+        if len(inserted) != len(rows):
+            raise RuntimeError(f"account {account_id}: ledger keys appeared while the account was locked")
+        account.credit_balance = balance
+        for row in rows:
+            metrics.credits_debited(session, -row["amount"], row["detail"].get("stage"))
+    return out
+
+
 def period_of(now: datetime) -> str:
     return f"{now:%Y-%m}"
 

@@ -32,6 +32,7 @@ from shared.db.models import Account, ApiKey
 
 lock_account = ledger.lock_account
 debit = ledger.debit
+debit_many = ledger.debit_many
 live_key = repo.live_key  # the dashboard's sessions end with the key they signed in with
 
 Reservations = Callable[[AsyncSession, str], Awaitable[Decimal]]

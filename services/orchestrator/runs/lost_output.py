@@ -15,6 +15,8 @@ that asking cannot bring back.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.orchestrator.runs import repository as repo
@@ -27,16 +29,32 @@ LOST_OUTPUT_ASKS = 2
 ASKS_KEY = "lost_output_asks"  # counted on the batch's result column while it is out
 
 
+def needs_check(batch: StageBatch) -> bool:
+    """Whether a result for this batch is checked (one that settled it before is recorded as it came)."""
+    return batch.status in ("released", "failed")
+
+
+async def outputs_held(session: AsyncSession, run: Run, batches: Iterable[StageBatch]) -> dict[int, set[int]]:
+    """Per stage, which items of these batches have their output: one read per stage for a group of results
+    (the orchestrator writes no output, so it holds for the whole transaction)."""
+    items: dict[int, set[int]] = {}
+    for batch in batches:
+        if needs_check(batch):
+            items.setdefault(batch.stage, set()).update(int(i) for i in batch.item_ids)
+    return {
+        stage: await repo.items_with_output(session, stage, run.site_id, sorted(ids)) for stage, ids in items.items()
+    }
+
+
 async def vet(
-    engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, result: StageResult
+    engine: Engine, session: AsyncSession, run: Run, batch: StageBatch, result: StageResult, have: set[int]
 ) -> StageResult | None:
     """The result to record (as it came, or with the items whose output is missing failed), or None when the
-    batch was asked again instead."""
-    if batch.status not in ("released", "failed"):
+    batch was asked again instead. `have`: the items of its stage with output (`outputs_held`)."""
+    if not needs_check(batch):
         return result  # already settled: a replay, recorded as before
     failed = {f.item_id for f in result.failures}
     claimed = [int(i) for i in batch.item_ids if int(i) not in failed]
-    have = await repo.items_with_output(session, batch.stage, run.site_id, claimed)
     missing = [i for i in claimed if i not in have]
     if not missing:
         return result

@@ -31,6 +31,16 @@ def not_parked(stage: int, item_id: Any) -> ColumnElement[bool]:
     )
 
 
+async def clear_streaks(session: AsyncSession, stage: int, succeeded: Sequence[int]) -> None:
+    """Items that succeeded: their failure streaks end (a parked item stays parked until a person un-parks it)."""
+    if succeeded:
+        await session.execute(
+            delete(FailingItem).where(
+                FailingItem.stage == stage, FailingItem.item_id.in_(list(succeeded)), FailingItem.parked_at.is_(None)
+            )
+        )
+
+
 async def record_outcomes(
     session: AsyncSession,
     site_id: str,
@@ -46,13 +56,7 @@ async def record_outcomes(
     failed: dict[int, str] = {}
     for item_id, reason in failures:
         failed.setdefault(int(item_id), reason)
-    succeeded = [int(i) for i in item_ids if int(i) not in failed]
-    if succeeded:
-        await session.execute(
-            delete(FailingItem).where(
-                FailingItem.stage == stage, FailingItem.item_id.in_(succeeded), FailingItem.parked_at.is_(None)
-            )
-        )
+    await clear_streaks(session, stage, [int(i) for i in item_ids if int(i) not in failed])
     if not failed:
         return []
     rows = await session.scalars(

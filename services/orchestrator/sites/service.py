@@ -33,6 +33,7 @@ claim_due_config = repo.claim_due_config
 pending_counts = pipeline.pending_counts
 pending_ids = pipeline.pending_ids
 record_item_outcomes = parking.record_outcomes  # a batch's result: streaks of failing items, parking
+clear_item_streaks = parking.clear_streaks  # items that succeeded (several results' at once)
 failing_item = parking.item
 
 
