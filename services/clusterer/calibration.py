@@ -205,12 +205,16 @@ def calibrate(
             keywords=keywords,
             sample=m,
             neighbours=k,
-            quantile=float((pair_sims < threshold).mean()) if pair_sims.size else 1.0,
+            quantile=-1.0,  # filled in for the chosen one only (`placed`): a pass over every pair
             f_score=f,
             precision=precision,
             recall=recall,
             sample_clusters=int(np.count_nonzero(sizes)),
         )
+
+    def placed(chosen: Calibration) -> Calibration:
+        chosen.quantile = float((pair_sims < chosen.threshold).mean()) if pair_sims.size else 1.0
+        return chosen
 
     scored = [score(t) for t in candidates.tolist()]
     # The best candidate. When the candidates next to it score exactly the same (the same clustering of the
@@ -226,8 +230,8 @@ def calibrate(
     if last + 1 < len(scored):
         middle = score((scored[first].threshold + scored[last + 1].threshold) / 2)
         if middle.f_score == top:
-            return middle
-    return scored[(first + last) // 2]
+            return placed(middle)
+    return placed(scored[(first + last) // 2])
 
 
 def calibrate_vectors(

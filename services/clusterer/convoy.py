@@ -3,7 +3,7 @@
 A site's stage-1 batches cluster one after another: each must see the clusters the earlier ones made. At
 batch size 20, a 1,500-keyword run was 75 turns in a row, each paying its reads, its assignment, its naming
 round and its transaction on the run's critical path. When a batch's turn begins, the batches right behind it
-that are already loaded and waiting (same run, same options, up to one provider batch of keywords) are
+that are already loaded and waiting (same run, same options, up to `service.PASS_KEYWORDS` keywords) are
 clustered in the same pass: one read of the site's clusters, one assignment in volume order, the naming calls
 side by side, one transaction for the clusters and every batch's result. Each batch still gets its own result
 (its items' outcomes and failures, under its own inbox row); the model calls belong to the batch whose turn it

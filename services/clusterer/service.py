@@ -46,6 +46,13 @@ from shared.worker import BatchOutcome
 
 log = logging.getLogger(__name__)
 
+# Most keywords one pass clusters (with the batches waiting behind its own). After a site's warm-up the
+# vectors are stored, so a pass costs one assignment and a naming round whose calls run side by side (bounded
+# by the AI client's slots); every pass more is a turn on the run's critical path (its reads, its transaction,
+# the wait for the next batches). Passes of one embedding request (512) made 1,500 keywords four turns; the
+# warm-up's size makes them two (the clustering window then bounds a pass: issue 13).
+PASS_KEYWORDS = WARM_UP
+
 Intent = Literal["informational", "commercial", "transactional", "navigational"]
 
 
@@ -113,7 +120,7 @@ class ClustererService:
         self._model = embedding_model
         self._prefetch = prefetch
         self._spaces = Spaces(sessions, ai, embedding_model)
-        self._convoy = Convoy(max_keywords=prefetch)  # a pass holds what one embedding request fetches ahead
+        self._convoy = Convoy(max_keywords=max(PASS_KEYWORDS, prefetch))
 
     async def work(self, cmd: StageCommand) -> BatchOutcome:
         async with self._sessions() as session:
