@@ -164,6 +164,10 @@ def test_language_names_and_the_mismatch_check() -> None:
     assert language.mismatch({"body": german(40)}, "Klingon") is None  # langcodes knows it, the detector does not
     with ThreadPoolExecutor(8) as pool:  # checks run in threads: the first use must not race
         assert set(pool.map(lambda _: language.mismatch(english, "English"), range(16))) == {None}
+    # Varieties the detector tells apart but a site does not: they count as the site's language.
+    assert {"arz", "ary"} <= language._close("ar") and "pcm" in language._close("en") and "ms" in language._close("id")
+    assert "no" in language._close(language.language_code("Norwegian Bokmål") or "")
+    assert "en" not in language._close("de") and "hr" not in language._close("sr") and language._close("tlh") == set()
 
 
 def test_a_long_reply_is_judged_on_three_runs_of_its_words_and_a_midway_drift_is_still_caught() -> None:
