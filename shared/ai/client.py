@@ -114,6 +114,8 @@ class AiClient:
         self.check_configured()
         for function in FUNCTIONS:
             self._sdk(function)
+        if self._s.ai_language_check:
+            language.load()  # the detector's model: 0.4 s of CPU, else in the first reply's check
 
     def endpoint(self, function: Function) -> Endpoint:
         return self._eps[function]

@@ -50,6 +50,11 @@ def _detector() -> LanguageIdentifier:
         return _loaded()
 
 
+def load() -> None:
+    """Load the detector now (a worker's start-up) rather than in the first check."""
+    _detector()
+
+
 @cache
 def _close(code: str) -> frozenset[str]:
     """The detector's labels that count as `code` (empty: a language it does not know)."""

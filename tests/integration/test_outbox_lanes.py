@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from devstack.stack import Stack
@@ -114,3 +114,38 @@ async def test_a_commit_that_lands_while_an_empty_round_reads_starts_another_rou
         await broker.stop()
     sent = await read_topic(stack.kafka_bootstrap, topic)
     assert [dict(r.headers)["message_id"].decode() for r in sent] == [late.message_id]
+
+
+async def test_a_relay_sends_nothing_while_another_replica_holds_its_producers_turn(
+    stack: Stack, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """The turn (an advisory lock) is taken in the statement that reads the rows: while another transaction
+    holds it, a round reads and sends nothing; once it ends, the rows go out."""
+    producer = f"turns-{uuid.uuid4().hex[:8]}"
+    topic = f"contentline.test.turns.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(stack.kafka_bootstrap, 1, [topic])
+    outbox = Outbox(producer)
+    messages = [Message() for _ in range(3)]
+    async with db.begin() as s:
+        for message in messages:
+            outbox.add(s, topic, "site-1", message)
+    broker = make_broker(stack.kafka_bootstrap, "turns-test")
+    await broker.connect()
+    try:
+        relay = OutboxRelay(broker, db, producer=producer)
+        async with db.begin() as other:  # another replica's round, in progress
+            assert await other.scalar(select(func.pg_try_advisory_xact_lock(func.hashtext(producer))))
+            assert await relay.relay_once() == 0
+            async with db() as s:
+                waiting = await s.scalar(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(OutboxMessage.producer == producer, OutboxMessage.published_at.is_(None))
+                )
+            assert waiting == 3
+        assert await relay.relay_once() == 3
+        assert await relay.relay_once() == 0
+    finally:
+        await broker.stop()
+    relayed = await read_topic(stack.kafka_bootstrap, topic)
+    assert [dict(r.headers)["message_id"].decode() for r in relayed] == [m.message_id for m in messages]
