@@ -96,7 +96,6 @@ async def record_part(
         if vetted is None or vetted.message_id not in claimed:
             recorded.append(False)
             continue
-        claimed.discard(vetted.message_id)  # the same record twice in the group: the second is a duplicate
         todo.append((batches[vetted.command_id], vetted))
         recorded.append(True)
     if not todo:
