@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, null, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -114,28 +114,21 @@ async def claim_inbox(session: AsyncSession, consumer: str, message_id: str) -> 
 async def claim_inbox_many(session: AsyncSession, consumer: str, message_ids: list[str]) -> set[str]:
     """`claim_inbox` for several messages in one statement; returns the ids claimed (each once, however often
     it is listed; the others were processed before)."""
-    ids = list(dict.fromkeys(message_ids))
-    if not ids:
-        return set()
-    stmt = (
-        insert(InboxMessage)
-        .values([{"consumer": consumer, "message_id": m} for m in ids])
-        .on_conflict_do_nothing()
-        .returning(InboxMessage.message_id)
-    )
-    return set((await session.scalars(stmt)).all())
+    return await claim_inbox_with_results(session, consumer, dict.fromkeys(message_ids))
 
 
 async def claim_inbox_with_results(
-    session: AsyncSession, consumer: str, results: dict[str, dict[str, Any]]
+    session: AsyncSession, consumer: str, results: dict[str, dict[str, Any] | None]
 ) -> set[str]:
     """`claim_inbox` and `keep_result` for several messages in one statement: {message id: result}; returns
     the ids claimed (the others were recorded by another delivery, whose rows stay as they are)."""
     if not results:
         return set()
+    # SQL NULL, not JSON null, for a message claimed without a result (as `claim_inbox` leaves it)
+    rows = [{"consumer": consumer, "message_id": m, "result": null() if r is None else r} for m, r in results.items()]
     stmt = (
         insert(InboxMessage)
-        .values([{"consumer": consumer, "message_id": m, "result": r} for m, r in results.items()])
+        .values(rows)
         .on_conflict_do_nothing()
         .returning(InboxMessage.message_id)
     )

@@ -114,6 +114,17 @@ async def test_results_that_arrive_together_are_applied_in_one_transaction_each_
         rows = await eventually(recorded, timeout=60)
         # One transaction (now() is the transaction's start) recorded every result of the group.
         assert len({r.processed_at for r in rows}) == 1, [r.processed_at for r in rows]
+        async with db() as s:  # claimed without a result: SQL NULL, as one claim at a time left it (not JSON null)
+            sql_null = await s.scalar(
+                select(func.count())
+                .select_from(InboxMessage)
+                .where(
+                    InboxMessage.consumer == "orchestrator.results",
+                    InboxMessage.message_id.in_([r.message_id for r in rows]),
+                    InboxMessage.result.is_(None),
+                )
+            )
+        assert sql_null == len(rows)
         parked = await eventually(
             lambda: read_topic(
                 stack.kafka_bootstrap,

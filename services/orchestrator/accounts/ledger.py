@@ -72,6 +72,13 @@ async def grant(session: AsyncSession, account: Account, key: str, amount: Decim
     return await append(session, account, key, GRANT, amount, None, detail) is not None
 
 
+def collectable(balance: Decimal, amount: Decimal, detail: dict[str, Any]) -> tuple[Decimal, dict[str, Any]]:
+    """What a debit of `amount` charges from `balance` (never below zero), and its detail with what is left
+    uncollected."""
+    charged = min(amount, max(balance, Decimal(0)))
+    return charged, (detail | {"uncollected": str(amount - charged)} if charged < amount else detail)
+
+
 async def debit(
     session: AsyncSession, account_id: str, run_id: str, key: str, amount: Decimal, detail: dict[str, Any]
 ) -> Decimal | None:
@@ -83,9 +90,7 @@ async def debit(
     account = await lock_account(session, account_id)
     if account is None:
         raise LookupError(f"account {account_id} not found")
-    charged = min(amount, max(account.credit_balance, Decimal(0)))
-    if charged < amount:
-        detail = detail | {"uncollected": str(amount - charged)}
+    charged, detail = collectable(account.credit_balance, amount, detail)
     if await append(session, account, key, DEBIT, -charged, run_id, detail) is None:
         return None
     metrics.credits_debited(session, charged, detail.get("stage"))
@@ -120,8 +125,7 @@ async def debit_many(
             out.append(None)
             continue
         used.add(key)
-        charged = min(amount, max(balance, Decimal(0)))
-        detail = asked | {"uncollected": str(amount - charged)} if charged < amount else asked
+        charged, detail = collectable(balance, amount, asked)
         balance -= charged
         rows.append(
             {
