@@ -56,15 +56,10 @@ async def test_riders_are_claimed_with_their_results_and_one_recorded_earlier_st
     assert result is not None and written == ["once"]
 
     async with db() as s:
-        inbox = dict(
-            (
-                await s.execute(
-                    select(InboxMessage.message_id, InboxMessage.result).where(InboxMessage.consumer == consumer)
-                )
-            )
-            .tuples()
-            .all()
+        found = await s.execute(
+            select(InboxMessage.message_id, InboxMessage.result).where(InboxMessage.consumer == consumer)
         )
+        inbox = dict(found.all())
         attempts = set(await s.scalars(select(DeliveryAttempt.message_id).where(DeliveryAttempt.consumer == consumer)))
         rows = (
             await s.scalars(select(OutboxMessage).where(OutboxMessage.producer == consumer).order_by(OutboxMessage.id))

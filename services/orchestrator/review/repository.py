@@ -76,7 +76,7 @@ async def published_images(session: AsyncSession, draft_id: int) -> list[tuple[I
         .where(ImagePrompt.draft_id == draft_id)
         .order_by(ImagePrompt.position)
     )
-    return list(rows.tuples())
+    return [(prompt, image) for prompt, image in rows]  # Result.tuples() is deprecated in SQLAlchemy 2.1
 
 
 @dataclass(frozen=True)
