@@ -251,9 +251,9 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         async with self._sessions.begin() as session:
             # One relay per producer at a time (replicas take turns), so rows go out in id order and one
-            # site's messages keep their order; the lock ends with the transaction. Taken in the same statement
-            # (an uncorrelated subquery: evaluated once, first): a round trip less per round. No rows when
-            # another replica holds it.
+            # site's messages keep their order; the lock ends with the transaction. Taken in the statement that
+            # reads the rows (an uncorrelated subquery: PostgreSQL evaluates it once, as an InitPlan): a round
+            # trip less per round. No rows when another replica holds it (tests/integration/test_outbox_lanes.py).
             locked = select(func.pg_try_advisory_xact_lock(func.hashtext(self._producer))).scalar_subquery()
             rows = (
                 await session.scalars(

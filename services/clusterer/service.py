@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 # Most keywords one pass clusters (with the batches waiting behind its own). After a site's warm-up the
 # vectors are stored, so a pass costs one assignment and a naming round whose calls run side by side (bounded
 # by the AI client's slots); every pass more is a turn on the run's critical path (its reads, its transaction,
-# the wait for the next batches). Passes of one embedding request (512) made 1,500 keywords four turns; the
-# warm-up's size makes them two (the clustering window then bounds a pass: issue 13).
+# the wait for the next batches). Passes of one embedding request (512) made 1,500 keywords four or five
+# turns; with the warm-up's size they are three (issue 13): the first pass takes what has loaded when it starts,
+# the clustering window (64 batches) bounds the others.
 PASS_KEYWORDS = WARM_UP
 
 Intent = Literal["informational", "commercial", "transactional", "navigational"]
