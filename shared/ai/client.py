@@ -115,7 +115,7 @@ class AiClient:
         for function in FUNCTIONS:
             self._sdk(function)
         if self._s.ai_language_check:
-            language.load()  # the detector's model: 0.4 s of CPU, else in the first reply's check
+            language.detector()  # its model now: 0.4 s of CPU, else in the first reply's check
 
     def endpoint(self, function: Function) -> Endpoint:
         return self._eps[function]

@@ -45,14 +45,10 @@ def _loaded() -> LanguageIdentifier:
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
-def _detector() -> LanguageIdentifier:
+def detector() -> LanguageIdentifier:
+    """The detector, loaded on first use (a worker loads it at start-up: shared/ai/client.py)."""
     with _LOADING:  # uncontended after the first call
         return _loaded()
-
-
-def load() -> None:
-    """Load the detector now (a worker's start-up) rather than in the first check."""
-    _detector()
 
 
 @cache
@@ -60,7 +56,7 @@ def _close(code: str) -> frozenset[str]:
     """The detector's labels that count as `code` (empty: a language it does not know)."""
     return frozenset(
         label
-        for label in _detector().labels
+        for label in detector().labels
         if label != NO_LANGUAGE
         and min(langcodes.tag_distance(code, label), langcodes.tag_distance(label, code)) <= CLOSE
     )
@@ -112,7 +108,7 @@ def mismatch(value: Any, expected: str) -> str | None:
     same = _close(code)
     if not same:
         return None  # a language the detector cannot recognise is not judged
-    ranked = _detector().rank(" ".join(judged(words)))
+    ranked = detector().rank(" ".join(judged(words)))
     if not ranked:
         return None
     top, top_prob = ranked[0]
