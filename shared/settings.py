@@ -84,6 +84,8 @@ class Settings(BaseSettings):
 
     media_dir: Path = Path("var/media")
     log_level: str = "INFO"
+    # Every service process's event loop (shared/event_loop.py); "asyncio" is the standard library's own.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Set by the launcher (devstack) for each start: the orchestrator's /health echoes the token and every
     # service writes it to `ready_file` once its broker is started, so the launcher knows it reached this
     # very process, not another one holding the port or a file left by an earlier start. Not a secret.

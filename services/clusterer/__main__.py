@@ -8,8 +8,7 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import asyncio  # noqa: E402
-
 from services.clusterer.app import create_app  # noqa: E402
+from shared.event_loop import serve  # noqa: E402
 
-asyncio.run(create_app().run())
+serve(create_app().run())

@@ -1,5 +1,4 @@
-import asyncio
-
 from services.ideator.app import create_app
+from shared.event_loop import serve
 
-asyncio.run(create_app().run())
+serve(create_app().run())
