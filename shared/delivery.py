@@ -11,12 +11,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, null, select, update
+from sqlalchemy import String, bindparam, delete, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import Message, Stage, StageCommand
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
+from shared.db.session import autocommit
 from shared.topics import ENTITY_EVENTS, RUN_EVENTS
 
 # Topics whose rows a service relays through a lane of their own (producer "<service>.<lane>", its own relay):
@@ -62,13 +63,61 @@ async def processed(session: AsyncSession, consumer: str, message_id: str) -> Pr
     return None if row is None else Processed(row[0])
 
 
-async def keep_result(session: AsyncSession, consumer: str, message_id: str, result: dict[str, Any]) -> None:
-    """Store the answer with the inbox row claimed in this transaction, for a command asked again."""
-    await session.execute(
-        update(InboxMessage)
-        .where(InboxMessage.consumer == consumer, InboxMessage.message_id == message_id)
-        .values(result=result)
+# The hot path's statements are built once, with bound parameters: SQLAlchemy then computes each one's cache key
+# once, not at every execution (issue 13: a worker runs them for every command).
+_CONSUMER = bindparam("of_consumer", type_=String)
+_MESSAGE = bindparam("of_message", type_=String)
+_SEEN = (
+    select(InboxMessage.result)
+    .where(InboxMessage.consumer == _CONSUMER, InboxMessage.message_id == _MESSAGE)
+    .cte("seen")
+)
+_COUNTED = (
+    insert(DeliveryAttempt)
+    .from_select(
+        ["consumer", "message_id", "attempts"], select(_CONSUMER, _MESSAGE, literal(1)).where(~exists(_SEEN.select()))
     )
+    .on_conflict_do_update(
+        index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
+        set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
+    )
+    .returning(DeliveryAttempt.attempts, DeliveryAttempt.last_error)
+    .cte("counted")
+)
+_START_OR_RECALL = select(
+    exists(_SEEN.select()),
+    select(_SEEN.c.result).scalar_subquery(),
+    select(_COUNTED.c.attempts).scalar_subquery(),
+    select(_COUNTED.c.last_error).scalar_subquery(),
+)
+_GONE = (
+    delete(DeliveryAttempt)
+    .where(DeliveryAttempt.consumer == _CONSUMER, DeliveryAttempt.message_id == _MESSAGE)
+    .returning(DeliveryAttempt.message_id)
+    .cte("gone")
+)
+_SETTLE = (
+    update(InboxMessage)
+    .where(InboxMessage.consumer == _CONSUMER, InboxMessage.message_id == _MESSAGE)
+    .values(result=bindparam("answer", type_=InboxMessage.result.type))
+    .add_cte(_GONE)
+)
+
+
+async def start_or_recall(session: AsyncSession, consumer: str, message_id: str) -> Processed | tuple[int, str | None]:
+    """`processed`, then `begin_attempt` only if it was not: one statement, atomic on its own (so it may run
+    outside a transaction). The inbox row of a message handled before, else the attempt count taken now as
+    (attempts, last error)."""
+    handled, result, attempts, last_error = (
+        await session.execute(_START_OR_RECALL, {"of_consumer": consumer, "of_message": message_id})
+    ).one()
+    return Processed(result) if handled else (int(attempts), last_error)
+
+
+async def settle_inbox(session: AsyncSession, consumer: str, message_id: str, result: dict[str, Any]) -> None:
+    """Store the answer with the inbox row claimed in this transaction (for a command asked again) and forget
+    the message's attempt count (`drop_attempts`): one statement."""
+    await session.execute(_SETTLE, {"of_consumer": consumer, "of_message": message_id, "answer": result})
 
 
 @dataclass
@@ -117,22 +166,25 @@ async def claim_inbox_many(session: AsyncSession, consumer: str, message_ids: li
     return await claim_inbox_with_results(session, consumer, dict.fromkeys(message_ids))
 
 
+_CLAIM = insert(InboxMessage).on_conflict_do_nothing().returning(InboxMessage.message_id)
+
+
 async def claim_inbox_with_results(
     session: AsyncSession, consumer: str, results: dict[str, dict[str, Any] | None]
 ) -> set[str]:
-    """`claim_inbox` and `keep_result` for several messages in one statement: {message id: result}; returns
-    the ids claimed (the others were recorded by another delivery, whose rows stay as they are)."""
-    if not results:
-        return set()
-    # SQL NULL, not JSON null, for a message claimed without a result (as `claim_inbox` leaves it)
-    rows = [{"consumer": consumer, "message_id": m, "result": null() if r is None else r} for m, r in results.items()]
-    stmt = (
-        insert(InboxMessage)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(InboxMessage.message_id)
-    )
-    return set((await session.scalars(stmt)).all())
+    """`claim_inbox` with the answer stored (as `settle_inbox` does) for several messages in one statement:
+    {message id: result}; returns the ids claimed (the others were recorded by another delivery, whose rows
+    stay as they are)."""
+    # Rows as parameters of one cached statement (SQLAlchemy sends them as one multi-row INSERT); a VALUES
+    # list built into the statement has no cache key and is compiled anew every time. A message claimed
+    # without a result leaves the column out: SQL NULL, as `claim_inbox` leaves it (None would be JSON null).
+    claimed: set[str] = set()
+    with_result = [{"consumer": consumer, "message_id": m, "result": r} for m, r in results.items() if r is not None]
+    without = [{"consumer": consumer, "message_id": m} for m, r in results.items() if r is None]
+    for rows in (with_result, without):
+        if rows:
+            claimed.update((await session.scalars(_CLAIM, rows)).all())
+    return claimed
 
 
 class Outbox:
@@ -214,7 +266,7 @@ async def count_attempt(
     sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str
 ) -> tuple[int, str | None]:
     """Count one more start on a message, committed before the work begins; returns (attempts, last error)."""
-    async with sessions.begin() as session:
+    async with autocommit(sessions) as session:  # one statement: no transaction around it
         return await begin_attempt(session, consumer, message_id)
 
 
@@ -225,7 +277,7 @@ async def note_attempt_failed(
     values: dict[str, Any] = {"last_error": error[:2000], "updated_at": func.now()}
     if not counts:
         values["attempts"] = func.greatest(DeliveryAttempt.attempts - 1, 0)
-    async with sessions.begin() as session:
+    async with autocommit(sessions) as session:
         await session.execute(
             update(DeliveryAttempt)
             .where(DeliveryAttempt.consumer == consumer, DeliveryAttempt.message_id == message_id)
@@ -241,7 +293,7 @@ async def drop_attempts(session: AsyncSession, consumer: str, message_id: str) -
 
 
 async def forget_attempts(sessions: async_sessionmaker[AsyncSession], consumer: str, message_id: str) -> None:
-    async with sessions.begin() as session:
+    async with autocommit(sessions) as session:
         await drop_attempts(session, consumer, message_id)
 
 
@@ -255,15 +307,16 @@ async def begin_attempts(
         return {}
     stmt = (
         insert(DeliveryAttempt)
-        .values([{"consumer": consumer, "message_id": m, "attempts": 1} for m in ids])
         .on_conflict_do_update(
             index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
             set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
         )
         .returning(DeliveryAttempt.message_id, DeliveryAttempt.attempts, DeliveryAttempt.last_error)
     )
-    async with sessions.begin() as session:
-        rows = (await session.execute(stmt)).all()
+    async with autocommit(sessions) as session:  # rows as parameters: a cached statement (claim_inbox_with_results)
+        rows = (
+            await session.execute(stmt, [{"consumer": consumer, "message_id": m, "attempts": 1} for m in ids])
+        ).all()
     return {m: (int(n), err) for m, n, err in rows}
 
 

@@ -1,6 +1,6 @@
 """The flow every stage worker shares, free of Kafka: two transactions around the work.
 
-1. Before the work, one transaction: a command already in the inbox is a duplicate (asked again by the
+1. Before the work, one statement: a command already in the inbox is a duplicate (asked again by the
    orchestrator, or redelivered after a crash or rebalance): the result stored with its inbox row is put in
    the outbox again (same message id, same content; no model call) and that settles it. Otherwise one more
    attempt is counted (bounded retries, shared.consume) and committed before the work starts.
@@ -25,15 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.ai import CallRecord
 from shared.contracts import ItemFailure, ResultStatus, StageCommand, StageResult, Usage
 from shared.db.models import AiCall
+from shared.db.session import autocommit
 from shared.delivery import (
     Outbox,
-    begin_attempt,
+    Processed,
     claim_inbox,
     claim_inbox_with_results,
-    drop_attempts,
     drop_attempts_of,
-    keep_result,
-    processed,
+    settle_inbox,
+    start_or_recall,
 )
 from shared.entity_events import EntityEvent
 from shared.topics import COMMANDS_DLQ, ENTITY_EVENTS, STAGE_RESULTS
@@ -89,14 +89,15 @@ async def begin_command(
 ) -> tuple[int, str | None] | None:
     """Step 1: None when the command was handled before (its stored result is re-published), else the
     attempt count taken for this delivery, as (attempts, last error)."""
+    async with autocommit(sessions) as session:
+        done = await start_or_recall(session, consumer, cmd.message_id)
+    if not isinstance(done, Processed):
+        return done
+    if done.result is None:  # handled before results were kept with the inbox
+        log.info("duplicate command %s (stage %s) skipped: no stored result", cmd.message_id, cmd.stage)
+        return None
+    result = StageResult.model_validate(done.result)
     async with sessions.begin() as session:
-        done = await processed(session, consumer, cmd.message_id)
-        if done is None:
-            return await begin_attempt(session, consumer, cmd.message_id)
-        if done.result is None:  # handled before results were kept with the inbox
-            log.info("duplicate command %s (stage %s) skipped: no stored result", cmd.message_id, cmd.stage)
-            return None
-        result = StageResult.model_validate(done.result)
         outbox.add(session, STAGE_RESULTS, cmd.site_id, result)
     outbox.committed()
     log.info(
@@ -143,8 +144,7 @@ async def record_result(
     records, the result kept with its inbox row, the attempt count forgotten, the result event (and dead
     letters, entity events) in the outbox."""
     result = result_of(cmd, outcome, consumer, began)
-    await keep_result(session, consumer, cmd.message_id, result.model_dump(mode="json"))
-    await drop_attempts(session, consumer, cmd.message_id)
+    await settle_inbox(session, consumer, cmd.message_id, result.model_dump(mode="json"))
     announce(session, cmd, outcome, result, consumer, outbox)
     return result
 

@@ -127,28 +127,27 @@ async def insert_clusters(
     is not inserted, nor a name given twice (the first of them is)."""
     if not rows:
         return {}
+    params = [
+        {
+            "site_id": site_id,
+            "run_id": run_id,
+            "name": r.name,
+            "name_norm": r.name_norm,
+            "description": r.description,
+            "intent": r.intent,
+            "centroid": to_bytes(r.centroid),
+            "size": 0,
+            "embedding_model": embedding_model,
+        }
+        for r in rows
+    ]
+    # rows as parameters, not .values(rows): a VALUES list has no cache key and is compiled every time
     stmt = (
         insert(Cluster)
-        .values(
-            [
-                {
-                    "site_id": site_id,
-                    "run_id": run_id,
-                    "name": r.name,
-                    "name_norm": r.name_norm,
-                    "description": r.description,
-                    "intent": r.intent,
-                    "centroid": to_bytes(r.centroid),
-                    "size": 0,
-                    "embedding_model": embedding_model,
-                }
-                for r in rows
-            ]
-        )
         .on_conflict_do_nothing(constraint="uq_clusters_site_name")
         .returning(Cluster.id, Cluster.name_norm)
     )
-    return {r.name_norm: int(r.id) for r in await session.execute(stmt)}
+    return {r.name_norm: int(r.id) for r in await session.execute(stmt, params)}
 
 
 async def lock_clusters_by_name(session: AsyncSession, site_id: str, names: list[str]) -> dict[str, int]:

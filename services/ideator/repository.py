@@ -51,5 +51,6 @@ async def insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     """The ideas really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
         return []
-    result = await session.scalars(insert(Idea).values(rows).on_conflict_do_nothing().returning(Idea))
+    # rows as parameters, not .values(rows): a VALUES list has no cache key and is compiled every time
+    result = await session.scalars(insert(Idea).on_conflict_do_nothing().returning(Idea), rows)
     return list(result.all())

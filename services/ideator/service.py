@@ -16,6 +16,7 @@ from shared import prompts
 from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import ItemFailure, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
+from shared.db.session import autocommit
 from shared.entity_events import IdeaCreated, entity_event
 from shared.text import normalise
 from shared.worker import BatchOutcome
@@ -142,7 +143,7 @@ class IdeatorService:
 
     async def work(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
-        async with self._sessions() as session:
+        async with autocommit(self._sessions) as session:  # reads only
             clusters = await repo.load_clusters(session, cmd.site_id, cmd.item_ids)
             done = await repo.clusters_with_ideas(session, [c.id for c in clusters])
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)

@@ -22,8 +22,9 @@ async def drafts_with_prompts(session: AsyncSession, ids: list[int]) -> set[int]
 async def insert_prompts(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    stmt = insert(ImagePrompt).values(rows).on_conflict_do_nothing().returning(ImagePrompt.id)
-    return len((await session.execute(stmt)).all())
+    # rows as parameters, not .values(rows): a VALUES list has no cache key and is compiled every time
+    stmt = insert(ImagePrompt).on_conflict_do_nothing().returning(ImagePrompt.id)
+    return len((await session.execute(stmt, rows)).all())
 
 
 async def load_prompts(session: AsyncSession, site_id: str, ids: list[int]) -> list[ImagePrompt]:
@@ -38,4 +39,4 @@ async def prompts_with_images(session: AsyncSession, ids: list[int]) -> set[int]
 async def insert_images(session: AsyncSession, rows: list[dict[str, Any]]) -> int:
     if not rows:
         return 0
-    return len((await session.execute(insert(Image).values(rows).on_conflict_do_nothing().returning(Image.id))).all())
+    return len((await session.execute(insert(Image).on_conflict_do_nothing().returning(Image.id), rows)).all())

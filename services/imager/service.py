@@ -18,6 +18,7 @@ from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import ImageUsage, ItemFailure, Stage, StageCommand, StageOptions
 from shared.contracts import Usage as BatchUsage
 from shared.db.models import Draft, ImagePrompt
+from shared.db.session import autocommit
 from shared.worker import BatchOutcome
 
 
@@ -92,7 +93,7 @@ class ImagerService:
 
     async def _prompts(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
-        async with self._sessions() as session:
+        async with autocommit(self._sessions) as session:  # reads only
             drafts = await repo.load_drafts(session, cmd.site_id, cmd.item_ids)
             done = await repo.drafts_with_prompts(session, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
@@ -161,7 +162,7 @@ class ImagerService:
 
     async def _images(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
-        async with self._sessions() as session:
+        async with autocommit(self._sessions) as session:  # reads only
             prompts = await repo.load_prompts(session, cmd.site_id, cmd.item_ids)
             done = await repo.prompts_with_images(session, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)

@@ -24,7 +24,7 @@ async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     """The tasks really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
         return []
-    result = await session.scalars(insert(WriterTask).values(rows).on_conflict_do_nothing().returning(WriterTask))
+    result = await session.scalars(insert(WriterTask).on_conflict_do_nothing().returning(WriterTask), rows)
     return list(result.all())
 
 
@@ -55,7 +55,7 @@ async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> li
     """The drafts really inserted (a redelivered batch's conflicting rows are not among them)."""
     if not rows:
         return []
-    result = await session.scalars(insert(Draft).values(rows).on_conflict_do_nothing().returning(Draft))
+    result = await session.scalars(insert(Draft).on_conflict_do_nothing().returning(Draft), rows)
     return list(result.all())
 
 

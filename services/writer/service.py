@@ -12,6 +12,7 @@ from services.writer.drafting import WrittenDraft, write_draft
 from shared.ai import AiClient, AiError, Usage
 from shared.contracts import ItemFailure, Stage, StageCommand
 from shared.contracts import Usage as BatchUsage
+from shared.db.session import autocommit
 from shared.entity_events import ContentGenerated, TaskCreated, entity_event
 from shared.worker import BatchOutcome
 
@@ -31,7 +32,7 @@ class WriterService:
         return await self._drafts(cmd)
 
     async def _tasks(self, cmd: StageCommand) -> BatchOutcome:
-        async with self._sessions() as session:
+        async with autocommit(self._sessions) as session:  # reads only
             ideas = await repo.load_ideas(session, cmd.site_id, cmd.item_ids)
             done = await repo.ideas_with_tasks(session, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done))
@@ -77,7 +78,7 @@ class WriterService:
         (the next run does it, and the orchestrator parks a task that keeps failing). A held-back draft is
         stored with its reasons and reported as a failed item: it goes no further and is not charged."""
         usage = Usage()
-        async with self._sessions() as session:
+        async with autocommit(self._sessions) as session:  # reads only
             tasks = await repo.load_tasks(session, cmd.site_id, cmd.item_ids)
             existing = await repo.existing_drafts(session, cmd.item_ids)
         regenerate = {t: d.id for t, d in existing.items() if not d.quality_passed and d.run_id != cmd.run_id}

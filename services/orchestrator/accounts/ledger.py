@@ -142,8 +142,9 @@ async def debit_many(
     if rows:
         # The account row is locked, and a debit's key is taken only under its account's lock: none of these
         # can appear between the read above and this insert (the conflict clause would hide it: checked).
-        stmt = insert(CreditLedger).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
-        inserted = (await session.scalars(stmt.returning(CreditLedger.idempotency_key))).all()
+        # Rows as parameters: one cached statement (a VALUES list in the statement is compiled every time).
+        stmt = insert(CreditLedger).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        inserted = (await session.scalars(stmt.returning(CreditLedger.idempotency_key), rows)).all()
         if len(inserted) != len(rows):
             raise RuntimeError(f"account {account_id}: ledger keys appeared while the account was locked")
         account.credit_balance = balance
