@@ -32,8 +32,12 @@ async def advance(engine: Engine, session: AsyncSession, run: Run) -> None:
         stage = Stage(run.current_stage)
         counts = await repo.batch_status_counts(session, run.id, stage)
         if counts.get("pending", 0) and run.stopped_reason is None:
-            await release_window(engine, session, run, stage, plan)
-            counts = await repo.batch_status_counts(session, run.id, stage)
+            released = await release_window(engine, session, run, stage, plan)
+            if released is None:
+                counts = await repo.batch_status_counts(session, run.id, stage)
+            else:  # known without asking the database again (a statement per result group saved)
+                counts["pending"] -= released
+                counts["released"] = counts.get("released", 0) + released
         if counts.get("released", 0):
             return  # results still to come
         if counts.get("pending", 0) and run.stopped_reason is None:

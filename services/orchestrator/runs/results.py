@@ -11,6 +11,7 @@ meanwhile, so that output waits for the next run). A result is believed only for
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -51,8 +52,10 @@ async def record_results(engine: Engine, session: AsyncSession, run_id: str, res
             raise NotFoundError(f"result {came.message_id} names unknown command {came.command_id}")
     asked: set[str] = set()  # batches asked again in this group: a copy of the same result waits for the answer
     recorded: list[bool] = []
+    progress = Progress()
     for part in distinct_batches(results):
-        recorded += await record_part(engine, session, run, batches, part, asked)
+        recorded += await record_part(engine, session, run, batches, part, asked, progress)
+    progress.notify(engine, session, run)
     if any(recorded):
         await advance(engine, session, run)  # one barrier decision for the whole group
     return recorded
@@ -76,6 +79,7 @@ async def record_part(
     batches: dict[str, StageBatch],
     results: list[StageResult],
     asked: set[str],
+    progress: Progress,
 ) -> list[bool]:
     part = [batches[r.command_id] for r in results]
     have = await lost_output.outputs_held(session, run, part)
@@ -106,7 +110,7 @@ async def record_part(
     for (batch, vetted), charged in zip(todo, charges, strict=True):
         if batch.stage not in stages:
             stages[batch.stage] = await repo.stage_result(session, run.id, batch.stage)
-        await apply(engine, session, run, batch, stages[batch.stage], vetted, charged, streaks)
+        await apply(engine, session, run, batch, stages[batch.stage], vetted, charged, streaks, progress)
     await streaks.clear()
     return recorded
 
@@ -129,6 +133,31 @@ async def charge(
     charged = [(next(done) or Decimal(0)) if cost > 0 else Decimal(0) for cost in costs]
     run.total_credits_used += sum(charged, Decimal(0))
     return charged
+
+
+@dataclass
+class Progress:
+    """The group's settled batches, announced as one `batch-done` run event per stage (progress for live views;
+    the dashboard renders a burst of events once anyway): one event per batch was a quarter of the records a
+    batch put on the broker (issue 13)."""
+
+    _done: dict[int, list[tuple[int, int, int, Decimal]]] = field(default_factory=dict)
+
+    def add(self, batch: StageBatch, result: StageResult, charged: Decimal) -> None:
+        self._done.setdefault(batch.stage, []).append(
+            (batch.seq, result.items_processed, len(result.failures), charged)
+        )
+
+    def notify(self, engine: Engine, session: AsyncSession, run: Run) -> None:
+        for stage, done in self._done.items():
+            seqs = ", ".join(str(seq) for seq, *_ in done)
+            processed, failed = sum(d[1] for d in done), sum(d[2] for d in done)
+            credits = sum((d[3] for d in done), Decimal(0))
+            label = f"batch {seqs}" if len(done) == 1 else f"batches {seqs}"
+            engine.notify(
+                session, run, stage, "batch-done", f"{label}: {processed} processed, {failed} failed, {credits} credits"
+            )
+        self._done.clear()
 
 
 class Streaks:
@@ -156,6 +185,7 @@ async def apply(
     result: StageResult,
     charged: Decimal,
     streaks: Streaks,
+    progress: Progress,
 ) -> None:
     if batch.status == "released":
         settle(batch, sr, result, charged)
@@ -190,13 +220,7 @@ async def apply(
             level="warning",
         )
         return
-    engine.notify(
-        session,
-        run,
-        batch.stage,
-        "batch-done",
-        f"batch {batch.seq}: {result.items_processed} processed, {len(result.failures)} failed, {charged} credits",
-    )
+    progress.add(batch, result, charged)
     if result.failures:
         engine.event(
             session,

@@ -20,7 +20,12 @@ from shared.delivery import command_key
 from shared.topics import STAGE_COMMAND_TOPICS
 
 
-async def release_window(engine: Engine, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan) -> None:
+async def release_window(
+    engine: Engine, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan
+) -> int | None:
+    """How many pending batches went out; None when pending batches were closed instead (a spent budget share),
+    so the caller counts the stage's batches again."""
+    released = 0
     in_flight, in_flight_cost = await repo.inflight(session, run.id)
     window = engine.release_window(stage)
     free = window - in_flight
@@ -28,10 +33,10 @@ async def release_window(engine: Engine, session: AsyncSession, run: Run, stage:
     if delay:
         last = await repo.last_release(session, run.id, stage)
         if last is not None and utcnow() < last + timedelta(seconds=delay):
-            return
+            return released
         free = min(free, 1)  # with a delay, one batch at a time
     if free <= 0:
-        return
+        return released
     sr = await repo.stage_result(session, run.id, stage)
     stage_share = plan.stage_share(stage)
     cap = plan.limits.max_credits_per_run
@@ -46,7 +51,7 @@ async def release_window(engine: Engine, session: AsyncSession, run: Run, stage:
                 f"run credit cap {cap} reached (used {run.total_credits_used}, in flight "
                 f"{in_flight_cost}, next batch ~{batch.estimate})",
             )
-            return
+            return released
         if stage_share is not None and sr is not None:
             _, stage_in_flight = await repo.inflight(session, run.id, stage)
             if sr.credits + stage_in_flight + batch.estimate > stage_share:
@@ -60,12 +65,14 @@ async def release_window(engine: Engine, session: AsyncSession, run: Run, stage:
                     f"stage {int(stage)} budget share {stage_share} spent ({sr.credits} used); "
                     f"{skipped} batches left for the next run",
                 )
-                return
+                return None
         if not await reserve(session, run, projected):
             halt_for_budget(engine, session, run, stage, "account balance cannot cover the next batch")
-            return
+            return released
         release(engine, session, run, batch, plan)
+        released += 1
         in_flight_cost += batch.estimate
+    return released
 
 
 def halt_for_budget(engine: Engine, session: AsyncSession, run: Run, stage: Stage, why: str) -> None:
