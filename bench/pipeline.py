@@ -307,6 +307,10 @@ def main() -> None:
             for label, latency, replicas in plan:
                 if replicas == 2:
                     bench.add_replicas()
+                    if not args.no_warm_up:
+                        # The second processes start cold (SQLAlchemy's compiled statements, asyncpg's prepared
+                        # ones per pooled connection, first-use imports): warmed like the broker, not measured.
+                        bench.run_once("warm-up with two replicas (not measured)", 0, keywords)
                 machine.append(MachineCpu())
                 with CpuSampler(provider) as cpu:
                     run_id, _ = bench.run_once(label, latency, keywords, machine[-1])

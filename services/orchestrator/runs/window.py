@@ -37,8 +37,9 @@ async def release_window(
         free = min(free, 1)  # with a delay, one batch at a time
     if free <= 0:
         return released
-    sr = await repo.stage_result(session, run.id, stage)
     stage_share = plan.stage_share(stage)
+    # read (and locked) only when a share applies: without a per-run cap there is none
+    sr = await repo.stage_result(session, run.id, stage) if stage_share is not None else None
     cap = plan.limits.max_credits_per_run
     for batch in await repo.pending_batches(session, run.id, stage, free):
         projected = run.total_credits_used + in_flight_cost + batch.estimate
