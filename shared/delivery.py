@@ -145,28 +145,23 @@ class Exclusive:
         return len(self._locks)
 
 
+# Built once (its cache key computed once); the rows come as parameters.
+_CLAIM = insert(InboxMessage).on_conflict_do_nothing().returning(InboxMessage.message_id)
+
+
 async def claim_inbox(session: AsyncSession, consumer: str, message_id: str) -> bool:
     """Record the message as processed; False when another delivery already did (then roll back).
 
     A concurrent duplicate blocks on the first one's uncommitted row and then conflicts, so exactly
     one transaction per (consumer, message_id) ever commits.
     """
-    stmt = (
-        insert(InboxMessage)
-        .values(consumer=consumer, message_id=message_id)
-        .on_conflict_do_nothing()
-        .returning(InboxMessage.message_id)
-    )
-    return (await session.scalar(stmt)) is not None
+    return (await session.scalar(_CLAIM, {"consumer": consumer, "message_id": message_id})) is not None
 
 
 async def claim_inbox_many(session: AsyncSession, consumer: str, message_ids: list[str]) -> set[str]:
     """`claim_inbox` for several messages in one statement; returns the ids claimed (each once, however often
     it is listed; the others were processed before)."""
     return await claim_inbox_with_results(session, consumer, dict.fromkeys(message_ids))
-
-
-_CLAIM = insert(InboxMessage).on_conflict_do_nothing().returning(InboxMessage.message_id)
 
 
 async def claim_inbox_with_results(
