@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from devstack.stack import Stack
 from shared.db.models import DeliveryAttempt, InboxMessage
-from shared.db.session import autocommit
+from shared.db.session import autocommit, make_engine, make_sessionmaker
 from shared.delivery import Processed, claim_inbox, claim_inbox_with_results, settle_inbox, start_or_recall
 
 
@@ -72,3 +74,28 @@ async def test_rows_claimed_as_parameters_keep_sql_null_and_their_answers(
         )
     assert rows == {bare: True, answered: False, taken: True}  # SQL NULL, not JSON null; the earlier row as it was
     assert kept == {"n": 1}
+
+
+async def test_a_connection_back_from_autocommit_is_transactional_again(stack: Stack) -> None:
+    """The pool's one connection serves an autocommit session, then a transaction that fails: nothing of the
+    failed transaction stays (the isolation level was reset when the connection went back to the pool)."""
+    engine = make_engine(stack.database_url, pool_size=1)
+    sessions = make_sessionmaker(engine)
+    consumer, message = f"stmt-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    try:
+        async with autocommit(sessions) as s:
+            await start_or_recall(s, consumer, message)
+        with pytest.raises(RuntimeError):
+            async with sessions.begin() as s:
+                assert await claim_inbox(s, consumer, message)
+                raise RuntimeError("the transaction fails after its insert")
+        async with sessions() as s:
+            claimed = await s.scalar(
+                select(InboxMessage.message_id).where(
+                    InboxMessage.consumer == consumer, InboxMessage.message_id == message
+                )
+            )
+        assert claimed is None
+        assert engine.pool.checkedin() == 1  # one connection served all three
+    finally:
+        await engine.dispose()
