@@ -1,4 +1,4 @@
-"""The flow every stage worker shares, free of Kafka: two transactions around the work.
+"""The flow every stage worker shares, free of Kafka: one statement before the work, one transaction after it.
 
 1. Before the work, one statement: a command already in the inbox is a duplicate (asked again by the
    orchestrator, or redelivered after a crash or rebalance): the result stored with its inbox row is put in
@@ -199,7 +199,7 @@ async def announce(
 ) -> None:
     """The usage records and the outbox rows of a recorded result (the outbox rows flushed with the transaction).
     The usage records go in as parameters of one statement: nothing reads them back here, so they need no
-    place in the session (the unit of work and the ids it fetches were a tenth of a worker's CPU)."""
+    place in the session (no unit of work, no ids fetched back for them)."""
     calls = [
         {"service": consumer, "run_id": cmd.run_id, "command_id": cmd.message_id, **c.columns()} for c in outcome.calls
     ]

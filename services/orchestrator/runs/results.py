@@ -11,7 +11,6 @@ meanwhile, so that output waits for the next run). A result is believed only for
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -135,13 +134,13 @@ async def charge(
     return charged
 
 
-@dataclass
 class Progress:
     """The group's settled batches, announced as one `batch-done` run event per stage (progress for live views;
     the dashboard renders a burst of events once anyway): one event per batch was a quarter of the records a
     batch put on the broker (issue 13)."""
 
-    _done: dict[int, list[tuple[int, int, int, Decimal]]] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self._done: dict[int, list[tuple[int, int, int, Decimal]]] = {}
 
     def add(self, batch: StageBatch, result: StageResult, charged: Decimal) -> None:
         self._done.setdefault(batch.stage, []).append(
