@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import String, bindparam, delete, exists, func, literal, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.contracts import Message, Stage, StageCommand
@@ -63,6 +63,15 @@ async def processed(session: AsyncSession, consumer: str, message_id: str) -> Pr
     return None if row is None else Processed(row[0])
 
 
+def _one_more(stmt: Insert) -> Insert:
+    """An insert of attempt counts that counts one more start: a new row keeps the 1 it brings, an existing
+    row goes up by one (every statement that counts an attempt)."""
+    return stmt.on_conflict_do_update(
+        index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
+        set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
+    )
+
+
 # The hot path's statements are built once, with bound parameters: SQLAlchemy then computes each one's cache key
 # once, not at every execution (issue 13: a worker runs them for every command).
 _CONSUMER = bindparam("of_consumer", type_=String)
@@ -73,13 +82,9 @@ _SEEN = (
     .cte("seen")
 )
 _COUNTED = (
-    insert(DeliveryAttempt)
+    _one_more(insert(DeliveryAttempt))
     .from_select(
         ["consumer", "message_id", "attempts"], select(_CONSUMER, _MESSAGE, literal(1)).where(~exists(_SEEN.select()))
-    )
-    .on_conflict_do_update(
-        index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
-        set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
     )
     .returning(DeliveryAttempt.attempts, DeliveryAttempt.last_error)
     .cte("counted")
@@ -245,12 +250,8 @@ async def unpark_outbox(session: AsyncSession, row_id: int) -> dict[str, Any] | 
 async def begin_attempt(session: AsyncSession, consumer: str, message_id: str) -> tuple[int, str | None]:
     """Count one more start on a message inside the caller's transaction; returns (attempts, last error)."""
     stmt = (
-        insert(DeliveryAttempt)
+        _one_more(insert(DeliveryAttempt))
         .values(consumer=consumer, message_id=message_id, attempts=1)
-        .on_conflict_do_update(
-            index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
-            set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
-        )
         .returning(DeliveryAttempt.attempts, DeliveryAttempt.last_error)
     )
     attempts, last_error = (await session.execute(stmt)).one()
@@ -300,13 +301,8 @@ async def begin_attempts(
     ids = list(dict.fromkeys(message_ids))  # one row may be updated only once per statement
     if not ids:
         return {}
-    stmt = (
-        insert(DeliveryAttempt)
-        .on_conflict_do_update(
-            index_elements=[DeliveryAttempt.consumer, DeliveryAttempt.message_id],
-            set_={"attempts": DeliveryAttempt.attempts + 1, "updated_at": func.now()},
-        )
-        .returning(DeliveryAttempt.message_id, DeliveryAttempt.attempts, DeliveryAttempt.last_error)
+    stmt = _one_more(insert(DeliveryAttempt)).returning(
+        DeliveryAttempt.message_id, DeliveryAttempt.attempts, DeliveryAttempt.last_error
     )
     async with autocommit(sessions) as session:  # rows as parameters: a cached statement (claim_inbox_with_results)
         rows = (
