@@ -3,8 +3,9 @@
 Each image is a small gradient-and-shapes scene drawn at 1/16 scale and upscaled: unique per prompt and cheap
 to make, because the fake runs on the same machine as the pipeline it serves and its CPU would slow the run a
 benchmark measures (a real provider renders elsewhere). A PNG is scaled smoothly across and repeated in bands
-of 16 rows down, and encoded here: a band's other rows are PNG "Up" rows (all zero), so deflate has 1/16 of the
-image to compress. 1024x1024: 4-5 ms instead of 18 ms through Pillow's resize and encoder.
+of 16 rows down, and encoded here: a band's other rows are PNG "Up" rows (all zero), deflated once per size and
+spliced in, so deflate reads 1/16 of the image. 1024x1024: ~2 ms instead of 18 ms through Pillow's resize and
+encoder (7 ms compressing every row).
 """
 
 from __future__ import annotations
@@ -104,16 +105,56 @@ def render(prompt: str, width: int, height: int, variant: int, fmt: str = "png")
 
 
 def _banded_png(small: Image.Image, width: int, height: int) -> bytes:
-    """`small` scaled to `width` across (bilinear) and to `height` down in bands of equal rows, as PNG bytes."""
+    """`small` scaled to `width` across (bilinear) and to `height` down in bands of equal rows, as PNG bytes.
+
+    The zlib stream is spliced: each band's first row compressed, then its "Up" rows (all zero) as a deflate
+    segment made once per width and band height (a full flush before it, so nothing refers across). Deflate
+    then reads 1/16 of the image: ~1 ms for 1024x1024 instead of ~5 ms compressing all of it.
+    """
     across = np.asarray(small.resize((width, small.height), Image.Resampling.BILINEAR), np.uint8)
     source_row = np.minimum(np.arange(height) * small.height // height, small.height - 1)
-    first = np.r_[True, source_row[1:] != source_row[:-1]]  # a band's first row carries its pixels
-    lines = np.zeros((height, 1 + width * 3), np.uint8)
-    lines[first, 1:] = across[source_row[first]].reshape(int(first.sum()), width * 3)
-    lines[~first, 0] = 2  # filter "Up": each byte equals the one above
+    starts = np.flatnonzero(np.r_[True, source_row[1:] != source_row[:-1]])  # a band's first row carries its pixels
+    lengths = np.diff(np.r_[starts, height])
+    lines = np.zeros((len(starts), 1 + width * 3), np.uint8)  # filter "None" and the row's pixels
+    lines[:, 1:] = across[source_row[starts]].reshape(len(starts), width * 3)
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+    parts, adler = [b"\x78\x01"], 1  # zlib header: deflate, 32K window (the checksum is appended below)
+    for line, rows in zip(lines, lengths.tolist(), strict=True):
+        first = line.tobytes()
+        parts.append(deflate.compress(first))
+        adler = zlib.adler32(first, adler)
+        if rows > 1:
+            parts.append(deflate.flush(zlib.Z_FULL_FLUSH))
+            segment, segment_adler, segment_len = _up_rows(width, rows - 1)
+            parts.append(segment)
+            adler = _adler32_combine(adler, segment_adler, segment_len)
+    parts += [deflate.flush(zlib.Z_FINISH), struct.pack(">I", adler)]
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8-bit RGB, deflate, no interlace
-    idat = zlib.compress(lines.tobytes(), 1)
+    idat = b"".join(parts)
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+@lru_cache(maxsize=64)
+def _up_rows(width: int, rows: int) -> tuple[bytes, int, int]:
+    """`rows` PNG rows of filter "Up" and zero bytes as a self-contained raw deflate segment (no reference
+    outside it, ends on a byte boundary, not final), with their adler-32 and length for the stream's checksum."""
+    raw = (b"\x02" + bytes(width * 3)) * rows
+    deflate = zlib.compressobj(1, zlib.DEFLATED, -15)
+    return deflate.compress(raw) + deflate.flush(zlib.Z_SYNC_FLUSH), zlib.adler32(raw), len(raw)
+
+
+_ADLER_BASE = 65521
+
+
+def _adler32_combine(first: int, second: int, second_len: int) -> int:
+    """adler-32 of A+B from those of A and B and the length of B (zlib's adler32_combine; Python's zlib does
+    not expose it): the zero rows' checksum is known once, not computed over 3 MB per image."""
+    rem = second_len % _ADLER_BASE
+    low = first & 0xFFFF
+    high = (rem * low) % _ADLER_BASE
+    low = (low + (second & 0xFFFF) + _ADLER_BASE - 1) % _ADLER_BASE
+    high = (high + (first >> 16) + (second >> 16) + _ADLER_BASE - rem) % _ADLER_BASE
+    return low | (high << 16)
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import time
+import zlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +25,7 @@ from PIL import Image
 from pydantic import BaseModel, Field, HttpUrl
 
 from fakeai import FakeSettings, create_app
-from fakeai.images import _banded_png
+from fakeai.images import _adler32_combine, _banded_png
 from fakeai.structured import generate
 from fakeai.text import parse_prompt, word_count
 
@@ -378,12 +379,24 @@ def test_hand_encoded_png_decodes_to_the_banded_scene(width: int, height: int) -
     across) that its band comes from, every band's rows alike."""
     rng = np.random.default_rng(7)
     small = Image.fromarray(rng.integers(0, 256, (max(height // 16, 8), max(width // 16, 8), 3), np.uint8), "RGB")
-    with Image.open(io.BytesIO(_banded_png(small, width, height))) as decoded:
+    png = _banded_png(small, width, height)
+    with Image.open(io.BytesIO(png)) as decoded:
         assert decoded.format == "PNG" and decoded.size == (width, height) and decoded.mode == "RGB"
         pixels = np.asarray(decoded)
     across = np.asarray(small.resize((width, small.height), Image.Resampling.BILINEAR))
     expected = across[np.minimum(np.arange(height) * small.height // height, small.height - 1)]
     assert np.array_equal(pixels, expected)
+    # The spliced zlib stream is whole: zlib itself checks its end and the adler-32 the encoder combined.
+    idat = png[png.index(b"IDAT") + 4 : png.index(b"IEND") - 8]
+    assert len(zlib.decompress(idat)) == height * (1 + width * 3)
+
+
+@pytest.mark.parametrize("second_len", [0, 1, 5552, 65521, 65522, 3_000_000])
+def test_adler32_combine_matches_zlib(second_len: int) -> None:
+    rng = np.random.default_rng(second_len)
+    first, second = rng.bytes(97), rng.bytes(second_len)
+    combined = _adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
+    assert combined == zlib.adler32(first + second)
 
 
 @pytest.mark.parametrize("bad", [{"size": "100x100"}, {"n": 5}, {"quality": "ultra"}, {"prompt": ""}])
