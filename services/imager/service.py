@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.imager import repository as repo
-from services.imager.storage import MediaStorage
+from services.imager.storage import MediaStorage, StoredObject
 from shared import prompts
 from shared.ai import AiClient, AiError, Usage, budgets
 from shared.contracts import ImageUsage, ItemFailure, Stage, StageCommand, StageOptions
@@ -86,6 +86,17 @@ class ImagerService:
         self._ai = ai
         self._storage = storage
 
+    def _keep(self, data: bytes, key: str) -> tuple[str, int, int, StoredObject] | AiError:
+        """In a worker thread: the image checked, then stored (one hand-off from the event loop, not two)."""
+        try:
+            mime, width, height = inspect_png(data)
+        except (ValueError, OSError) as exc:
+            return AiError(f"provider returned an unreadable image: {exc}", transient=False)
+        try:
+            return mime, width, height, self._storage.put(key, data)
+        except OSError as exc:  # e.g. a full disk: this image fails, the batch's other items stand
+            return AiError(f"could not store the image: {exc}", transient=True)
+
     async def work(self, cmd: StageCommand) -> BatchOutcome:
         if cmd.stage is Stage.IMAGE_PROMPTS:
             return await self._prompts(cmd)
@@ -93,9 +104,8 @@ class ImagerService:
 
     async def _prompts(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
-        async with autocommit(self._sessions) as session:  # reads only
-            drafts = await repo.load_drafts(session, cmd.site_id, cmd.item_ids)
-            done = await repo.drafts_with_prompts(session, cmd.item_ids)
+        async with autocommit(self._sessions) as session:  # a read only
+            drafts, done = await repo.load_drafts(session, cmd.site_id, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
         found = {d.id for d in drafts}
         outcome.failures += [
@@ -162,9 +172,8 @@ class ImagerService:
 
     async def _images(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
-        async with autocommit(self._sessions) as session:  # reads only
-            prompts = await repo.load_prompts(session, cmd.site_id, cmd.item_ids)
-            done = await repo.prompts_with_images(session, cmd.item_ids)
+        async with autocommit(self._sessions) as session:  # a read only
+            prompts, done = await repo.load_prompts(session, cmd.site_id, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
         found = {p.id for p in prompts}
         outcome.failures += [
@@ -178,17 +187,12 @@ class ImagerService:
         async def one(p: ImagePrompt) -> dict[str, Any] | AiError:
             try:
                 data = await self._ai.image_png(p.prompt, size, quality, "image", usage)
-                mime, width, height = await asyncio.to_thread(inspect_png, data)
             except AiError as exc:
                 return exc
-            except (ValueError, OSError) as exc:
-                return AiError(f"provider returned an unreadable image: {exc}", transient=False)
-            try:
-                stored = await asyncio.to_thread(
-                    self._storage.put, f"{cmd.site_id}/{p.draft_id}/{p.position}-{p.id}.png", data
-                )
-            except OSError as exc:  # e.g. a full disk: this image fails, the batch's other items stand
-                return AiError(f"could not store the image: {exc}", transient=True)
+            kept = await asyncio.to_thread(self._keep, data, f"{cmd.site_id}/{p.draft_id}/{p.position}-{p.id}.png")
+            if isinstance(kept, AiError):
+                return kept
+            mime, width, height, stored = kept
             return {
                 "site_id": cmd.site_id,
                 "prompt_id": p.id,
