@@ -30,9 +30,10 @@ async def advance(engine: Engine, session: AsyncSession, run: Run) -> None:
             await enter_stage(engine, session, run, Stage.CLUSTER, plan)
             continue
         stage = Stage(run.current_stage)
-        counts = await repo.batch_status_counts(session, run.id, stage)
+        census = await repo.batch_census(session, run.id)
+        counts = census.of(stage)
         if counts.get("pending", 0) and run.stopped_reason is None:
-            released = await release_window(engine, session, run, stage, plan)
+            released = await release_window(engine, session, run, stage, plan, census.in_flight)
             if released is None:
                 counts = await repo.batch_status_counts(session, run.id, stage)
             else:  # known without asking the database again (a statement per result group saved)

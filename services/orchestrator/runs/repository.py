@@ -6,6 +6,7 @@ activity log). The engine's own steps (results, ticker, schedules) act on ids th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -324,6 +325,38 @@ async def batch_status_counts(session: AsyncSession, run_id: str, stage: int) ->
         .group_by(StageBatch.status)
     )
     return {status: int(n) for status, n in rows}
+
+
+@dataclass(frozen=True)
+class BatchCensus:
+    """A run's batches by stage and status, with the estimated cost of those out (released, any stage)."""
+
+    counts: dict[int, dict[str, int]]
+    released_cost: Decimal
+
+    def of(self, stage: int) -> dict[str, int]:
+        return dict(self.counts.get(stage, {}))
+
+    @property
+    def in_flight(self) -> tuple[int, Decimal]:
+        return sum(c.get("released", 0) for c in self.counts.values()), self.released_cost
+
+
+async def batch_census(session: AsyncSession, run_id: str) -> BatchCensus:
+    """What `batch_status_counts` and `inflight` tell, in one statement: the barrier asks both for every group
+    of results (issue 13; a run has a few hundred batches, read through ix_stage_batches_run_stage_status)."""
+    rows = await session.execute(
+        select(StageBatch.stage, StageBatch.status, func.count(), func.coalesce(func.sum(StageBatch.estimate), 0))
+        .where(StageBatch.run_id == run_id)
+        .group_by(StageBatch.stage, StageBatch.status)
+    )
+    counts: dict[int, dict[str, int]] = {}
+    released_cost = Decimal(0)
+    for stage, status, n, cost in rows:
+        counts.setdefault(int(stage), {})[status] = int(n)
+        if status == "released":
+            released_cost += Decimal(cost)
+    return BatchCensus(counts, released_cost)
 
 
 async def pending_batches(session: AsyncSession, run_id: str, stage: int, limit: int) -> list[StageBatch]:

@@ -21,12 +21,13 @@ from shared.topics import STAGE_COMMAND_TOPICS
 
 
 async def release_window(
-    engine: Engine, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan
+    engine: Engine, session: AsyncSession, run: Run, stage: Stage, plan: RunPlan, out: tuple[int, Decimal]
 ) -> int | None:
-    """How many pending batches went out; None when pending batches were closed instead (a spent budget share),
-    so the caller counts the stage's batches again."""
+    """How many pending batches went out, given the run's batches `out` (released, any stage) and their
+    estimated cost; None when pending batches were closed instead (a spent budget share), so the caller counts
+    the stage's batches again."""
     released = 0
-    in_flight, in_flight_cost = await repo.inflight(session, run.id)
+    in_flight, in_flight_cost = out
     window = engine.release_window(stage)
     free = window - in_flight
     delay = plan.delay_between_batches_seconds
