@@ -27,6 +27,10 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    # The consumers' and relays' sessions: without a pre-ping round trip per checkout (issue 13). The same as
+    # `sessions` in a worker; a process that also serves requests (pre_ping=True) has a second, smaller pool.
+    hot_engine: AsyncEngine
+    hot_sessions: async_sessionmaker[AsyncSession]
     broker: KafkaBroker
     relays: list[OutboxRelay]  # one per producer name: the service's own and its lanes' (shared.delivery.LANES)
     outbox: Outbox
@@ -37,20 +41,24 @@ class Runtime:
     @classmethod
     def create(cls, name: str, settings: Settings | None = None, *, pre_ping: bool = True) -> Runtime:
         """`pre_ping=False` for a process whose database use is all on the consumers' hot path (workers):
-        a dropped connection then fails one attempt as an outage instead of costing a round trip each time."""
+        a dropped connection then fails one attempt as an outage instead of costing a round trip each time.
+        With pre_ping=True (a process that serves requests too) the relays and the consumers that ask for
+        `hot_sessions` still go without it, on a pool of their own."""
         settings = settings or get_settings()
         setup_logging(settings.log_level, name)
         engine = make_engine(settings.database_url, pre_ping=pre_ping)
         sessions = make_sessionmaker(engine)
+        hot_engine = make_engine(settings.database_url, pool_size=5, pre_ping=False) if pre_ping else engine
+        hot_sessions = make_sessionmaker(hot_engine) if pre_ping else sessions
         broker = make_broker(settings.kafka_bootstrap, client_id=f"contentline-{name}", service=name)
         own, *lanes = lane_producers(name)
-        relays = [OutboxRelay(broker, sessions, producer=own, poll_seconds=settings.outbox_poll_seconds)]
+        relays = [OutboxRelay(broker, hot_sessions, producer=own, poll_seconds=settings.outbox_poll_seconds)]
         # A lane's relay is woken by every commit of the process; most added nothing to it, and its topics are
         # not on a run's path: an empty round lets LANE_SETTLE_SECONDS pass before the next.
         relays += [
             OutboxRelay(
                 broker,
-                sessions,
+                hot_sessions,
                 producer=lane,
                 poll_seconds=settings.outbox_poll_seconds,
                 settle_seconds=LANE_SETTLE_SECONDS,
@@ -67,6 +75,8 @@ class Runtime:
             settings=settings,
             engine=engine,
             sessions=sessions,
+            hot_engine=hot_engine,
+            hot_sessions=hot_sessions,
             broker=broker,
             relays=relays,
             outbox=Outbox(name, on_commit=wake, lanes=LANES),
@@ -92,6 +102,8 @@ class Runtime:
         await self.metrics.stop()
         await self.ai.close()
         await self.engine.dispose()
+        if self.hot_engine is not self.engine:
+            await self.hot_engine.dispose()
 
 
 def write_ready_file(path: Path, token: str) -> None:

@@ -21,12 +21,13 @@ INGEST = "orchestrator.ingest"
 
 
 def make_results_handler(rt: Runtime, runs: RunService) -> Handler:
-    groups = ResultGroups(rt.broker, rt.sessions, runs, RESULTS, RESULTS_DLQ)
+    # On a run's path: the sessions without a pre-ping per checkout (a group checks out three or more).
+    groups = ResultGroups(rt.broker, rt.hot_sessions, runs.over(rt.hot_sessions), RESULTS, RESULTS_DLQ)
 
     async def on_stage_results(msg: KafkaMessage) -> None:
         items = []
         for record in records_of(msg):
-            result = await parse_record(rt.broker, rt.sessions, RESULTS, record, StageResult, RESULTS_DLQ)
+            result = await parse_record(rt.broker, rt.hot_sessions, RESULTS, record, StageResult, RESULTS_DLQ)
             if result is not None:  # an unparsable record is dead-lettered with the reason
                 items.append(Item(record, result))
         await groups.handle(items)

@@ -45,6 +45,7 @@ from services.orchestrator.safetext import describe_bad_char
 from services.orchestrator.sites import service as sites
 from shared.contracts import KeywordBatchIngested, RunStatus, Stage, StageResult, utcnow
 from shared.db.models import Run, Site, StageBatch
+from shared.db.session import autocommit
 from shared.delivery import claim_inbox
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ class RunService:
         self._engine = engine
         self._rule_credits = rule_credits
         self._next_late_sweep = 0.0
+
+    def over(self, sessions: async_sessionmaker[AsyncSession]) -> RunService:
+        """The same engine over other sessions (the results consumer's: no pre-ping per checkout)."""
+        return RunService(sessions, self._engine, rule_credits=self._rule_credits)
 
     # ------------------------------------------------------------------ starting
     async def start_run(self, account_id: str, site_id: str, trigger: str = "manual") -> RunView:
@@ -229,7 +234,7 @@ class RunService:
     # ------------------------------------------------------------------ the engine's own inputs
     async def command_runs(self, command_ids: list[str]) -> dict[str, str]:
         """command id → run id, for the commands this orchestrator issued (unknown ids left out)."""
-        async with self._sessions() as session:
+        async with autocommit(self._sessions) as session:  # one read: no BEGIN and ROLLBACK around it
             return await repo.batch_runs(session, command_ids)
 
     async def apply_results(
