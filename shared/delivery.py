@@ -9,9 +9,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, bindparam, delete, exists, func, literal, select, update
+from sqlalchemy import String, Table, bindparam, delete, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -101,12 +101,6 @@ _GONE = (
     .returning(DeliveryAttempt.message_id)
     .cte("gone")
 )
-_SETTLE = (
-    update(InboxMessage)
-    .where(InboxMessage.consumer == _CONSUMER, InboxMessage.message_id == _MESSAGE)
-    .values(result=bindparam("answer", type_=InboxMessage.result.type))
-    .add_cte(_GONE)
-)
 
 
 async def start_or_recall(session: AsyncSession, consumer: str, message_id: str) -> Processed | tuple[int, str | None]:
@@ -119,10 +113,24 @@ async def start_or_recall(session: AsyncSession, consumer: str, message_id: str)
     return Processed(result) if handled else (int(attempts), last_error)
 
 
-async def settle_inbox(session: AsyncSession, consumer: str, message_id: str, result: dict[str, Any]) -> None:
-    """Store the answer with the inbox row claimed in this transaction (for a command asked again) and forget
-    the message's attempt count (`drop_attempts`): one statement."""
-    await session.execute(_SETTLE, {"of_consumer": consumer, "of_message": message_id, "answer": result})
+# On the table, not the ORM entity: the ORM's bulk-insert path returns no rows for an insert with a CTE.
+_INBOX = cast(Table, InboxMessage.__table__)
+_CLAIM_SETTLED = (
+    insert(_INBOX)
+    .values(consumer=_CONSUMER, message_id=_MESSAGE, result=bindparam("answer", type_=_INBOX.c.result.type))
+    .on_conflict_do_nothing()
+    .returning(_INBOX.c.message_id)
+    .add_cte(_GONE)
+)
+
+
+async def claim_settled(session: AsyncSession, consumer: str, message_id: str, result: dict[str, Any]) -> bool:
+    """`claim_inbox` with the answer stored and the attempt count forgotten (`drop_attempts`), in one statement
+    at the end of the caller's transaction; False when another delivery recorded the message first: roll back
+    (the count comes back with it). A concurrent duplicate's writes block on the first one's uncommitted rows
+    (the workers' inserts skip conflicts) and its claim then conflicts: one transaction per message commits."""
+    params = {"of_consumer": consumer, "of_message": message_id, "answer": result}
+    return (await session.scalar(_CLAIM_SETTLED, params)) is not None
 
 
 @dataclass
@@ -172,7 +180,7 @@ async def claim_inbox_many(session: AsyncSession, consumer: str, message_ids: li
 async def claim_inbox_with_results(
     session: AsyncSession, consumer: str, results: dict[str, dict[str, Any] | None]
 ) -> set[str]:
-    """`claim_inbox` with the answer stored (as `settle_inbox` does) for several messages in one statement:
+    """`claim_inbox` with the answer stored (as `claim_settled` does) for several messages in one statement:
     {message id: result}; returns the ids claimed (the others were recorded by another delivery, whose rows
     stay as they are)."""
     # Rows as parameters of one cached statement (SQLAlchemy sends them as one multi-row INSERT); a VALUES

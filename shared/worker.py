@@ -6,9 +6,9 @@
    attempt is counted (bounded retries, shared.consume) and committed before the work starts.
 2. The service does its work outside any transaction (model calls are slow) and hands back a
    `BatchOutcome` whose `persist` writes the results.
-3. After the work, one transaction: claim the inbox row, persist, store usage records and the result
-   payload, add the result event (and a dead-letter record for failed items) to the outbox, forget the
-   attempt count; the same for every command whose items the persist wrote too (`BatchOutcome.along`). A
+3. After the work, one transaction: persist, claim the inbox row with the result payload and forget the
+   attempt count (one statement), store usage records, add the result event (and a dead-letter record for
+   failed items) to the outbox; the same for every command whose items the persist wrote too (`BatchOutcome.along`). A
    crash anywhere before commit loses nothing: the command is redelivered and only items
    without committed results are worked again.
 """
@@ -30,10 +30,9 @@ from shared.db.session import autocommit
 from shared.delivery import (
     Outbox,
     Processed,
-    claim_inbox,
     claim_inbox_with_results,
+    claim_settled,
     drop_attempts_of,
-    settle_inbox,
     start_or_recall,
 )
 from shared.entity_events import EntityEvent
@@ -124,12 +123,12 @@ async def execute_command(
     # From its turn on where it waited for one (the clusterer): what came before overlapped another's.
     began = max(started, turn_began() or started)
     async with sessions.begin() as session:
-        if not await claim_inbox(session, consumer, cmd.message_id):
-            await session.rollback()  # a concurrent delivery committed first; its result stands
-            return None
         if outcome.persist is not None:
             await outcome.persist(session)  # sets outcome.created from the rows really inserted
         result = await record_result(session, cmd, outcome, consumer, outbox, began)
+        if result is None:
+            await session.rollback()  # a concurrent delivery committed first; its result stands
+            return None
         await record_along(session, outcome.along, consumer, outbox, began)
     if outcome.committed is not None:
         outcome.committed()
@@ -140,12 +139,13 @@ async def execute_command(
 
 async def record_result(
     session: AsyncSession, cmd: StageCommand, outcome: BatchOutcome, consumer: str, outbox: Outbox, began: float
-) -> StageResult:
-    """The command's result in the worker's transaction (its inbox row claimed before the persist): usage
-    records, the result kept with its inbox row, the attempt count forgotten, the result event (and dead
-    letters, entity events) in the outbox."""
+) -> StageResult | None:
+    """The command's result in the worker's transaction, after the persist: its inbox row claimed with the
+    result kept and the attempt count forgotten (one statement), usage records, the result event (and dead
+    letters, entity events) in the outbox. None when another delivery claimed the row first."""
     result = result_of(cmd, outcome, consumer, began)
-    await settle_inbox(session, consumer, cmd.message_id, result.model_dump(mode="json"))
+    if not await claim_settled(session, consumer, cmd.message_id, result.model_dump(mode="json")):
+        return None
     await announce(session, cmd, outcome, result, consumer, outbox)
     return result
 

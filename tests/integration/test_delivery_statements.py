@@ -1,10 +1,12 @@
 """The worker's delivery steps that became one statement each (issue 13), against the real database:
 `start_or_recall` counts an attempt only for a message not handled yet, and commits it without a transaction
-around it; `settle_inbox` stores the answer and forgets the count together; rows passed as parameters
-(`claim_inbox_with_results`) keep SQL NULL for a message claimed without a result."""
+around it; `claim_settled` claims the inbox row, stores the answer and forgets the count together (a duplicate
+that claims second fails); rows passed as parameters (`claim_inbox_with_results`) keep SQL NULL for a message
+claimed without a result."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from devstack.stack import Stack
 from shared.db.models import DeliveryAttempt, InboxMessage
 from shared.db.session import autocommit, make_engine, make_sessionmaker
-from shared.delivery import Processed, claim_inbox, claim_inbox_with_results, settle_inbox, start_or_recall
+from shared.delivery import Processed, claim_inbox, claim_inbox_with_results, claim_settled, start_or_recall
 
 
 async def attempts_of(db: async_sessionmaker[AsyncSession], consumer: str, message_id: str) -> int | None:
@@ -37,13 +39,34 @@ async def test_attempts_count_until_the_message_is_settled_then_its_answer_is_re
         assert await attempts_of(db, consumer, message) == expected
 
     async with db.begin() as s:
-        assert await claim_inbox(s, consumer, message)
-        await settle_inbox(s, consumer, message, {"answer": 42})
+        assert await claim_settled(s, consumer, message, {"answer": 42})
     assert await attempts_of(db, consumer, message) is None
 
     async with autocommit(db) as s:
         assert await start_or_recall(s, consumer, message) == Processed({"answer": 42})
     assert await attempts_of(db, consumer, message) is None  # a recalled message counts no attempt
+
+
+async def test_a_duplicate_that_claims_second_waits_for_the_first_then_fails_and_keeps_nothing(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two deliveries of one message settle side by side: the second's claim blocks on the first one's
+    uncommitted inbox row, then conflicts; rolled back, it leaves the first one's answer and no count."""
+    consumer, message = f"stmt-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    async with autocommit(db) as s:
+        assert await start_or_recall(s, consumer, message) == (1, None)
+    async with db.begin() as first:
+        assert await claim_settled(first, consumer, message, {"answer": "first"})
+        async with db() as second:
+            claim = asyncio.create_task(claim_settled(second, consumer, message, {"answer": "second"}))
+            await asyncio.sleep(0.5)
+            assert not claim.done()  # waiting on the first one's row
+            await first.commit()
+            assert await asyncio.wait_for(claim, 10) is False
+            await second.rollback()
+    async with autocommit(db) as s:
+        assert await start_or_recall(s, consumer, message) == Processed({"answer": "first"})
+    assert await attempts_of(db, consumer, message) is None
 
 
 async def test_a_message_claimed_without_an_answer_is_recalled_as_such(db: async_sessionmaker[AsyncSession]) -> None:
