@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from shared.contracts import Message, Stage, StageCommand
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
 from shared.db.session import autocommit
+from shared.partitioning import spread_key
 from shared.topics import ENTITY_EVENTS, RUN_EVENTS
 
 # Topics whose rows a service relays through a lane of their own (producer "<service>.<lane>", its own relay):
@@ -40,10 +41,13 @@ def command_key(command: StageCommand) -> str:
     Stage 1 stays keyed by site: the clusterer merges each batch into the site's clusters, so one site's
     batches must be clustered one at a time (they share a partition, and the clusterer's pool runs one key's
     records in order). Every other stage's batches are independent (the barrier lives in the orchestrator),
-    so they are keyed by command id and spread over partitions and worker replicas. A command asked again
-    keeps its id, so it lands on the partition of its first delivery.
+    so they go round the partitions by batch sequence (`shared.partitioning`: evenly over worker replicas),
+    each key unique by command id. A command asked again keeps its sequence and id, so it lands on the
+    partition of its first delivery.
     """
-    return command.site_id if command.stage is Stage.CLUSTER else command.message_id
+    if command.stage is Stage.CLUSTER:
+        return command.site_id
+    return spread_key(command.batch_seq, command.message_id)
 
 
 @dataclass(frozen=True)

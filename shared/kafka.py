@@ -32,6 +32,7 @@ from shared.contracts import utcnow
 from shared.db.models import DeliveryAttempt, InboxMessage, OutboxMessage
 from shared.db.session import autocommit
 from shared.metrics.families import DEAD_LETTERS
+from shared.partitioning import partition_for
 from shared.topics import ALL_TOPICS, DLQ_REASON_HEADER, DLQ_SOURCE_HEADER
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ def make_broker(bootstrap: str, client_id: str, *, service: str | None = None) -
         middlewares=[metrics.kafka_middleware(service or client_id)],
         acks="all",
         enable_idempotence=True,
+        partitioner=partition_for,  # stage commands spread evenly over partitions (shared/partitioning.py)
         allow_auto_create_topics=False,
         graceful_timeout=30.0,
         # FastStream's "Received"/"Processed" lines for every message: DEBUG, so a run of thousands of messages

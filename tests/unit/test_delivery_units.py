@@ -7,6 +7,8 @@ import gzip
 import hashlib
 import random
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from shared.contracts import Stage, StageCommand
 from shared.delivery import Exclusive, command_key
 from shared.kafka import (
@@ -17,6 +19,7 @@ from shared.kafka import (
     dead_letter_body,
 )
 from shared.parallel import OrderedOffsets
+from shared.partitioning import partition_for
 
 
 def test_commit_position_is_the_first_unfinished_offset() -> None:
@@ -72,13 +75,24 @@ def test_an_incompressible_dead_letter_body_keeps_its_start() -> None:
 
 
 def test_commands_spread_over_partitions_except_clustering() -> None:
-    def cmd(stage: Stage) -> StageCommand:
-        return StageCommand(account_id="a", site_id="site-1", run_id="r", stage=stage, batch_seq=0, item_ids=[1])
+    def cmd(stage: Stage, seq: int = 0) -> StageCommand:
+        return StageCommand(account_id="a", site_id="site-1", run_id="r", stage=stage, batch_seq=seq, item_ids=[1])
 
     assert command_key(cmd(Stage.CLUSTER)) == "site-1"
     ideate = cmd(Stage.IDEATE)
-    assert command_key(ideate) == ideate.message_id
-    assert command_key(ideate.model_copy(update={"attempt": 2})) == ideate.message_id  # asked again: same key
+    assert command_key(ideate) == f"spread:0:{ideate.message_id}"
+    assert command_key(ideate.model_copy(update={"attempt": 2})) == command_key(ideate)  # asked again: same key
+    six = list(range(6))
+    # a stage's batches go round the partitions by sequence: each of two replicas (three partitions each)
+    # holds half of any run of consecutive batches
+    placed = [partition_for(command_key(cmd(Stage.DRAFTS, seq)).encode(), six, six) for seq in range(74)]
+    assert placed[:8] == [0, 1, 2, 3, 4, 5, 0, 1]
+    assert sum(p < 3 for p in placed) == 38  # 12 rounds of six and two more: 38 and 36
+    # the site key of stage 1 and any other key are hashed as the Java client hashes them
+    for key in (b"site-1", b"spread:x:1", b"spread:"):
+        assert partition_for(key, six, six) == DefaultPartitioner()(key, six, six)
+    assert partition_for(None, six, six) in six  # no key: any partition
+    assert partition_for(command_key(cmd(Stage.IDEATE, 7)).encode(), [3, 0, 2, 1], [0]) == 3  # 7 mod 4, sorted
 
 
 async def test_a_duplicate_waits_for_the_first_holder() -> None:
