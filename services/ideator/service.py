@@ -144,8 +144,7 @@ class IdeatorService:
     async def work(self, cmd: StageCommand) -> BatchOutcome:
         usage = Usage()
         async with autocommit(self._sessions) as session:  # reads only
-            clusters = await repo.load_clusters(session, cmd.site_id, cmd.item_ids)
-            done = await repo.clusters_with_ideas(session, [c.id for c in clusters])
+            clusters, done = await repo.load_clusters(session, cmd.site_id, cmd.item_ids)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
         found = {c.id for c in clusters}
         outcome.failures += [

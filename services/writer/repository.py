@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import exists, func, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,11 +28,6 @@ async def insert_tasks(session: AsyncSession, rows: list[dict[str, Any]]) -> lis
     return list(result.all())
 
 
-async def load_tasks(session: AsyncSession, site_id: str, ids: list[int]) -> list[WriterTask]:
-    stmt = select(WriterTask).where(WriterTask.site_id == site_id, WriterTask.id.in_(ids))
-    return list((await session.scalars(stmt)).all())
-
-
 @dataclass(frozen=True)
 class ExistingDraft:
     id: int
@@ -40,15 +35,24 @@ class ExistingDraft:
     run_id: str | None
 
 
-async def existing_drafts(session: AsyncSession, ids: list[int]) -> dict[int, ExistingDraft]:
-    """The live draft each task already has, by task id; a superseded one (a rejected draft asked to be
-    regenerated) does not count."""
-    rows = await session.execute(
-        select(Draft.task_id, Draft.id, Draft.quality_passed, Draft.run_id).where(
-            Draft.task_id.in_(ids), Draft.superseded_at.is_(None)
-        )
-    )
-    return {int(task): ExistingDraft(int(draft), bool(passed), run) for task, draft, passed, run in rows}
+# A command's tasks with the live draft each has (at most one: uq_drafts_live_task), in one statement (issue 13:
+# a read less per command); a superseded draft (a rejected one asked to be regenerated) does not count.
+_TASKS = (
+    select(WriterTask, Draft.id, Draft.quality_passed, Draft.run_id)
+    .outerjoin(Draft, and_(Draft.task_id == WriterTask.id, Draft.superseded_at.is_(None)))
+    .where(WriterTask.site_id == bindparam("site_id"), WriterTask.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+async def load_tasks(
+    session: AsyncSession, site_id: str, ids: list[int]
+) -> tuple[list[WriterTask], dict[int, ExistingDraft]]:
+    """The site's writer tasks among `ids`, and the live draft each already has, by task id."""
+    rows = (await session.execute(_TASKS, {"site_id": site_id, "ids": ids})).all()
+    existing = {
+        task.id: ExistingDraft(int(draft), bool(passed), run) for task, draft, passed, run in rows if draft is not None
+    }
+    return [task for task, *_ in rows], existing
 
 
 async def insert_drafts(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Draft]:

@@ -78,9 +78,8 @@ class WriterService:
         (the next run does it, and the orchestrator parks a task that keeps failing). A held-back draft is
         stored with its reasons and reported as a failed item: it goes no further and is not charged."""
         usage = Usage()
-        async with autocommit(self._sessions) as session:  # reads only
-            tasks = await repo.load_tasks(session, cmd.site_id, cmd.item_ids)
-            existing = await repo.existing_drafts(session, cmd.item_ids)
+        async with autocommit(self._sessions) as session:  # a read only
+            tasks, existing = await repo.load_tasks(session, cmd.site_id, cmd.item_ids)
         regenerate = {t: d.id for t, d in existing.items() if not d.quality_passed and d.run_id != cmd.run_id}
         done = set(existing) - set(regenerate)
         outcome = BatchOutcome(skipped=len(done), calls=usage.records)
