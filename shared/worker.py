@@ -8,9 +8,10 @@
    `BatchOutcome` whose `persist` writes the results.
 3. After the work, one transaction: persist, claim the inbox row with the result payload and forget the
    attempt count (one statement), store usage records, add the result event (and a dead-letter record for
-   failed items) to the outbox; the same for every command whose items the persist wrote too (`BatchOutcome.along`). A
-   crash anywhere before commit loses nothing: the command is redelivered and only items
-   without committed results are worked again.
+   failed items) to the outbox; the same for every command whose items the persist wrote too
+   (`BatchOutcome.along`). A crash anywhere before commit loses nothing: the command is redelivered and only
+   items without committed results are worked again. A concurrent duplicate (across a rebalance) blocks on
+   the first one's rows (every persist skips conflicting inserts), then fails its claim and rolls back.
 """
 
 from __future__ import annotations
