@@ -24,7 +24,11 @@ class ClusterBrief:
 # The command's clusters and whether each has ideas already, in one statement (issue 13: a read less per
 # command); module-level with bound parameters, so its cache key is computed once.
 _CLUSTERS = select(
-    Cluster.id, Cluster.name, Cluster.description, Cluster.intent, exists().where(Idea.cluster_id == Cluster.id)
+    Cluster.id,
+    Cluster.name,
+    Cluster.description,
+    Cluster.intent,
+    exists().where(Idea.cluster_id == Cluster.id).label("has_ideas"),
 ).where(Cluster.site_id == bindparam("site_id"), Cluster.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -40,7 +44,7 @@ async def load_clusters(session: AsyncSession, site_id: str, ids: list[int]) -> 
     for r in rows:
         keywords[r.cluster_id].append(r.keyword)
     briefs = [ClusterBrief(c.id, c.name, c.description, c.intent, keywords[c.id]) for c in clusters]
-    return briefs, {c.id for c in clusters if c[4]}
+    return briefs, {c.id for c in clusters if c.has_ideas}
 
 
 async def insert_ideas(session: AsyncSession, rows: list[dict[str, Any]]) -> list[Idea]:
