@@ -23,6 +23,11 @@ from playwright.async_api import Browser, Page, expect
 from devstack.stack import Stack
 from tests.helpers import Tenant, keyword_set
 
+# Clicks the element with the given id in the first moment it is in the page (before any timer can run).
+CLICK_ONCE_SWAPPED_IN = """id => new MutationObserver((_, observer) => {
+  const element = document.getElementById(id);
+  if (element) { observer.disconnect(); element.click(); }
+}).observe(document.body, {childList: true, subtree: true})"""
 SHOTS = Path(os.environ.get("CONTENTLINE_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="contentline-shots-"))
 UNNAMED = re.compile(
     r"^\s*- (button|textbox|combobox|checkbox|link|spinbutton|listbox|radio)\s*(?:\[[^\]]*\])?\s*:?\s*$"
@@ -220,10 +225,15 @@ async def _journey(page: Page, tenant: Tenant) -> None:
     await page.locator("#queue tbody tr").first.get_by_role("link").click()
     rejected_url = page.url
     await page.get_by_label("Note").fill("Too generic; try again.")
+    # Regenerate is clicked the moment the rejected draft's panel is in the page (a mutation observer's callback
+    # runs before any timer): a button a swap brings must be live at once. With htmx's default 20 ms settle
+    # delay it was not bound yet, and a click then submitted its form natively (a GET that reloaded the page
+    # without the answer: seen once in CI, when Playwright clicked within those 20 ms).
+    await page.evaluate("window.__sameDocument = true")
+    await page.evaluate(CLICK_ONCE_SWAPPED_IN, "regenerate")
     await page.get_by_role("button", name="Reject").click()
-    await expect(page.locator("#draft-status")).to_have_attribute("data-status", "rejected")
-    await page.get_by_role("button", name="Regenerate").click()
     await expect(page.locator("#draft-message")).to_contain_text("Regenerating")
+    assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
     await wait_no_active_run(tenant.client, site_id)
     await page.goto(rejected_url)
     await expect(page.locator("#draft-status")).to_have_attribute("data-status", "superseded")
