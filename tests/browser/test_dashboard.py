@@ -23,10 +23,16 @@ from playwright.async_api import Browser, Page, expect
 from devstack.stack import Stack
 from tests.helpers import Tenant, keyword_set
 
-# Clicks the element with the given id in the first moment it is in the page (before any timer can run).
+# Clicks the element with the given id in the first moment it is in the page (before any timer can run), noting
+# the draft's status shown at that moment in window.__statusWhenClicked.
 CLICK_ONCE_SWAPPED_IN = """id => new MutationObserver((_, observer) => {
   const element = document.getElementById(id);
-  if (element) { observer.disconnect(); element.click(); }
+  if (element) {
+    observer.disconnect();
+    const status = document.getElementById('draft-status');
+    window.__statusWhenClicked = status ? status.dataset.status : null;
+    element.click();
+  }
 }).observe(document.body, {childList: true, subtree: true})"""
 SHOTS = Path(os.environ.get("CONTENTLINE_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="contentline-shots-"))
 UNNAMED = re.compile(
@@ -233,6 +239,7 @@ async def _journey(page: Page, tenant: Tenant) -> None:
     await page.evaluate(CLICK_ONCE_SWAPPED_IN, "regenerate")
     await page.get_by_role("button", name="Reject").click()
     await expect(page.locator("#draft-message")).to_contain_text("Regenerating")
+    assert await page.evaluate("window.__statusWhenClicked") == "rejected"
     assert await page.evaluate("window.__sameDocument === true"), "the page was reloaded"
     await wait_no_active_run(tenant.client, site_id)
     await page.goto(rejected_url)
